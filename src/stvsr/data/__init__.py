@@ -1,0 +1,1 @@
+"""Video I/O, datasets and degradations."""

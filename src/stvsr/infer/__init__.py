@@ -1,0 +1,1 @@
+"""Inference: streaming video engine, sliding windows, tiling."""

