@@ -43,7 +43,7 @@ def run_demo(out: str | Path = "out/demo", *, model: str = DEFAULT_MODEL,
     sr_path = out / f"upscaled_x4_{model}.mp4"
     print(f"1/3 making a 320x180 input from the first {seconds:g} s of {src.name} (with audio)")
     with VideoReader(src, end=seconds) as reader, VideoWriter(
-        lr_path, fps=reader.info.frame_rate, crf=10, audio_from=src, end=seconds
+        lr_path, fps=reader.info.frame_rate, crf=10, audio_from=src, audio_range=(0, seconds)
     ) as writer:
         for frame in reader:
             lr = imresize(frame_to_tensor(frame.rgb).unsqueeze(0), 0.25)[0]
