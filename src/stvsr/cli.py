@@ -60,6 +60,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     sub.add_parser("models", help="list model presets")
 
+    from stvsr.train.command import add_train_parsers
+
+    add_train_parsers(sub)
+
     p = sub.add_parser("demo", help="upscale a real clip end to end and compare with its original")
     p.add_argument("--out", default="out/demo", help="output folder (default out/demo)")
     p.add_argument("--model", default=DEFAULT_MODEL)
@@ -144,12 +148,14 @@ def _cmd_demo(args: argparse.Namespace) -> None:
 
 COMMANDS = {"upscale": _cmd_upscale, "eval": _cmd_eval, "weights": _cmd_weights,
             "models": _cmd_models, "demo": _cmd_demo}
+# `train` and `data` set their handler on the parser (stvsr.train.command).
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        COMMANDS[args.command](args)
+        handler = COMMANDS.get(args.command) or args.handler
+        handler(args)
     except StvsrError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

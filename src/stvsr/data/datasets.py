@@ -1,0 +1,479 @@
+"""Training datasets: Vimeo-90K septuplets, REDS and any folder of clips, for S-VSR and ST-VSR.
+
+Every dataset here is a list of *clips* (:class:`ClipSource`: HR frames as files or a video
+file, optionally matching LR frames) sampled by :class:`VideoClipDataset`. One item is one
+random temporal window of one clip, randomly cropped, augmented and degraded. Randomness is
+drawn from a generator seeded by ``(seed, epoch, index)`` only, so an item is the same in any
+worker process, under any number of workers and after a resume (call :meth:`set_epoch`).
+Video files are opened lazily inside the worker that reads them, never in ``__init__``.
+
+Sampling modes (``mode``), with ``T = num_frames``, LR patch ``p`` and scale ``s``:
+
+``"svsr"``
+    ``lr (T, 3, p, p)``, ``gt (3, s·p, s·p)``: the HR frame at the window centre ``T // 2``
+    (window models such as EDVR).
+``"sequence"``
+    ``lr (T, 3, p, p)``, ``gt (T, 3, s·p, s·p)``: every HR frame (recurrent models).
+``"stvsr"``
+    a window of ``2T - 1`` HR frames; every other one (0, 2, …) is degraded into the input:
+    ``lr (T, 3, p, p)``, ``gt (2T - 1, 3, s·p, s·p)``.
+
+Pipeline per item: pick the window (start, frame interval) → read HR frames (and stored LR
+frames, if any) → aligned random crop (LR patch ``p`` at ``(y, x)``, HR patch at ``(s·y, s·x)``)
+→ flips / transpose / temporal reversal, applied identically to every frame → (no stored LR)
+optional Gaussian blur, then ``degrade`` (``bi``/``bd``/``bd-duf``) of the HR crop → optional
+noise, JPEG and H.264 compression of the LR frames. Values are float32 in [0, 1].
+
+Note: on-the-fly LR is made from the *cropped* HR patch, so the bicubic/blur kernels see padded
+borders at the patch edge (as in most on-the-fly pipelines); stored LR frames (REDS
+``train_sharp_bicubic``) are cropped instead.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+from collections import OrderedDict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from stvsr.data.degradations import add_gaussian_noise, degrade, gaussian_kernel1d, quantize
+from stvsr.errors import DataError
+
+__all__ = [
+    "MODES",
+    "REDS4_CLIPS",
+    "VIDEO_EXTENSIONS",
+    "ClipSource",
+    "DegradationSpec",
+    "VideoClipDataset",
+    "folder_clips",
+    "h264_compress",
+    "item_generator",
+    "reds_clips",
+    "vimeo_septuplet_clips",
+]
+
+MODES = ("svsr", "sequence", "stvsr")
+REDS4_CLIPS = ("000", "011", "015", "020")
+VIDEO_EXTENSIONS = (".mp4", ".mkv", ".mov", ".avi", ".webm", ".m4v", ".mpg", ".mpeg", ".y4m")
+_IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
+
+
+# --------------------------------------------------------------------------- clip sources
+
+
+@dataclass(frozen=True)
+class ClipSource:
+    """One training clip: HR frame files *or* a video file, plus optional stored LR frames."""
+
+    name: str
+    frames: tuple[Path, ...] = ()
+    video: Path | None = None
+    lr_frames: tuple[Path, ...] = ()
+
+    def __post_init__(self) -> None:
+        if bool(self.frames) == (self.video is not None):
+            raise ValueError("a ClipSource has either frame files or a video file")
+        if self.lr_frames and len(self.lr_frames) != len(self.frames):
+            raise DataError(f"clip {self.name}: {len(self.lr_frames)} LR frames for "
+                            f"{len(self.frames)} HR frames; the folders must match")
+
+
+def _require_dir(path: Path, what: str) -> None:
+    if not path.is_dir():
+        raise DataError(f"{what} folder {path} does not exist; check the dataset root")
+
+
+def _images(folder: Path) -> list[Path]:
+    from stvsr.data.video import _natural_key
+
+    files = [p for p in folder.iterdir()
+             if p.suffix.lower() in _IMAGE_EXTENSIONS and not p.name.startswith(".")]
+    return sorted(files, key=lambda p: _natural_key(p.name))
+
+
+def vimeo_septuplet_clips(root: str | Path,
+                          list_file: str | Path | None = None) -> list[ClipSource]:
+    """Clips of a Vimeo-90K septuplet root (``sequences/XXXXX/YYYY/im1..im7.png``).
+
+    ``list_file`` (absolute, or relative to ``root``; e.g. ``sep_trainlist.txt``) selects
+    ``XXXXX/YYYY`` entries; without it every septuplet under ``sequences/`` is used.
+    """
+    root = Path(root)
+    seq = root / "sequences" if (root / "sequences").is_dir() else root
+    _require_dir(seq, "Vimeo-90K sequences")
+    if list_file is not None:
+        lf = Path(list_file)
+        lf = lf if lf.is_absolute() else root / lf
+        if not lf.is_file():
+            raise DataError(f"Vimeo list file {lf} does not exist; fix data.list_file")
+        keys = [ln.strip() for ln in lf.read_text().splitlines() if ln.strip()]
+    else:
+        keys = sorted(f"{a.name}/{b.name}" for a in seq.iterdir() if a.is_dir()
+                      for b in a.iterdir() if b.is_dir())
+    clips = []
+    for key in keys:
+        files = tuple(seq / key / f"im{i}.png" for i in range(1, 8))
+        if not files[0].parent.is_dir():
+            raise DataError(f"septuplet {key} from the list is missing under {seq}")
+        clips.append(ClipSource(key, frames=files))
+    if not clips:
+        raise DataError(f"no septuplets found under {seq}")
+    return clips
+
+
+def reds_clips(root: str | Path, split: str = "train", *, lr: bool = True,
+               scale: int = 4) -> list[ClipSource]:
+    """Clips of a REDS root (``train_sharp/NNN/*.png`` and ``train_sharp_bicubic/X4/NNN/*.png``).
+
+    ``split``: ``"train"`` (all clips but REDS4 = 000, 011, 015, 020), ``"reds4"`` (those four)
+    or ``"all"``. ``lr``: use the stored bicubic LR frames (else LR is made on the fly).
+    """
+    root = Path(root)
+    hr_root = root / "train_sharp"
+    _require_dir(hr_root, "REDS train_sharp")
+    lr_root = root / "train_sharp_bicubic" / f"X{scale}"
+    if lr:
+        _require_dir(lr_root, "REDS train_sharp_bicubic")
+    if split not in ("train", "reds4", "all"):
+        raise DataError(f"unknown REDS split {split!r}; choose train, reds4 or all")
+    clips = []
+    for d in sorted(p for p in hr_root.iterdir() if p.is_dir()):
+        held_out = d.name in REDS4_CLIPS
+        if (split == "train" and held_out) or (split == "reds4" and not held_out):
+            continue
+        hr = tuple(_images(d))
+        lrf = tuple(_images(lr_root / d.name)) if lr else ()
+        if hr:
+            clips.append(ClipSource(d.name, frames=hr, lr_frames=lrf))
+    if not clips:
+        raise DataError(f"no REDS clips for split {split!r} under {hr_root}")
+    return clips
+
+
+def folder_clips(root: str | Path) -> list[ClipSource]:
+    """Every frame folder (any depth) and video file under ``root``, as clips (sorted)."""
+    root = Path(root)
+    _require_dir(root, "clip")
+    clips = []
+    for path in sorted(root.rglob("*")):
+        if path.is_dir():
+            files = _images(path)
+            if files:
+                clips.append(ClipSource(str(path.relative_to(root)), frames=tuple(files)))
+        elif path.suffix.lower() in VIDEO_EXTENSIONS:
+            clips.append(ClipSource(str(path.relative_to(root)), video=path))
+    if not clips and _images(root):
+        clips.append(ClipSource(root.name, frames=tuple(_images(root))))
+    if not clips:
+        raise DataError(f"no frame folders or video files under {root}")
+    return clips
+
+
+# --------------------------------------------------------------------------- degradations
+
+
+@dataclass
+class DegradationSpec:
+    """On-the-fly degradation of HR crops (ranges are sampled uniformly per item).
+
+    ``blur_sigma`` (Gaussian blur before ``kind``, HR pixels), ``noise_sigma`` (on the [0, 1]
+    scale, after downscaling), ``jpeg_quality`` and ``h264_crf`` (compression of the LR clip)
+    are ``(low, high)`` ranges or ``None`` (off); each extra is applied with probability
+    ``prob``.
+    """
+
+    kind: str = "bi"
+    scale: int = 4
+    blur_sigma: tuple[float, float] | None = None
+    noise_sigma: tuple[float, float] | None = None
+    jpeg_quality: tuple[int, int] | None = None
+    h264_crf: tuple[int, int] | None = None
+    prob: float = 1.0
+
+    def apply(self, hr: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:
+        """``(N, 3, H, W)`` HR → ``(N, 3, H/s, W/s)`` LR on the 8-bit grid."""
+        x = hr
+        if self.blur_sigma is not None and rng.random() < self.prob:
+            x = _gaussian_blur(x, float(rng.uniform(*self.blur_sigma)))
+        lr = degrade(x, self.kind, self.scale)
+        if self.noise_sigma is not None and rng.random() < self.prob:
+            sigma = float(rng.uniform(*self.noise_sigma))
+            gen = torch.Generator().manual_seed(int(rng.integers(2**62)))
+            lr = quantize(add_gaussian_noise(lr, sigma, generator=gen))
+        if self.jpeg_quality is not None and rng.random() < self.prob:
+            from stvsr.data.degradations import jpeg_compress
+
+            lr = jpeg_compress(lr, int(rng.integers(self.jpeg_quality[0],
+                                                    self.jpeg_quality[1] + 1)))
+        if self.h264_crf is not None and rng.random() < self.prob:
+            lr = h264_compress(lr, int(rng.integers(self.h264_crf[0], self.h264_crf[1] + 1)))
+        return lr
+
+
+def _gaussian_blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
+    """Separable Gaussian blur (odd kernel, reflect padding) of ``(N, 3, H, W)``."""
+    if sigma <= 0:
+        return x
+    size = 2 * math.ceil(3 * sigma) + 1
+    k = torch.from_numpy(gaussian_kernel1d(size, sigma)).to(x.dtype)
+    n, c, h, w = x.shape
+    y = x.reshape(n * c, 1, h, w)
+    pad = size // 2
+    y = torch.nn.functional.pad(y, (pad, pad, pad, pad), mode="replicate")
+    y = torch.nn.functional.conv2d(y, k.view(1, 1, 1, -1))
+    y = torch.nn.functional.conv2d(y, k.view(1, 1, -1, 1))
+    return y.reshape(n, c, h, w)
+
+
+def h264_compress(frames: torch.Tensor, crf: int, preset: str = "veryfast") -> torch.Tensor:
+    """Encode ``(N, 3, h, w)`` frames as one H.264 clip (libx264, yuv420p, ``crf``) in memory
+    and decode them back; odd sizes are edge-padded for the encoder and cropped after."""
+    import av
+
+    n, _, h, w = frames.shape
+    u8 = torch.floor(frames.clamp(0, 1) * 255 + 0.5).to(torch.uint8).permute(0, 2, 3, 1).numpy()
+    ph, pw = h + h % 2, w + w % 2
+    if (ph, pw) != (h, w):
+        u8 = np.pad(u8, ((0, 0), (0, ph - h), (0, pw - w), (0, 0)), mode="edge")
+    buf = io.BytesIO()
+    with av.open(buf, "w", format="mp4") as out:
+        stream = out.add_stream("libx264", rate=25)
+        stream.width, stream.height, stream.pix_fmt = pw, ph, "yuv420p"
+        stream.options = {"crf": str(int(crf)), "preset": preset}
+        for arr in u8:
+            out.mux(stream.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(arr),
+                                                             format="rgb24")))
+        out.mux(stream.encode(None))
+    buf.seek(0)
+    decoded = []
+    with av.open(buf, "r") as inp:
+        for frame in inp.decode(video=0):
+            decoded.append(frame.to_ndarray(format="rgb24")[:h, :w])
+    if len(decoded) != n:
+        raise RuntimeError(f"H.264 round trip returned {len(decoded)} of {n} frames")
+    arr = np.stack(decoded)
+    return torch.from_numpy(arr).permute(0, 3, 1, 2).to(frames.dtype) / 255.0
+
+
+# --------------------------------------------------------------------------- dataset
+
+
+def item_generator(seed: int, epoch: int, index: int) -> np.random.Generator:
+    """The generator of item ``index`` in ``epoch``: independent of workers and processes."""
+    return np.random.Generator(np.random.PCG64(np.random.SeedSequence([seed, epoch, index])))
+
+
+@dataclass
+class _WorkerCache:
+    """Per-process cache of decoded video frames (bounded by ``max_bytes``)."""
+
+    max_bytes: int = 512 << 20
+    frames: OrderedDict[str, list[np.ndarray]] = field(default_factory=OrderedDict)
+    counts: dict[str, int] = field(default_factory=dict)
+
+
+class VideoClipDataset(Dataset):
+    """Random windows of clips; see the module docstring for modes and the pipeline.
+
+    Args:
+        clips: the clips (:func:`vimeo_septuplet_clips`, :func:`reds_clips`,
+            :func:`folder_clips`).
+        mode: ``"svsr"``, ``"sequence"`` or ``"stvsr"``.
+        num_frames: ``T`` (LR frames per item).
+        lr_patch: LR crop size ``p`` (``None``: whole frames, which must then share a size).
+        scale: spatial factor ``s``.
+        degradation: how LR is made when a clip has no stored LR frames.
+        intervals: frame intervals to choose from (temporal augmentation; 1 = consecutive).
+        flip, transpose, reverse: random horizontal/vertical flips, H↔W transpose, temporal
+            reversal (each with probability 1/2).
+        repeat: items per clip per epoch.
+        seed: base seed.
+
+    Items are dicts ``{"lr": (T, 3, p, p), "gt": ..., "key": str}`` (see module docstring).
+    """
+
+    def __init__(
+        self,
+        clips: Sequence[ClipSource],
+        *,
+        mode: str = "svsr",
+        num_frames: int = 5,
+        lr_patch: int | None = 64,
+        scale: int = 4,
+        degradation: DegradationSpec | None = None,
+        intervals: Sequence[int] = (1,),
+        flip: bool = True,
+        transpose: bool = True,
+        reverse: bool = False,
+        repeat: int = 1,
+        seed: int = 0,
+        cache_mb: int = 512,
+    ) -> None:
+        if mode not in MODES:
+            raise DataError(f"unknown sampling mode {mode!r}; choose one of {', '.join(MODES)}")
+        if not clips:
+            raise DataError("the dataset has no clips")
+        if num_frames < 1 or (mode == "stvsr" and num_frames < 2):
+            need = 2 if mode == "stvsr" else 1
+            raise DataError(f"num_frames must be >= {need}, got {num_frames}")
+        if repeat < 1 or not intervals or min(intervals) < 1:
+            raise DataError("repeat and every frame interval must be >= 1")
+        self.clips = list(clips)
+        self.mode = mode
+        self.num_frames = int(num_frames)
+        self.lr_patch = lr_patch
+        self.scale = int(scale)
+        self.degradation = degradation or DegradationSpec(scale=scale)
+        if self.degradation.scale != self.scale:
+            raise DataError(f"degradation scale {self.degradation.scale} != dataset scale {scale}")
+        self.intervals = tuple(int(i) for i in intervals)
+        self.flip, self.transpose, self.reverse = flip, transpose, reverse
+        self.repeat = int(repeat)
+        self.seed = int(seed)
+        self.epoch = 0
+        self._cache_bytes = int(cache_mb) << 20
+        self._cache: _WorkerCache | None = None  # created lazily, per process
+
+    # ---- bookkeeping --------------------------------------------------------------------
+    def __len__(self) -> int:
+        return len(self.clips) * self.repeat
+
+    def set_epoch(self, epoch: int) -> None:
+        """Select the epoch whose random draws items use (call before iterating)."""
+        self.epoch = int(epoch)
+
+    @property
+    def hr_window(self) -> int:
+        """HR frames read per item."""
+        return 2 * self.num_frames - 1 if self.mode == "stvsr" else self.num_frames
+
+    def _worker_cache(self) -> _WorkerCache:
+        if self._cache is None:
+            self._cache = _WorkerCache(self._cache_bytes)
+        return self._cache
+
+    def _num_clip_frames(self, clip: ClipSource) -> int:
+        if clip.video is None:
+            return len(clip.frames)
+        cache = self._worker_cache()
+        key = str(clip.video)
+        if key not in cache.counts:
+            from stvsr.data.video import count_frames
+
+            cache.counts[key] = count_frames(clip.video)
+        return cache.counts[key]
+
+    def _read_video(self, clip: ClipSource, idx: list[int]) -> list[np.ndarray]:
+        """Frames ``idx`` of a video file, decoding up to ``max(idx)`` (cached per worker)."""
+        from stvsr.data.video import VideoReader
+
+        cache = self._worker_cache()
+        key = str(clip.video)
+        frames = cache.frames.get(key)
+        if frames is None or len(frames) <= max(idx):
+            frames = []
+            for f in VideoReader(clip.video):
+                frames.append(f.rgb)
+                if len(frames) > max(idx):
+                    break
+            if len(frames) <= max(idx):
+                raise DataError(f"{clip.video} has only {len(frames)} decodable frames")
+            cache.frames[key] = frames
+        cache.frames.move_to_end(key)
+        total = sum(a.nbytes for fs in cache.frames.values() for a in fs)
+        while total > cache.max_bytes and len(cache.frames) > 1:
+            _, old = cache.frames.popitem(last=False)
+            total -= sum(a.nbytes for a in old)
+        return [frames[i] for i in idx]
+
+    # ---- sampling -----------------------------------------------------------------------
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        rng = item_generator(self.seed, self.epoch, index)
+        clip = self.clips[index % len(self.clips)]
+        n = self._num_clip_frames(clip)
+        span = self.hr_window
+        usable = [i for i in self.intervals if (span - 1) * i + 1 <= n]
+        if not usable:
+            raise DataError(f"clip {clip.name} has {n} frames; an item needs {span}")
+        interval = usable[int(rng.integers(len(usable)))]
+        start = int(rng.integers(n - (span - 1) * interval))
+        idx = [start + k * interval for k in range(span)]
+        hr = self._load(clip, idx, lr=False)
+        lr = self._load(clip, idx, lr=True) if clip.lr_frames else None
+        hr_t, lr_t = self._crop(hr, lr, rng, clip.name)
+        hr_t, lr_t = self._augment(hr_t, lr_t, rng)
+        inputs = slice(0, None, 2) if self.mode == "stvsr" else slice(None)
+        if lr_t is None:
+            lr_t = self.degradation.apply(hr_t[inputs], rng)
+        else:
+            lr_t = lr_t[inputs]
+        if self.mode == "svsr":
+            gt = hr_t[self.num_frames // 2]
+        else:
+            gt = hr_t
+        key = f"{clip.name}/{idx[0]}-{idx[-1]}"
+        return {"lr": lr_t.contiguous(), "gt": gt.contiguous(), "key": key}
+
+    def _load(self, clip: ClipSource, idx: list[int], *, lr: bool) -> np.ndarray:
+        from stvsr.data.video import read_image
+
+        if clip.video is not None:
+            frames = self._read_video(clip, idx)
+        else:
+            files = clip.lr_frames if lr else clip.frames
+            frames = [read_image(files[i]) for i in idx]
+        shapes = {f.shape for f in frames}
+        if len(shapes) != 1:
+            raise DataError(f"clip {clip.name} mixes frame sizes {sorted(shapes)}")
+        return np.stack(frames)  # (N, H, W, 3) uint8
+
+    def _crop(self, hr: np.ndarray, lr: np.ndarray | None, rng: np.random.Generator,
+              name: str) -> tuple[torch.Tensor, torch.Tensor | None]:
+        s = self.scale
+        hh, ww = hr.shape[1] // s, hr.shape[2] // s  # LR size after modcrop
+        if lr is not None and (lr.shape[1], lr.shape[2]) != (hh, ww):
+            raise DataError(f"clip {name}: LR frames are {lr.shape[2]}x{lr.shape[1]}, expected "
+                            f"{ww}x{hh} (HR / {s})")
+        p = self.lr_patch
+        if p is None:
+            y = x = 0
+            ph, pw = hh, ww
+        else:
+            if hh < p or ww < p:
+                raise DataError(f"clip {name} ({hr.shape[2]}x{hr.shape[1]}) is smaller than the "
+                                f"HR patch {p * s}; lower data.lr_patch")
+            y, x = int(rng.integers(hh - p + 1)), int(rng.integers(ww - p + 1))
+            ph = pw = p
+        hr_c = hr[:, s * y: s * (y + ph), s * x: s * (x + pw)]
+        hr_t = torch.from_numpy(np.ascontiguousarray(hr_c)).permute(0, 3, 1, 2).float() / 255.0
+        lr_t = None
+        if lr is not None:
+            lr_c = lr[:, y: y + ph, x: x + pw]
+            lr_t = torch.from_numpy(np.ascontiguousarray(lr_c)).permute(0, 3, 1, 2).float() / 255.0
+        return hr_t, lr_t
+
+    def _augment(self, hr: torch.Tensor, lr: torch.Tensor | None, rng: np.random.Generator
+                 ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        # Draw every flag unconditionally so the random stream does not depend on the options.
+        hflip, vflip, trans, rev = (bool(v) for v in rng.random(4) < 0.5)
+        ops: list = []
+        if self.flip and hflip:
+            ops.append(lambda t: t.flip(-1))
+        if self.flip and vflip:
+            ops.append(lambda t: t.flip(-2))
+        if self.transpose and trans and (self.lr_patch is not None or hr.shape[-1] == hr.shape[-2]):
+            ops.append(lambda t: t.transpose(-1, -2))
+        if self.reverse and rev:
+            ops.append(lambda t: t.flip(0))
+        for op in ops:
+            hr = op(hr)
+            lr = None if lr is None else op(lr)
+        return hr, lr

@@ -1,0 +1,207 @@
+"""Trainer: config validation, schedule, a few steps, bit-for-bit resume, freezing, Ctrl-C."""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import os
+import signal
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from stvsr.data.video import write_image
+from stvsr.train.config import ConfigError, config_from_dict, load_config
+from stvsr.train.schedule import cosine_restart_factor
+from stvsr.train.trainer import StepSampler, Trainer
+
+TINY_SFNET = {"num_feat": 8, "num_fe": 1, "num_ds": 1, "num_rec": 1, "fetch_frames": 2}
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def data_root(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("train_clips")
+    rng = np.random.default_rng(0)
+    for c in range(3):
+        d = root / f"clip{c}"
+        d.mkdir()
+        base = rng.integers(0, 256, (10, 12, 3)).astype(np.float32)
+        big = np.kron(base, np.ones((4, 4, 1)))
+        for t in range(7):
+            write_image(d / f"{t:03d}.png", np.roll(big, t, axis=1).astype(np.uint8))
+    return root
+
+
+def tiny_cfg(root: Path, **sections) -> dict:
+    cfg = {
+        "model": {"preset": "sfnet-s", "overrides": dict(TINY_SFNET)},
+        "data": {"type": "folder", "root": str(root), "mode": "stvsr", "num_frames": 2,
+                 "lr_patch": 4, "batch_size": 2, "reverse": True, "repeat": 2},
+        "loss": {"structure_weight": 0.25},
+        "schedule": {"periods": [10], "warmup_steps": 1},
+        "train": {"total_steps": 4, "log_every": 1, "ckpt_every": 100, "ema_decay": 0.5,
+                  "device": "cpu"},
+    }
+    for sec, values in sections.items():
+        cfg.setdefault(sec, {}).update(values)
+    return cfg
+
+
+def test_config_errors_are_one_line(tmp_path: Path) -> None:
+    good = tiny_cfg(tmp_path)
+    bad_cases = [
+        ({**good, "optim": {"lrr": 1}}, "optim.lrr"),
+        ({**good, "optim": {"lr": "fast"}}, "optim.lr"),
+        ({**good, "loss": {"type": "huber"}}, "loss.type"),
+        ({**good, "schedule": {"periods": [5, 5], "restart_weights": [1]}}, "restart_weights"),
+        ({**good, "freeze": {"steps": 5}}, "freeze"),
+        ({"data": good["data"]}, "model.preset"),
+    ]
+    for data, needle in bad_cases:
+        with pytest.raises(ConfigError) as info:
+            config_from_dict(data, "x.yaml")
+        assert needle in str(info.value) and "\n" not in str(info.value)
+    cfg = config_from_dict(good, overrides=["optim.lr=1e-3", "train.seed=3"])
+    assert cfg.optim.lr == 1e-3 and cfg.train.seed == 3
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_config(tmp_path / "none.yaml")
+
+
+def test_shipped_configs_validate() -> None:
+    names = sorted(p.name for p in (REPO / "configs").glob("*.yaml"))
+    assert {"edvr_m_reds.yaml", "edvr_m_wotsa_reds.yaml", "sfnet_vimeo.yaml",
+            "edvr_m_cpu_smoke.yaml", "sfnet_s_cpu.yaml"} <= set(names)
+    for name in names:
+        cfg = load_config(REPO / "configs" / name)
+        assert cfg.train.total_steps > 0
+    edvr = load_config(REPO / "configs" / "edvr_m_reds.yaml")
+    assert edvr.schedule.periods == [50000, 100000, 150000, 150000, 150000]
+    assert edvr.freeze.train_only == ["fusion"] and edvr.freeze.steps == 50000
+    assert edvr.data.batch_size == 32 and edvr.data.lr_patch == 64
+
+
+def test_cosine_restart_schedule() -> None:
+    periods, weights = [10, 20], [1.0, 0.5]
+    assert cosine_restart_factor(0, periods, weights, 0.0) == pytest.approx(1.0)
+    assert cosine_restart_factor(5, periods, weights, 0.0) == pytest.approx(0.5)
+    assert cosine_restart_factor(10, periods, weights, 0.0) == pytest.approx(0.5)  # restart
+    assert cosine_restart_factor(20, periods, weights, 0.1) == pytest.approx(0.1 + 0.45 * 0.5)
+    assert cosine_restart_factor(99, periods, weights, 0.1) == pytest.approx(0.1)
+
+
+def test_step_sampler_shards_global_batch() -> None:
+    single = list(StepSampler(10, 4, seed=1))
+    parts = [list(StepSampler(10, 4, rank=r, world=2, seed=1)) for r in range(2)]
+    for b in range(2):
+        assert single[4 * b: 4 * b + 4] == parts[0][2 * b: 2 * b + 2] + parts[1][2 * b: 2 * b + 2]
+    s = StepSampler(10, 4, seed=1)
+    s.set_epoch(0, start_batch=1)
+    assert list(s) == single[4:]
+    assert len(list(StepSampler(3, 8, seed=0))) == 8  # small datasets repeat
+
+
+def _read_csv(path: Path) -> list[dict]:
+    with open(path, newline="") as fh:
+        return list(csv.DictReader(fh))
+
+
+def test_train_few_steps_and_outputs(data_root: Path, tmp_path: Path) -> None:
+    from stvsr import create_model
+
+    cfg = config_from_dict(tiny_cfg(data_root))
+    summary = Trainer(cfg, tmp_path, progress=False).fit()
+    assert [s for s, _ in summary["history"]] == [1, 2, 3, 4]
+    assert all(np.isfinite(v) for _, v in summary["history"])
+    rows = _read_csv(tmp_path / "train_log.csv")
+    assert [int(r["step"]) for r in rows] == [1, 2, 3, 4]
+    assert float(rows[0]["lr"]) == pytest.approx(4e-4)  # warm-up of one step, then cosine
+    assert float(rows[1]["lr"]) < 4e-4
+    for name in ("model.safetensors", "model_ema.safetensors",
+                 "checkpoints/step_0000004.pt", "checkpoints/latest.txt"):
+        assert (tmp_path / name).is_file(), name
+    model = create_model("sfnet-s", weights=tmp_path / "model.safetensors", **TINY_SFNET)
+    out = model(torch.rand(1, 2, 3, 8, 8))
+    assert out.shape == (1, 3, 3, 32, 32)
+
+
+def test_resume_is_bit_for_bit(data_root: Path, tmp_path: Path) -> None:
+    cfg = config_from_dict(tiny_cfg(data_root, train={"total_steps": 5}))
+    full = Trainer(cfg, tmp_path / "a", progress=False)
+    hist_a = full.fit()["history"]
+    first = Trainer(cfg, tmp_path / "b", progress=False)
+    first.fit(max_steps=2)  # stop mid-run and mid-epoch (3 batches per epoch)
+    del first
+    resumed = Trainer(cfg, tmp_path / "b", progress=False)
+    assert resumed.resume() and resumed.step == 2 and resumed.batch_in_epoch == 2
+    hist_b = resumed.fit()["history"]
+    assert hist_b == hist_a[2:]  # identical floats, not just close
+    for (k, pa), pb in zip(full.module.state_dict().items(), resumed.module.state_dict().values()):
+        assert torch.equal(pa, pb), k
+    for pa, pb in zip(full.ema.parameters(), resumed.ema.parameters()):
+        assert torch.equal(pa, pb)
+    rows = _read_csv(tmp_path / "b" / "train_log.csv")
+    assert [int(r["step"]) for r in rows] == [1, 2, 3, 4, 5]
+
+
+def test_freeze_trains_only_matching_first(data_root: Path, tmp_path: Path) -> None:
+    cfg = config_from_dict(tiny_cfg(data_root, freeze={"steps": 1, "train_only": ["rec_d"]},
+                                    train={"total_steps": 2, "ema_decay": 0.0}))
+    tr = Trainer(cfg, tmp_path, progress=False)
+    before = {k: v.clone() for k, v in tr.module.state_dict().items()}
+    tr.fit(max_steps=1)
+    after1 = tr.module.state_dict()
+    changed = {k for k in before if not torch.equal(before[k], after1[k])}
+    assert changed and all(k.startswith("rec_d.") for k in changed)
+    snap = {k: v.clone() for k, v in after1.items()}
+    tr.fit()
+    after2 = tr.module.state_dict()
+    assert not torch.equal(snap["fe.main.0.weight"], after2["fe.main.0.weight"])
+
+
+def test_window_model_trains(data_root: Path, tmp_path: Path) -> None:
+    cfg = config_from_dict(tiny_cfg(
+        data_root,
+        model={"preset": "edvr-m", "overrides": {"num_feat": 8, "num_extract_block": 1,
+                                                 "num_reconstruct_block": 1, "num_frame": 3}},
+        data={"mode": "auto", "num_frames": 3},
+        loss={"structure_weight": 0.0, "reduction": "sum", "eps": 1e-6},
+        train={"total_steps": 2, "ema_decay": 0.0, "grad_clip": 10.0}))
+    hist = Trainer(cfg, tmp_path, progress=False).fit()["history"]
+    assert len(hist) == 2 and all(np.isfinite(v) for _, v in hist)
+
+
+def test_interrupt_writes_checkpoint(data_root: Path, tmp_path: Path) -> None:
+    cfg = config_from_dict(tiny_cfg(data_root, train={"total_steps": 10, "ema_decay": 0.0}))
+
+    class Interrupted(Trainer):
+        def forward_backward(self, batch):
+            if self.step == 1:
+                os.kill(os.getpid(), signal.SIGINT)  # as Ctrl-C during step 2
+            return super().forward_backward(batch)
+
+    tr = Interrupted(cfg, tmp_path, progress=False)
+    with pytest.raises(KeyboardInterrupt):
+        tr.fit()
+    assert tr.step == 2
+    assert (tmp_path / "checkpoints" / "latest.txt").read_text().strip() == "step_0000002"
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+def test_cli_parsers(data_root: Path, tmp_path: Path) -> None:
+    import yaml
+
+    from stvsr.train.command import add_train_parsers
+
+    parser = argparse.ArgumentParser()
+    add_train_parsers(parser.add_subparsers(dest="command"))
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump(tiny_cfg(data_root)))
+    args = parser.parse_args(["train", str(path), "--max-steps", "1", "--out",
+                              str(tmp_path / "run"), "--quiet", "--set", "train.ema_decay=0"])
+    args.handler(args)
+    assert (tmp_path / "run" / "checkpoints" / "step_0000001.pt").is_file()
+    args = parser.parse_args(["data", "prepare", str(tmp_path / "c"), "--no-videos"])
+    assert args.handler.__name__ == "run_data" and args.clip_len == 30
