@@ -1309,6 +1309,7 @@ class _SegmentMuxer(VideoWriter):
         try:
             stream = container.add_stream_from_template(template)
             stream.time_base = tb
+            stream.codec_context.framerate = fps  # the segment container's own rate is bogus
             if self.codec == "libx265" and self.path.suffix.lower() in (".mp4", ".mov"):
                 stream.codec_tag = "hvc1"
             if self.rotation:
@@ -1330,6 +1331,7 @@ class _SegmentMuxer(VideoWriter):
         packet.time_base = self._tb
         packet.pts = round(time / self._tb)
         packet.dts = round(dts_time / self._tb)
+        packet.duration = max(1, round(1 / ((self.fps or Fraction(25)) * self._tb)))
         self._container.mux(packet)
         self.frames_written += 1
 

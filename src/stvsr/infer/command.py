@@ -3,34 +3,82 @@
 from __future__ import annotations
 
 import argparse
+import json
+import sys
 from collections.abc import Callable
 
 from stvsr.infer.defaults import DEFAULT_MODEL
 
 
 def add_upscale_parser(sub, add_run_options: Callable[[argparse.ArgumentParser], None]) -> None:
-    p = sub.add_parser("upscale", help="restore a video file or image folder")
+    """Register ``stvsr upscale`` on the subparsers ``sub`` (``add_run_options`` adds --weights,
+    --device, --precision, --chunk, --overlap, --tile, --quiet)."""
+    p = sub.add_parser(
+        "upscale", help="restore a video file or image folder (resumable, streaming)",
+        description="Upscale (and, with a space-time model, double the frame rate of) a video "
+                    "file or a folder of frames. Output is written in segments to "
+                    "OUTPUT.stvsr-work/; re-running an interrupted command resumes it.")
     p.add_argument("input", help="video file or folder of frames")
-    p.add_argument("output", help="video file (.mp4/.mkv/.mov) or a folder for PNG frames")
+    p.add_argument("output", help="video file (.mp4/.mkv/.mov/.avi) or a name without "
+                                  "extension for a folder of PNG frames")
     p.add_argument("--model", default=DEFAULT_MODEL, help=f"preset (default: {DEFAULT_MODEL})")
     add_run_options(p)
     p.add_argument("--codec", default="libx264", help="libx264, libx265, ffv1 (default libx264)")
-    p.add_argument("--crf", type=int, default=18)
+    p.add_argument("--crf", type=int, default=18, help="x264/x265 quality (default 18)")
     p.add_argument("--preset", default="medium", help="encoder preset (x264/x265)")
-    p.add_argument("--pix-fmt", default=None, help="output pixel format (default: codec's)")
-    p.add_argument("--lossless", action="store_true", help="lossless encoding (FFV1 / x264 qp 0)")
+    p.add_argument("--pix-fmt", default=None,
+                   help="output pixel format (default: yuv420p, or yuv420p10le for >8-bit input)")
+    p.add_argument("--lossless", action="store_true",
+                   help="lossless encoding (x264 qp 0 / x265 lossless / FFV1)")
+    p.add_argument("--scale", type=float, default=None,
+                   help="output scale factor (default: the model's; others resize its output "
+                        "with MATLAB bicubic)")
+    p.add_argument("--fps-factor", type=int, choices=[1, 2], default=None,
+                   help="2 doubles the frame rate (space-time models; their default), 1 keeps it")
     p.add_argument("--start", type=float, default=None, help="start time in seconds")
     p.add_argument("--end", type=float, default=None, help="end time in seconds")
+    p.add_argument("--segment-frames", type=int, default=None,
+                   help="input frames per resumable segment (default 4 x chunk)")
+    p.add_argument("--no-scene-detect", action="store_true",
+                   help="do not split the stream at scene cuts")
+    p.add_argument("--scene-threshold", type=float, default=0.12,
+                   help="minimum luma distance (0-1) of a scene cut (default 0.12)")
+    p.add_argument("--fps", type=float, default=25.0,
+                   help="frame rate of a folder of frames (default 25)")
+    p.add_argument("--progress", choices=["bar", "json", "none"], default="bar",
+                   help="progress display; json = one object per line on stderr")
+    p.add_argument("--dry-run", action="store_true",
+                   help="print the plan and an estimate of time and memory; write nothing")
 
 
 def run_upscale(args: argparse.Namespace) -> None:
+    """Handle ``stvsr upscale`` (errors propagate as :class:`~stvsr.errors.StvsrError`)."""
+    from fractions import Fraction
+
     from stvsr.infer.engine import upscale_video
 
+    progress = "none" if getattr(args, "quiet", False) else args.progress
+    say = (lambda s: None) if progress == "none" and not args.dry_run else (
+        lambda s: print(s, file=sys.stderr))
     summary = upscale_video(
         args.input, args.output, model=args.model, weights=args.weights, device=args.device,
         precision=args.precision, chunk=args.chunk, overlap=args.overlap, tile=args.tile,
-        codec=args.codec, crf=args.crf, preset=args.preset, pix_fmt=args.pix_fmt,
-        lossless=args.lossless, start=args.start, end=args.end, progress=not args.quiet)
+        scale=args.scale, fps_factor=args.fps_factor, codec=args.codec, crf=args.crf,
+        preset=args.preset, pix_fmt=args.pix_fmt, lossless=args.lossless, start=args.start,
+        end=args.end, segment_frames=args.segment_frames,
+        scene_detect=not args.no_scene_detect, scene_threshold=args.scene_threshold,
+        fps_for_folders=Fraction(args.fps).limit_denominator(1001), progress=progress,
+        dry_run=args.dry_run, log=say)
+    if args.dry_run:
+        if progress == "json":
+            print(json.dumps(summary, default=str), file=sys.stderr)
+        return
+    if progress == "json":
+        print(json.dumps({"stage": "done", **summary}, default=str), file=sys.stderr)
+    if getattr(args, "quiet", False):
+        return
     print(f"wrote {summary['output']}: {summary['frames_out']} frames "
-          f"{summary['width']}x{summary['height']} at {summary['fps']} fps "
-          f"in {summary['seconds']:.1f} s ({summary['frames_per_second']:.2f} frames/s)")
+          f"{summary['width']}x{summary['height']} at {summary['fps']} fps, "
+          f"{summary['codec']} {summary['bits']}-bit; {summary['segments']} segments "
+          f"({summary['resumed_segments']} resumed), {len(summary['scene_cuts'])} scene cuts; "
+          f"{summary['seconds']:.1f} s ({summary['frames_per_second']:.2f} frames/s)")

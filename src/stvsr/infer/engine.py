@@ -1,56 +1,388 @@
-"""``stvsr upscale``: streaming decode → model → encode for real video files.
+"""``stvsr upscale``: resumable, streaming decode → model → encode for real video files.
 
-Frames are decoded one at a time, restored in bounded windows by
-:func:`stvsr.infer.runner.restore_stream`, and encoded as they come out; audio and subtitle
-streams are copied without re-encoding. Output timestamps come from the input's own per-frame
-timestamps (space-time models add the midpoints), never from a rounded frame rate. The output
-file appears only when it is complete.
+Pipeline (:func:`upscale_video`):
+
+1. **Scan** the input once (cheap, no model): exact per-frame times (variable frame rate
+   included) and the luma distance between consecutive frames; scene cuts follow from it
+   (:mod:`stvsr.infer.scenes`). The scan never trusts the header's frame count. It is stored in
+   the work folder's manifest, so a resumed run does not repeat it.
+2. **Plan** segments of at most ``segment_frames`` input frames that never span a cut
+   (:mod:`stvsr.infer.segments`).
+3. **Restore** every unfinished segment: its input frames plus ``context`` frames on each side
+   (clipped to the shot) are decoded as a stream, run through
+   :func:`stvsr.infer.runner.restore_stream` (chunked / sliding window / space-time, optionally
+   tiled with out-of-memory tile halving), the context outputs are dropped and the rest is encoded
+   with the final codec into ``OUTPUT.stvsr-work/segNNNNNN.nut`` (or a PNG folder). Only a bounded
+   number of frames is in memory at any time, whatever the video length.
+4. **Join** the segments by remuxing their packets (no re-encode) into the output with exact
+   timestamps, copying audio and subtitles in sync; the output appears atomically, then the work
+   folder is removed.
+
+Time: output frames carry the input's own timestamps; a space-time model at ``fps_factor=2``
+adds in-between frames at the exact midpoints, and the nominal rate is exactly twice the input's
+rational rate. Across a scene cut the in-between frame repeats the previous frame.
+
+Colour: frames are read at their bit depth (10-bit → ``uint16``), converted with the input's own
+YUV matrix and range, restored in float and written back at that bit depth when the codec allows
+(x264 high10, x265, FFV1, 16-bit PNG) with the input's range/matrix/primaries/transfer tags.
+Rotation: the display matrix is carried over to video outputs (frames stay unrotated, players
+rotate them as they did the input); PNG frames are rotated so that they look upright.
+
+Resume: the work folder's manifest names the input (path, size, mtime, probe), the model
+(preset + weights SHA-256) and the options; re-running the same command skips finished segments.
+The environment variable ``STVSR_INTERRUPT_AFTER_SEGMENTS=k`` raises ``KeyboardInterrupt``
+after ``k`` segments of a run (a test hook that simulates Ctrl-C).
 """
 
 from __future__ import annotations
 
+import errno
+import hashlib
+import io
+import json
+import math
+import os
+import shutil
+import sys
+import tempfile
 import time
-from collections import deque
-from collections.abc import Iterator
+import uuid
+import warnings
+from collections.abc import Callable, Iterator
 from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
+import av
+import numpy as np
 import torch
+from torch import nn
 
-from stvsr.data.video import VideoReader, VideoWriter
-from stvsr.errors import StvsrError
+from stvsr.data.video import (
+    CODEC_ALIASES,
+    VIDEO_EXTENSIONS,
+    VideoInfo,
+    VideoReader,
+    VideoWriter,
+    concat_segments,
+    count_frames,
+)
+from stvsr.errors import StvsrError, VideoError
 from stvsr.infer.defaults import DEFAULT_MODEL
 from stvsr.infer.runner import restore_stream
+from stvsr.infer.scenes import detect_cuts, frame_distance, luma_thumbnail
+from stvsr.infer.segments import (
+    Segment,
+    WorkDir,
+    input_fingerprint,
+    output_plan,
+    plan_segments,
+    sha256_file,
+)
+
+__all__ = ["CHUNK", "OVERLAP", "Progress", "frame_to_tensor", "tensor_to_frame", "upscale_video"]
 
 # Default chunking: recurrent models see up to CHUNK frames at once plus OVERLAP context frames
 # on each side (BasicVSR at 320×180 needs ~1 GB per 50 frames).
 CHUNK, OVERLAP = 30, 5
+#: Input frames per resumable segment (default: 4 chunks).
+SEGMENT_CHUNKS = 4
+_CONTAINER_FORMAT = {".mp4": "mp4", ".mov": "mov", ".mkv": "matroska", ".avi": "avi"}
+_INTERRUPT_ENV = "STVSR_INTERRUPT_AFTER_SEGMENTS"
 
 
-def frame_to_tensor(rgb) -> torch.Tensor:
+def frame_to_tensor(rgb: np.ndarray) -> torch.Tensor:
     """``(H, W, 3)`` uint8/uint16 array → ``(3, H, W)`` float32 in [0, 1]."""
-    t = torch.from_numpy(rgb).permute(2, 0, 1)
-    peak = 65535.0 if rgb.dtype.itemsize == 2 else 255.0
-    return t.float().div_(peak)
+    peak = 65535.0 if rgb.dtype == np.uint16 else 255.0
+    t = torch.from_numpy(rgb.astype(np.float32) if rgb.dtype == np.uint16 else rgb)
+    return t.permute(2, 0, 1).float().div_(peak)
 
 
-def tensor_to_frame(x: torch.Tensor):
-    """``(3, H, W)`` float → ``(H, W, 3)`` uint8 (clamped, rounded)."""
-    return x.clamp(0, 1).mul(255).round().to(torch.uint8).permute(1, 2, 0).contiguous().numpy()
+def tensor_to_frame(x: torch.Tensor, high: bool = False) -> np.ndarray:
+    """``(3, H, W)`` float → ``(H, W, 3)`` uint8 (or uint16 on 0-65535 when ``high``)."""
+    peak = 65535.0 if high else 255.0
+    y = x.detach().float().clamp(0, 1).mul(peak).round().permute(1, 2, 0).contiguous().numpy()
+    return y.astype(np.uint16 if high else np.uint8)
+
+
+# --------------------------------------------------------------------------------------------
+# Progress
+# --------------------------------------------------------------------------------------------
+
+
+class Progress:
+    """Frames done / total, fps and ETA: a tqdm bar (``"bar"``), JSON lines on stderr
+    (``"json"``: ``{"stage", "frames_done", "total", "fps", "eta_s"}``) or nothing (``"none"``)."""
+
+    def __init__(self, mode: str, total: int, *, initial: int = 0, stage: str = "upscale",
+                 stream: Any = None) -> None:
+        if mode not in ("bar", "json", "none"):
+            raise StvsrError(f"unknown progress mode {mode!r}; use bar, json or none")
+        self.mode, self.total, self.done, self.stage = mode, total, initial, stage
+        self.initial = initial
+        self.stream = stream if stream is not None else sys.stderr
+        self.t0 = time.perf_counter()
+        self._last_emit = 0.0
+        self._bar = None
+        if mode == "bar":
+            from tqdm import tqdm
+
+            self._bar = tqdm(total=total, initial=initial, unit="frame", desc=stage,
+                             file=self.stream, dynamic_ncols=True)
+
+    @property
+    def fps(self) -> float:
+        return (self.done - self.initial) / max(time.perf_counter() - self.t0, 1e-9)
+
+    def update(self, n: int = 1) -> None:
+        self.done += n
+        if self._bar is not None:
+            self._bar.update(n)
+        elif self.mode == "json":
+            now = time.perf_counter()
+            if now - self._last_emit >= 0.5 or self.done >= self.total:
+                self._last_emit = now
+                self.emit()
+
+    def emit(self) -> None:
+        fps = self.fps
+        eta = (self.total - self.done) / fps if fps > 0 else None
+        line = {"stage": self.stage, "frames_done": self.done, "total": self.total,
+                "fps": round(fps, 3), "eta_s": None if eta is None else round(eta, 1)}
+        print(json.dumps(line), file=self.stream, flush=True)
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.close()
+            self._bar = None
+        elif self.mode == "json" and self.done < self.total:
+            self.emit()
+
+
+# --------------------------------------------------------------------------------------------
+# Input feed
+# --------------------------------------------------------------------------------------------
+
+
+class _Feed:
+    """Forward-only frame source by input index, keeping a few frames for the next segment's
+    left context (at most ``hi - keep_from`` frames)."""
+
+    def __init__(self, reader: VideoReader, first: int, times: list[Fraction]) -> None:
+        self.reader, self.times = reader, times
+        self.iter = iter(reader)
+        self.next = first
+        self.cache: dict[int, np.ndarray] = {}
+        self.tol = Fraction(1, 2) / reader.info.frame_rate if reader.info.frame_rate else (
+            reader.info.time_base)
+
+    def _read(self) -> None:
+        try:
+            frame = next(self.iter)
+        except StopIteration:
+            raise VideoError(
+                f"{self.reader.path} ended at frame {self.next} but the scan found "
+                f"{len(self.times)} frames; was the input changed during the run?"
+            ) from None
+        expected = self.times[self.next]
+        if abs(frame.time - expected) > max(self.tol, Fraction(1, 1000)):
+            raise VideoError(
+                f"{self.reader.path}: frame {self.next} is at {float(frame.time):.4f} s, the scan "
+                f"said {float(expected):.4f} s; delete the work folder and run again"
+            )
+        self.cache[self.next] = frame.rgb
+        self.next += 1
+
+    def frames(self, lo: int, hi: int, keep_from: int) -> Iterator[np.ndarray]:
+        """Yield input frames ``lo .. hi-1``; afterwards only frames ``>= keep_from`` are kept."""
+        for k in [k for k in self.cache if k < lo]:
+            del self.cache[k]
+        for i in range(lo, hi):
+            while self.next <= i:
+                self._read()
+                if self.next - 1 < lo:  # frames of segments finished in an earlier run
+                    del self.cache[self.next - 1]
+            if i not in self.cache:
+                raise VideoError(f"internal error: input frame {i} was dropped")  # pragma: no cover
+            rgb = self.cache[i]
+            if i < keep_from:
+                del self.cache[i]
+            yield rgb
+
+    def close(self) -> None:
+        self.reader.close()
+
+
+# --------------------------------------------------------------------------------------------
+# Helpers
+# --------------------------------------------------------------------------------------------
+
+
+def _check_output(output: Path, input_path: Path, codec: str, lossless: bool) -> str:
+    """Validate the output path and codec; returns ``"video"`` or ``"folder"``."""
+    if output.resolve() == input_path.resolve():
+        raise StvsrError("the output path is the input path; choose another output")
+    suffix = output.suffix.lower()
+    if suffix in VIDEO_EXTENSIONS:
+        mode = "video"
+    elif suffix == "" or output.is_dir():
+        mode = "folder"
+    else:
+        raise StvsrError(
+            f"unsupported output {output.name!r}: use {' '.join(sorted(VIDEO_EXTENSIONS))} "
+            "or a name without extension for a folder of PNG frames"
+        )
+    if codec.lower() not in CODEC_ALIASES:
+        raise StvsrError(f"unsupported codec {codec!r}; use libx264, libx265 or ffv1")
+    if mode == "video":
+        enc = CODEC_ALIASES[codec.lower()]
+        with av.open(io.BytesIO(), "w", format=_CONTAINER_FORMAT[suffix]) as probe_c:
+            if enc not in probe_c.supported_codecs:
+                raise StvsrError(f"{enc} cannot be stored in {suffix}; use .mkv")
+    parent = output.absolute().parent
+    if not parent.is_dir():
+        raise VideoError(f"output folder does not exist: {parent} (create it first)")
+    try:
+        with tempfile.NamedTemporaryFile(dir=parent, prefix=".stvsr-probe-"):
+            pass
+    except OSError as exc:
+        raise VideoError(
+            f"output folder is not writable: {parent} ({exc.strerror or exc}); "
+            "choose another output path"
+        ) from None
+    return mode
+
+
+def _model_hash(net: nn.Module) -> str:
+    src = getattr(net, "weights_source", None)
+    if src and Path(src).is_file():
+        return "sha256:" + sha256_file(src)
+    h = hashlib.sha256(type(net).__qualname__.encode())
+    for k, v in net.state_dict().items():
+        h.update(k.encode())
+        h.update(v.detach().cpu().contiguous().numpy().tobytes())
+    return "state:" + h.hexdigest()
+
+
+def _time_base(times: list[Fraction], rate: Fraction) -> Fraction | None:
+    """``1 / L`` with every time a multiple (exact timestamps), or ``None`` if L is too large."""
+    lcm = math.lcm(90000, rate.numerator)
+    for t in times:
+        lcm = math.lcm(lcm, t.denominator)
+        if lcm > 2**30:
+            return None
+    return Fraction(1, lcm)
+
+
+def _out_bits(info: VideoInfo, pix_fmt: str | None, mode: str) -> bool:
+    """True when the output keeps more than 8 bits."""
+    if pix_fmt:
+        try:
+            return int(av.VideoFormat(pix_fmt).components[0].bits) > 8
+        except (ValueError, av.FFmpegError):
+            raise StvsrError(f"unknown pixel format {pix_fmt!r}") from None
+    return info.bit_depth > 8
+
+
+def _estimate(net: nn.Module, info: VideoInfo, fn_kwargs: dict[str, Any], chunk: int,
+              overlap: int, out_hw: tuple[int, int]) -> dict[str, float]:
+    """Seconds per input frame from a timed forward pass on a small crop, scaled by pixel count;
+    peak memory from the frames held at once × (input + features + output)."""
+    h, w = info.height, info.width
+    ch, cw = min(h, 64), min(w, 64)
+    t = 3 if net.kind != "window" else int(net.num_frames)
+    x = torch.rand(1, max(t, 2), 3, ch, cw)
+    dev = fn_kwargs["device"]
+    with torch.inference_mode():
+        net(x.to(dev))  # warm-up
+        t0 = time.perf_counter()
+        net(x.to(dev))
+        dt = time.perf_counter() - t0
+    per_frame = dt / (1 if net.kind == "window" else x.shape[1]) * (h * w) / (ch * cw)
+    held = 1 if net.kind == "window" else chunk + 2 * overlap
+    if net.kind == "window":
+        held = int(net.num_frames)
+    feat = int(getattr(net, "mid_channels", getattr(net, "num_feat", 64)) or 64)
+    oh, ow = out_hw
+    mem = held * (h * w * (3 + 2 * feat) + oh * ow * 3 * 2) * 4
+    return {"seconds_per_input_frame": per_frame, "memory_bytes": float(mem)}
+
+
+def _rotate(rgb: np.ndarray, rotation: int) -> np.ndarray:
+    """Rotate by the display-matrix angle (degrees counter-clockwise) so the frame is upright."""
+    k = (rotation // 90) % 4
+    return np.ascontiguousarray(np.rot90(rgb, k=k)) if k else rgb
+
+
+def _assemble_folder(segments: list[Path], output: Path) -> int:
+    """Move the PNGs of the segment folders into ``output`` (numbered from 0), atomically."""
+    partial = output.with_name(f".{output.name}.partial")
+    if partial.exists():
+        shutil.rmtree(partial)
+    partial.mkdir()
+    n = 0
+    for seg in segments:
+        for f in sorted(seg.glob("*.png")):
+            os.replace(f, partial / f"{n:08d}.png")
+            n += 1
+    old = None
+    if output.exists():
+        old = output.with_name(f".{output.name}.old-{uuid.uuid4().hex[:8]}")
+        os.replace(output, old)
+    os.replace(partial, output)
+    if old is not None:
+        if old.is_dir():
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            old.unlink(missing_ok=True)
+    return n
+
+
+def _bound_malloc() -> Callable[[], None]:
+    """On glibc, cap the number of malloc arenas (each encoder / decoder thread would otherwise
+    keep its own heap of freed frame buffers, so peak RSS crept up with the number of segments)
+    and return a function that gives freed heap memory back to the OS; a no-op elsewhere."""
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL("libc.so.6")
+        libc.mallopt(-8, 2)  # M_ARENA_MAX
+        return lambda: libc.malloc_trim(0)
+    except (OSError, AttributeError):
+        return lambda: None
+
+
+def _disk_error(exc: BaseException, where: Path) -> StvsrError:
+    text = str(exc)
+    if isinstance(exc, OSError) and exc.errno == errno.ENOSPC or "No space left" in text:
+        return VideoError(
+            f"disk full while writing {where}; free space and run the same command again to "
+            "resume (finished segments are kept)"
+        )
+    if isinstance(exc, StvsrError):
+        return exc
+    return VideoError(f"cannot write {where}: {text}")
+
+
+# --------------------------------------------------------------------------------------------
+# The command
+# --------------------------------------------------------------------------------------------
 
 
 def upscale_video(
     input: str | Path,
     output: str | Path,
     *,
-    model: str | torch.nn.Module = DEFAULT_MODEL,
+    model: str | nn.Module = DEFAULT_MODEL,
     weights: str | None = "default",
     device: str = "cpu",
     precision: str = "fp32",
     chunk: int | None = None,
     overlap: int | None = None,
     tile: int | None = None,
+    tile_overlap: int = 16,
+    scale: float | None = None,
+    fps_factor: int | None = None,
     codec: str = "libx264",
     crf: int = 18,
     preset: str = "medium",
@@ -58,63 +390,317 @@ def upscale_video(
     lossless: bool = False,
     start: float | None = None,
     end: float | None = None,
-    progress: bool = True,
+    segment_frames: int | None = None,
+    scene_detect: bool = True,
+    scene_threshold: float = 0.12,
+    fps_for_folders: float | Fraction = Fraction(25),
+    progress: str | bool = "bar",
+    dry_run: bool = False,
+    log: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
-    """Restore ``input`` (video file or frame folder) into ``output``; returns a summary."""
-    from tqdm import tqdm
+    """Restore ``input`` (video file or image folder) into ``output`` (video file, or a folder of
+    PNGs when it has no video extension). Returns a summary dict.
 
+    ``scale`` is the output scale factor (default: the model's; another value resizes the model
+    output with MATLAB bicubic). ``fps_factor`` 2 (the default for space-time models) doubles the
+    frame rate and needs a ``kind="spacetime"`` model; 1 keeps the input frames only.
+    ``progress``: ``"bar"``, ``"json"`` or ``"none"`` (``True``/``False`` = bar/none).
+    ``dry_run`` prints and returns the plan and an estimate of time and memory, writing nothing.
+    See the module docstring for the pipeline, resume and colour handling.
+    """
     from stvsr import create_model
 
+    say = log or (lambda s: print(s, file=sys.stderr))
+    if progress is True:
+        progress = "bar"
+    elif progress is False:
+        progress = "none"
+    in_path, out_path = Path(input), Path(output)
+    mode = _check_output(out_path, in_path, codec, lossless)
+    reader = VideoReader(in_path, start=start, end=end, high_bit_depth=True,
+                         fps_for_folders=fps_for_folders)
+    info = reader.info
     if isinstance(model, str):
         net = create_model(model, weights=weights, device=device)
     else:
-        net = model
-    if not getattr(net, "pretrained", True):
-        print(f"note: {getattr(net, 'preset', 'model')} has random weights (no checkpoint); "
-              "its output shows only that the pipeline runs")
-    spacetime = net.kind == "spacetime"
-    t0 = time.perf_counter()
-    with VideoReader(input, start=start, end=end) as reader:
-        info = reader.info
-        rate = info.frame_rate or Fraction(25)
-        out_rate = rate * 2 if spacetime else rate
-        times: deque[Fraction] = deque()
+        net = model.eval()
+    name = getattr(net, "preset", type(net).__name__)
+    kind = net.kind
+    spacetime = kind == "spacetime"
+    if fps_factor is None:
+        fps_factor = 2 if spacetime else 1
+    if fps_factor not in (1, 2):
+        raise StvsrError(f"--fps-factor must be 1 or 2, got {fps_factor}")
+    if fps_factor == 2 and not spacetime:
+        raise StvsrError(
+            f"--fps-factor 2 needs a space-time model (e.g. stvsr-bicubic, sfnet-s); "
+            f"{name} is a {kind} model that only upscales in space"
+        )
+    interpolate = spacetime and fps_factor == 2
+    chunk = chunk or CHUNK
+    overlap = OVERLAP if overlap is None else overlap
+    if chunk < 1 or overlap < 0:
+        raise StvsrError("--chunk must be >= 1 and --overlap >= 0")
+    if kind == "window":
+        nf = int(net.num_frames)
+        centre = int(getattr(net, "center_frame_idx", nf // 2))
+        ctx_l = ctx_r = max(centre, nf - 1 - centre)
+    else:
+        ctx_l, ctx_r = overlap, max(overlap, 1) if spacetime else overlap
+    seg_len = segment_frames or max(SEGMENT_CHUNKS * chunk, 1)
+    model_scale = int(net.scale)
+    out_scale = float(scale) if scale else float(model_scale)
+    if out_scale <= 0:
+        raise StvsrError(f"--scale must be positive, got {scale}")
+    oh = max(1, round(info.height * out_scale))
+    ow = max(1, round(info.width * out_scale))
+    resize = (oh, ow) != (info.height * model_scale, info.width * model_scale)
+    high = _out_bits(info, pix_fmt, mode)
+    if high and mode == "video" and CODEC_ALIASES[codec.lower()] == "libx264" and not pix_fmt:
+        pass  # x264 high10 (yuv420p10le / yuv444p10le) is chosen by VideoWriter
+    rotation = info.rotation if info.rotation % 90 == 0 else 0
+    if info.rotation % 90:
+        warnings.warn(f"rotation {info.rotation}° is not a multiple of 90; ignored",
+                      RuntimeWarning, stacklevel=2)
+    in_rate = info.frame_rate or Fraction(fps_for_folders)
+    out_rate = in_rate * fps_factor
+    enc = CODEC_ALIASES[codec.lower()]
 
-        def frames() -> Iterator[torch.Tensor]:
-            for frame in reader:
-                times.append(frame.time)
-                yield frame_to_tensor(frame.rgb)
+    if dry_run:
+        reader.close()
+        if start is None and end is None:
+            n_in = count_frames(in_path)
+        else:
+            t0 = Fraction(start or 0)
+            t1 = Fraction(end) if end is not None else (info.duration or t0)
+            n_in = max(1, math.ceil((t1 - t0) * in_rate))
+        n_out = 2 * n_in - 1 if interpolate else n_in
+        est = _estimate(net, info, {"device": device}, chunk, overlap, (oh, ow))
+        secs = est["seconds_per_input_frame"] * n_in
+        summary = {
+            "dry_run": True, "input": str(in_path), "model": name, "kind": kind,
+            "input_size": f"{info.width}x{info.height}", "input_fps": str(in_rate),
+            "input_frames": n_in, "pix_fmt": info.pix_fmt, "bit_depth": info.bit_depth,
+            "color": info.color, "rotation": info.rotation, "audio_streams": info.audio_streams,
+            "output": str(out_path), "output_size": f"{ow}x{oh}", "output_fps": str(out_rate),
+            "output_frames": n_out, "codec": "png" if mode == "folder" else enc,
+            "bits": 16 if (high and mode == "folder") else (10 if high else 8),
+            "estimated_seconds": secs, "estimated_memory_bytes": est["memory_bytes"],
+            "estimate_method": "timed forward pass on a 64x64 crop scaled by pixel count; "
+                               "memory = frames held x (input + 2x features + output) x 4 B",
+        }
+        say(f"input : {in_path} {info.width}x{info.height} {info.pix_fmt} ({info.bit_depth}-bit) "
+            f"{float(in_rate):.3f} fps ({in_rate}), {n_in} frames, audio streams: "
+            f"{info.audio_streams}, rotation {info.rotation}")
+        say(f"model : {name} ({kind}, x{model_scale}) on {device} {precision}")
+        say(f"output: {out_path} {ow}x{oh} {float(out_rate):.3f} fps ({out_rate}), {n_out} frames, "
+            f"{summary['codec']} {summary['bits']}-bit")
+        say(f"estimate: {secs:.1f} s (timed 64x64 crop, scaled by pixels), peak memory about "
+            f"{est['memory_bytes'] / 2**30:.2f} GiB (frames held x feature channels)")
+        return summary
 
-        stream = restore_stream(net, frames(), device=device, precision=precision,
-                                chunk=chunk or CHUNK,
-                                overlap=OVERLAP if overlap is None else overlap, tile=tile)
-        total = info.num_frames
-        if total is not None and spacetime:
-            total = 2 * total - 1
-        n_out = 0
-        size = (0, 0)
-        with VideoWriter(output, fps=out_rate, codec=codec, crf=crf, preset=preset,
-                         pix_fmt=pix_fmt, lossless=lossless,
-                         audio_from=input if info.has_audio else None,
-                         start=start, end=end) as writer:
-            bar = tqdm(total=total, unit="frame", desc="upscale", disable=not progress)
-            prev: Fraction | None = None
-            for j, out in enumerate(stream):
-                if spacetime and j % 2 == 1:
-                    t = (prev + times[0]) / 2  # midpoint between input j//2 and j//2 + 1
-                else:
-                    prev = t = times.popleft()
-                rgb = tensor_to_frame(out)
-                size = (rgb.shape[1], rgb.shape[0])
-                writer.write(rgb, time=t)
-                n_out += 1
-                bar.update(1)
-            bar.close()
-    if n_out == 0:
-        raise StvsrError(f"{input} has no frames in the selected range")
-    seconds = time.perf_counter() - t0
-    return {
-        "input": str(input), "output": str(output), "model": getattr(net, "preset", None),
-        "frames_out": n_out, "width": size[0], "height": size[1], "fps": str(out_rate),
-        "seconds": seconds, "frames_per_second": n_out / max(seconds, 1e-9),
+    options = {
+        "scale": out_scale, "fps_factor": fps_factor, "codec": enc, "crf": crf,
+        "preset": preset, "pix_fmt": pix_fmt, "lossless": lossless, "tile": tile,
+        "tile_overlap": tile_overlap, "precision": precision, "chunk": chunk,
+        "overlap": overlap, "segment_frames": seg_len, "start": start, "end": end,
+        "scene_detect": scene_detect, "scene_threshold": scene_threshold,
+        "mode": mode, "fps_for_folders": str(fps_for_folders),
     }
+    key = {"input": input_fingerprint(in_path, info),
+           "model": {"name": name, "kind": kind, "scale": model_scale,
+                     "weights": _model_hash(net)},
+           "options": options}
+    work = WorkDir(out_path)
+    resumed = work.open(key)
+    t_start = time.perf_counter()
+
+    # ---- 1. scan -----------------------------------------------------------------------------
+    scan = work.load_scan()
+    if scan is None:
+        times: list[Fraction] = []
+        dists: list[float] = []
+        prev = None
+        bar = Progress(progress if progress == "bar" else "none", info.num_frames or 0,
+                       stage="scan")
+        for frame in reader:
+            thumb = luma_thumbnail(frame.rgb)
+            dists.append(0.0 if prev is None else frame_distance(prev, thumb))
+            prev = thumb
+            times.append(frame.time)
+            bar.update(1)
+        bar.close()
+        if not times:
+            work.remove()
+            raise VideoError(f"{in_path} has no frames in the selected range")
+        work.save_scan(times, dists)
+    else:
+        times, dists = scan
+    n_in = len(times)
+    cuts = detect_cuts(dists, threshold=scene_threshold) if scene_detect else []
+    segments = plan_segments(n_in, cuts, seg_len)
+    rel = [t - times[0] for t in times]  # the output starts at 0 (also after --start)
+    plans = [output_plan(s, rel, interpolate=interpolate) for s in segments]
+    n_out = sum(len(p) for p in plans)
+    out_times = [t for p in plans for (_, _, t) in p]
+    tb = _time_base(out_times, out_rate) if mode == "video" else None
+    seg_suffix = ".nut" if mode == "video" else ""
+    done_frames = sum(len(p) for s, p in zip(segments, plans, strict=True)
+                      if work.is_done(s.index, seg_suffix))
+    if resumed and done_frames:
+        say(f"resuming: {done_frames} of {n_out} output frames already done in {work.path}")
+    if cuts:
+        say(f"scene cuts at input frames {cuts[:10]}{' ...' if len(cuts) > 10 else ''}")
+
+    # ---- 2. restore segments ----------------------------------------------------------------
+    pending = [s for s in segments if not work.is_done(s.index, seg_suffix)]
+    stop_after = int(os.environ.get(_INTERRUPT_ENV, "0") or 0)
+    trim = _bound_malloc()
+    bar = Progress(progress, n_out, initial=done_frames)
+    colour = info.color
+    feed: _Feed | None = None
+    try:
+        if pending:
+            lo0 = pending[0].context(ctx_l, ctx_r)[0]
+            reader = VideoReader(in_path, start=times[lo0], end=end, high_bit_depth=True,
+                                 fps_for_folders=fps_for_folders)
+            feed = _Feed(reader, lo0, times)
+        finished = 0
+        for k, seg in enumerate(pending):
+            nxt = pending[k + 1].context(ctx_l, ctx_r)[0] if k + 1 < len(pending) else n_in
+            assert feed is not None
+            _run_segment(
+                net, seg, plans[seg.index], feed, work.segment_path(seg.index, seg_suffix),
+                keep_from=nxt, ctx=(ctx_l, ctx_r), interpolate=interpolate, device=device,
+                precision=precision, chunk=chunk, overlap=overlap, tile=tile,
+                tile_overlap=tile_overlap, resize=(oh, ow) if resize else None, high=high,
+                rotation=rotation if mode == "folder" else 0,
+                writer_kw=dict(fps=out_rate, codec=enc, crf=crf, preset=preset,
+                               pix_fmt=pix_fmt, lossless=lossless, color=colour,
+                               time_base=tb, sample_aspect_ratio=info.sample_aspect_ratio),
+                bar=bar,
+            )
+            work.mark_done(seg.index, len(plans[seg.index]))
+            trim()
+            finished += 1
+            if stop_after and finished >= stop_after and k + 1 < len(pending):
+                raise KeyboardInterrupt(f"{_INTERRUPT_ENV}={stop_after}")
+    except KeyboardInterrupt:
+        bar.close()
+        say(f"interrupted: {work.path} keeps the finished segments; run the same command "
+            "again to resume")
+        raise
+    except (OSError, VideoError) as exc:
+        bar.close()
+        raise _disk_error(exc, work.path) from None
+    finally:
+        if feed is not None:
+            feed.close()
+    bar.close()
+    seconds_model = time.perf_counter() - t_start
+
+    # ---- 3. join ----------------------------------------------------------------------------
+    seg_files = [work.segment_path(s.index, seg_suffix) for s in segments]
+    try:
+        if mode == "folder":
+            written = _assemble_folder(seg_files, out_path)
+        else:
+            mux = Progress(progress, n_out, stage="mux")
+            seg_list = [(f, [t for (_, _, t) in p]) for f, p in zip(seg_files, plans, strict=True)]
+            has_side = info.audio_streams > 0 or info.subtitle_streams > 0
+            audio_end = Fraction(end) if end is not None else None
+            written = concat_segments(
+                seg_list, out_path, fps=out_rate, time_base=tb,
+                audio_from=in_path if (has_side and not info.is_folder) else None,
+                audio_range=(times[0], audio_end) if has_side else None,
+                rotation=rotation, progress=lambda n: mux.update(n - mux.done),
+            )
+            mux.close()
+    except (OSError, VideoError) as exc:
+        raise _disk_error(exc, out_path) from None
+    work.remove()
+    seconds = time.perf_counter() - t_start
+    return {
+        "input": str(in_path), "output": str(out_path), "model": name, "kind": kind,
+        "frames_in": n_in, "frames_out": written, "width": ow, "height": oh,
+        "fps": str(out_rate), "bits": 16 if (high and mode == "folder") else (10 if high else 8),
+        "codec": "png" if mode == "folder" else enc, "scene_cuts": cuts,
+        "segments": len(segments), "resumed_segments": len(segments) - len(pending),
+        "seconds": seconds, "seconds_model": seconds_model,
+        "frames_per_second": (n_out - done_frames) / max(seconds, 1e-9),
+    }
+
+
+def _run_segment(
+    net: nn.Module,
+    seg: Segment,
+    plan: list[tuple[str, int, Fraction]],
+    feed: _Feed,
+    path: Path,
+    *,
+    keep_from: int,
+    ctx: tuple[int, int],
+    interpolate: bool,
+    device: str,
+    precision: str,
+    chunk: int,
+    overlap: int,
+    tile: int | None,
+    tile_overlap: int,
+    resize: tuple[int, int] | None,
+    high: bool,
+    rotation: int,
+    writer_kw: dict[str, Any],
+    bar: Progress,
+) -> None:
+    """Restore segment ``seg`` (with context) and encode its outputs to ``path``."""
+    lo, hi = seg.context(*ctx)
+    spacetime = net.kind == "spacetime"
+    single = hi - lo == 1 and net.kind != "window"
+
+    def inputs() -> Iterator[torch.Tensor]:
+        for rgb in feed.frames(lo, hi, keep_from):
+            x = frame_to_tensor(rgb)
+            yield x
+            if single:  # one-frame shot: run the model on (x, x) and keep output 0
+                yield x
+
+    stream = restore_stream(net, inputs(), device=device, chunk=chunk, overlap=overlap,
+                            precision=precision, tile=tile, tile_overlap=tile_overlap)
+    # map stream outputs to (what, input index)
+    def labelled() -> Iterator[tuple[str, int, torch.Tensor]]:
+        for j, out in enumerate(stream):
+            if single:
+                if j == 0:
+                    yield "frame", lo, out
+                continue
+            if spacetime:
+                yield ("frame" if j % 2 == 0 else "mid"), lo + j // 2, out
+            else:
+                yield "frame", lo + j, out
+
+    wanted = {(what, i): t for what, i, t in plan}
+    writer = VideoWriter(path, **writer_kw)
+    with warnings.catch_warnings():
+        if path.suffix == "":
+            warnings.filterwarnings("ignore", message="PNG frame output has no audio")
+        with writer:
+            for what, i, out in labelled():
+                if (what, i) not in wanted and not (what == "frame" and ("dup", i) in wanted):
+                    continue
+                if resize is not None:
+                    from stvsr.ops.resize import imresize
+
+                    out = imresize(out.float(), size=resize)
+                rgb = _rotate(tensor_to_frame(out, high), rotation)
+                if (what, i) in wanted:
+                    writer.write(rgb, time=wanted[(what, i)])
+                    bar.update(1)
+                if what == "frame" and ("dup", i) in wanted:
+                    writer.write(rgb, time=wanted[("dup", i)])
+                    bar.update(1)
+                del out, rgb  # hold no output while the next chunk is computed
+            if writer.frames_written != len(plan):
+                raise VideoError(
+                    f"segment {seg.index} produced {writer.frames_written} of {len(plan)} frames"
+                )

@@ -93,14 +93,54 @@ def restore_stream(
                       tile_overlap=tile_overlap)
     kind = model.kind
     if kind == "window":
-        from stvsr.infer.sliding import SlidingWindowRunner
-
-        runner = SlidingWindowRunner(model, forward=fn, device=device, precision=precision)
-        yield from runner.run(frames)
+        yield from _windowed(model, fn, frames, device, precision, tiled=bool(tile))
         return
     if kind not in ("recurrent", "spacetime"):
         raise StvsrError(f"model kind {kind!r} cannot be run on a video")
     yield from _chunked(fn, frames, device, chunk, overlap, spacetime=kind == "spacetime")
+
+
+class _WindowAdapter(nn.Module):
+    """A window model whose forward is ``fn`` (tiling / autocast), for the naive window path."""
+
+    kind = "window"
+
+    def __init__(self, model: nn.Module, fn: Callable[[torch.Tensor], torch.Tensor]) -> None:
+        super().__init__()
+        self.inner = model
+        self.fn = fn
+        self.scale, self.num_frames = model.scale, model.num_frames
+        if hasattr(model, "center_frame_idx"):
+            self.center_frame_idx = model.center_frame_idx
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fn(x)
+
+
+def _windowed(
+    model: nn.Module,
+    fn: Callable[[torch.Tensor], torch.Tensor],
+    frames: Iterable[torch.Tensor],
+    device: torch.device,
+    precision: str,
+    *,
+    tiled: bool,
+) -> Iterator[torch.Tensor]:
+    """Sliding windows: the model's cached fast path when it takes ``precision`` itself and no
+    tiling is asked for, else one ``fn`` call (tiled, autocast) per window."""
+    import inspect
+
+    from stvsr.infer.sliding import SlidingWindowRunner
+
+    params = inspect.signature(SlidingWindowRunner.__init__).parameters
+    if "forward" in params:
+        runner = SlidingWindowRunner(model, forward=fn, device=device, precision=precision)
+    elif not tiled and "precision" in inspect.signature(model.forward).parameters:
+        runner = SlidingWindowRunner(model, device=device, precision=precision)
+    else:
+        runner = SlidingWindowRunner(_WindowAdapter(model, fn), device=device)
+    for out in runner.run(frames):
+        yield out.float().cpu()
 
 
 def _chunked(
@@ -130,10 +170,10 @@ def _chunked(
             # frame after c1 - 1 needs input c1), the final chunk ends at 2*count - 2.
             end = 2 * c1 - 2 if last else 2 * c1 - 1
             for j in range(2 * c0, end + 1):
-                yield out[j - 2 * lo]
+                yield out[j - 2 * lo].clone()  # a view would pin the whole chunk's storage
         else:
             for j in range(c0, c1):
-                yield out[j - lo]
+                yield out[j - lo].clone()
 
     for frame in frames:
         buf.append(frame)

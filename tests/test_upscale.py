@@ -1,0 +1,381 @@
+"""``stvsr upscale`` end to end on tiny generated clips: time, colour, resume, scene cuts, CLI."""
+
+from __future__ import annotations
+
+import json
+import warnings
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from stvsr import create_model
+from stvsr.cli import main
+from stvsr.data.video import VideoReader, write_image
+from stvsr.infer.engine import tensor_to_frame, upscale_video
+from stvsr.infer.scenes import detect_cuts, frame_distance, luma_thumbnail
+from stvsr.infer.segments import Segment, output_plan, plan_segments
+from stvsr.ops.resize import imresize
+
+FAST = {"preset": "ultrafast", "progress": "none", "log": lambda s: None}
+
+
+def _pattern(k: int, w: int, h: int, cut: int | None = None) -> np.ndarray:
+    rng = np.random.default_rng(0)
+    base = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
+    if cut is not None and k >= cut:
+        base = 255 - base[::-1]
+    return np.roll(base, 2 * k, axis=1)
+
+
+def _scene(k: int, w: int, h: int, cut: int) -> np.ndarray:
+    """Smooth content with a moving square; a different scene from frame ``cut`` on."""
+    yy, xx = np.mgrid[0:h, 0:w]
+    if k < cut:
+        img = np.stack([40 + 100 * xx / w, 60 + 0 * xx, 80 + 60 * yy / h], axis=-1)
+    else:
+        img = np.stack([220 - 80 * yy / h, 200 + 0 * xx, 120 + 100 * xx / w], axis=-1)
+    img[4:10, 2 + k:8 + k] = 250
+    return img.astype(np.uint8)
+
+
+def make_clip(path: Path, n: int, *, w: int = 32, h: int = 24, rate: Fraction = Fraction(25),
+              codec: str = "libx264", pix_fmt: str = "yuv420p", audio: bool = False,
+              times: list[Fraction] | None = None, tb: Fraction | None = None,
+              color: dict[str, int] | None = None) -> list[np.ndarray]:
+    """Write an ``n``-frame test clip; returns the RGB frames given to the encoder."""
+    frames = [_pattern(k, w, h) for k in range(n)]
+    tb = tb or 1 / rate
+    with av.open(str(path), "w") as c:
+        s = c.add_stream(codec, rate=rate)
+        s.width, s.height, s.pix_fmt = w, h, pix_fmt
+        s.time_base = tb
+        s.codec_context.time_base = tb
+        if codec == "libx264":
+            s.options = {"preset": "ultrafast"}
+        for key, val in (color or {}).items():
+            setattr(s.codec_context, key, val)
+        a = None
+        if audio:
+            a = c.add_stream("aac", rate=48000)
+            a.layout = "stereo"
+        for k, rgb in enumerate(frames):
+            f = av.VideoFrame.from_ndarray(rgb, format="rgb24").reformat(format=pix_fmt)
+            for key, val in (color or {}).items():
+                setattr(f, key, val)
+            t = times[k] if times is not None else k / rate
+            f.pts, f.time_base = round(t / tb), tb
+            c.mux(s.encode(f))
+        c.mux(s.encode(None))
+        if a is not None:
+            total = int(n / rate * 48000) + 1024
+            for i in range(0, total, 1024):
+                tone = np.sin(np.arange(i, i + 1024) / 20.0).astype(np.float32)
+                af = av.AudioFrame.from_ndarray(np.stack([tone, tone]), format="fltp",
+                                                layout="stereo")
+                af.sample_rate, af.pts = 48000, i
+                c.mux(a.encode(af))
+            c.mux(a.encode(None))
+    return frames
+
+
+def decode(path: Path) -> tuple[list[np.ndarray], list[Fraction], VideoReader]:
+    r = VideoReader(path, high_bit_depth=True)
+    frames, times = [], []
+    for f in r:
+        frames.append(f.rgb)
+        times.append(f.time)
+    return frames, times, r
+
+
+class TemporalBox(nn.Module):
+    """Toy recurrent ×2 model with temporal reach 2: out_t = up(x_t + 0.1 Σ_{|d|<=2} x_{t+d})."""
+
+    kind, scale, num_frames = "recurrent", 2, 0
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        t = x.shape[1]
+        out = x.clone()
+        for d in range(-2, 3):
+            lo, hi = max(0, -d), min(t, t - d)
+            out[:, lo:hi] += 0.1 * x[:, lo + d:hi + d]
+        out = out / 1.5
+        return out.repeat_interleave(2, dim=-1).repeat_interleave(2, dim=-2)
+
+
+def test_fps_exact_midpoints_audio_and_segment_join(tmp_path: Path) -> None:
+    src = tmp_path / "clip with spaces ü.mp4"
+    rate = Fraction(24000, 1001)
+    make_clip(src, 7, rate=rate, audio=True)
+    out = tmp_path / "out ü.mp4"
+    s = upscale_video(src, out, model="stvsr-bicubic", segment_frames=2, **FAST)
+    assert s["segments"] == 4 and s["frames_out"] == 13
+    frames, times, r = decode(out)
+    assert len(frames) == 2 * 7 - 1
+    assert r.info.frame_rate == 2 * rate
+    assert times == [Fraction(k * 1001, 48000) for k in range(13)]  # midpoints, exact
+    assert (r.info.width, r.info.height) == (128, 96)
+    # audio copied, in sync: same duration as the input's within one frame, starting at 0
+    def audio(path: Path) -> tuple[Fraction, Fraction]:
+        with av.open(str(path)) as c:
+            a = c.streams.audio[0]
+            pkts = [p for p in c.demux(a) if p.size]
+            tb = a.time_base
+            return sum(p.duration for p in pkts) * tb, min(p.pts for p in pkts) * tb
+
+    (d_in, t_in), (d_out, t_out) = audio(src), audio(out)
+    assert abs(d_out - d_in) <= 1 / (2 * rate)
+    assert abs(t_out - t_in) <= 1 / (2 * rate)
+    assert not (tmp_path / "out ü.mp4.stvsr-work").exists()
+
+
+def test_vfr_times_kept_and_midpoints(tmp_path: Path) -> None:
+    src = tmp_path / "vfr.mp4"
+    times_in = [Fraction(x, 1000) for x in (0, 40, 100, 120, 200, 230)]
+    make_clip(src, 6, times=times_in, tb=Fraction(1, 1000), rate=Fraction(25))
+    out = tmp_path / "vfr_out.mp4"
+    upscale_video(src, out, model="stvsr-bicubic", **FAST)
+    _, times, _ = decode(out)
+    expected = []
+    for a, b in zip(times_in[:-1], times_in[1:], strict=True):
+        expected += [a, (a + b) / 2]
+    expected.append(times_in[-1])
+    assert times == expected
+
+
+def test_ten_bit_and_colour_tags_survive(tmp_path: Path) -> None:
+    src = tmp_path / "ten.mkv"
+    col = {"color_range": 1, "colorspace": 1, "color_primaries": 1, "color_trc": 1}  # bt709 tv
+    make_clip(src, 3, codec="libx265", pix_fmt="yuv420p10le", color=col)
+    assert VideoReader(src).info.bit_depth == 10
+    out = tmp_path / "ten_out.mkv"
+    s = upscale_video(src, out, model="bicubic", codec="libx265", **FAST)
+    assert s["bits"] == 10
+    frames, _, r = decode(out)
+    assert r.info.bit_depth == 10 and r.info.pix_fmt == "yuv420p10le"
+    assert (r.info.color_space, r.info.color_primaries, r.info.color_trc) == ("bt709",) * 3
+    assert r.info.color_range == "tv"
+    assert frames[0].dtype == np.uint16
+    # more than 256 distinct levels: not 8-bit data padded into 10 bits
+    assert len(np.unique(frames[1])) > 256
+
+
+def test_png_folder_in_and_out_exact(tmp_path: Path) -> None:
+    src = tmp_path / "frames in"
+    src.mkdir()
+    inputs = [_pattern(k, 20, 14) for k in range(5)]
+    for k, rgb in enumerate(inputs):
+        write_image(src / f"f{k}.png", rgb)
+    out = tmp_path / "frames out"
+    s = upscale_video(src, out, model="bicubic", segment_frames=2, **FAST)
+    files = sorted(out.glob("*.png"))
+    assert len(files) == 5 and s["segments"] == 3
+    from stvsr.data.video import read_image
+
+    for k, f in enumerate(files):
+        x = torch.from_numpy(inputs[k]).permute(2, 0, 1).float() / 255
+        ref = tensor_to_frame(imresize(x, 4.0))
+        np.testing.assert_array_equal(read_image(f), ref)
+
+
+def test_scale_option_resizes(tmp_path: Path) -> None:
+    src = tmp_path / "in"
+    src.mkdir()
+    for k in range(2):
+        write_image(src / f"{k}.png", _pattern(k, 20, 14))
+    out = tmp_path / "out"
+    s = upscale_video(src, out, model="bicubic", scale=2, **FAST)
+    from stvsr.data.video import read_image
+
+    assert read_image(next(out.glob("*.png"))).shape == (28, 40, 3)
+    assert (s["width"], s["height"]) == (40, 28)
+
+
+def _run_resumable(src: Path, out: Path, **kw) -> dict:
+    return upscale_video(src, out, model=TemporalBox(), codec="ffv1", chunk=3, overlap=2,
+                         segment_frames=4, scene_detect=False, **FAST, **kw)
+
+
+def test_interrupted_then_resumed_equals_uninterrupted(tmp_path: Path,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    src = tmp_path / "in.mkv"
+    inputs = make_clip(src, 11, codec="ffv1", pix_fmt="bgr0")
+    ref_out = tmp_path / "ref.mkv"
+    _run_resumable(src, ref_out)
+    out = tmp_path / "res.mkv"
+    out.write_bytes(b"old result")  # an earlier output stays untouched until the new one is done
+    monkeypatch.setenv("STVSR_INTERRUPT_AFTER_SEGMENTS", "1")
+    with pytest.raises(KeyboardInterrupt):
+        _run_resumable(src, out)
+    assert out.read_bytes() == b"old result"
+    work = tmp_path / "res.mkv.stvsr-work"
+    manifest = json.loads((work / "manifest.json").read_text())
+    assert list(manifest["done"]) == ["0"]
+    assert not list(tmp_path.glob(".*partial*"))
+    monkeypatch.delenv("STVSR_INTERRUPT_AFTER_SEGMENTS")
+    s = _run_resumable(src, out)
+    assert s["resumed_segments"] == 1 and s["segments"] == 3
+    assert not work.exists()
+    a, ta, _ = decode(ref_out)
+    b, tb_, _ = decode(out)
+    assert len(a) == len(b) == 11 and ta == tb_
+    for x, y in zip(a, b, strict=True):
+        np.testing.assert_array_equal(x, y)
+    # context at segment borders: equal to running the model on the whole clip (no seams)
+    x = torch.stack([torch.from_numpy(f).permute(2, 0, 1).float() / 255 for f in inputs])
+    whole = TemporalBox()(x[None])[0]
+    for k, y in enumerate(b):
+        diff = np.abs(tensor_to_frame(whole[k]).astype(int) - y.astype(int)).max()
+        assert diff <= 1
+
+
+def test_changed_options_start_over(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    src = tmp_path / "in.mkv"
+    make_clip(src, 9, codec="ffv1", pix_fmt="bgr0")
+    out = tmp_path / "o.mkv"
+    monkeypatch.setenv("STVSR_INTERRUPT_AFTER_SEGMENTS", "1")
+    with pytest.raises(KeyboardInterrupt):
+        _run_resumable(src, out)
+    monkeypatch.delenv("STVSR_INTERRUPT_AFTER_SEGMENTS")
+    with pytest.warns(RuntimeWarning, match="starting over"):
+        s = upscale_video(src, out, model=TemporalBox(), codec="ffv1", chunk=3, overlap=1,
+                          segment_frames=4, scene_detect=False, **FAST)
+    assert s["resumed_segments"] == 0 and out.exists()
+
+
+def test_scene_cut_gives_no_blended_frame(tmp_path: Path) -> None:
+    src = tmp_path / "cut"
+    src.mkdir()
+    inputs = [_scene(k, 32, 24, cut=4) for k in range(8)]
+    for k, rgb in enumerate(inputs):
+        write_image(src / f"{k:03d}.png", rgb)
+    out = tmp_path / "cut_out"
+    s = upscale_video(src, out, model="stvsr-bicubic", **FAST)
+    assert s["scene_cuts"] == [4]
+    from stvsr.data.video import read_image
+
+    frames = [read_image(f).astype(int) for f in sorted(out.glob("*.png"))]
+    assert len(frames) == 15
+    # the slot between input 3 and input 4 (output 7) repeats output 6, it is no blend
+    np.testing.assert_array_equal(frames[7], frames[6])
+    assert np.abs(frames[7] - frames[8]).mean() > 20
+    # elsewhere in-between frames are the model's blend of their neighbours
+    blend = (frames[0] + frames[2]) / 2
+    assert np.abs(frames[1] - blend).mean() < 0.5  # (clamping of overshoot aside)
+    assert np.abs(frames[1] - frames[0]).mean() > 1
+
+
+def test_detect_cuts_adaptive() -> None:
+    steady = [0.0] + [0.02] * 10 + [0.5] + [0.02] * 5
+    assert detect_cuts(steady) == [11]
+    fast_motion = [0.0] + [0.2, 0.25, 0.22, 0.3, 0.21, 0.24, 0.26]  # high but steady
+    assert detect_cuts(fast_motion) == []
+    a = luma_thumbnail(_pattern(0, 64, 48))
+    assert a.shape[1] == 32 and 0 <= a.min() and a.max() <= 1
+    assert frame_distance(a, a) == 0
+    b = [luma_thumbnail(_scene(k, 64, 48, cut=2)) for k in range(3)]
+    assert frame_distance(b[0], b[1]) < 0.05 < 0.12 < frame_distance(b[1], b[2])
+
+
+def test_plan_segments_respect_cuts() -> None:
+    segs = plan_segments(10, [4], 3)
+    assert [(s.start, s.end) for s in segs] == [(0, 2), (2, 4), (4, 7), (7, 10)]
+    assert all(s.shot_end <= 4 or s.shot_start == 4 for s in segs)
+    assert segs[1].context(5, 5) == (0, 4)
+    times = [Fraction(k) for k in range(10)]
+    plan = output_plan(Segment(1, 2, 4, 0, 4), times, interpolate=True)
+    assert [(w, i) for w, i, _ in plan] == [("frame", 2), ("mid", 2), ("frame", 3), ("dup", 3)]
+    assert plan[1][2] == Fraction(5, 2)
+
+
+def test_fps_factor_two_needs_spacetime(tmp_path: Path) -> None:
+    src = tmp_path / "a.mp4"
+    make_clip(src, 2)
+    from stvsr.errors import StvsrError
+
+    with pytest.raises(StvsrError, match="space-time model"):
+        upscale_video(src, tmp_path / "b.mp4", model="bicubic", fps_factor=2, **FAST)
+
+
+def test_cli_dry_run_and_json_progress(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    src = tmp_path / "a.mp4"
+    make_clip(src, 4)
+    out = tmp_path / "b.mp4"
+    assert main(["upscale", str(src), str(out), "--model", "stvsr-bicubic", "--dry-run"]) == 0
+    err = capsys.readouterr().err
+    assert "7 frames" in err and "128x96" in err and "(50)" in err and "estimate" in err
+    assert not out.exists() and not (tmp_path / "b.mp4.stvsr-work").exists()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        assert main(["upscale", str(src), str(out), "--model", "bicubic", "--progress", "json",
+                     "--preset", "ultrafast"]) == 0
+    lines = [json.loads(x) for x in capsys.readouterr().err.splitlines() if x.startswith("{")]
+    ups = [x for x in lines if x.get("stage") == "upscale"]
+    assert ups and ups[-1]["frames_done"] == ups[-1]["total"] == 4
+    assert {"fps", "eta_s"} <= set(ups[-1])
+    assert lines[-1]["stage"] == "done" and lines[-1]["frames_out"] == 4
+
+
+def test_create_model_used_by_name_matches_module(tmp_path: Path) -> None:
+    """Passing a preset name or the built module gives the same frames (weights hashed)."""
+    src = tmp_path / "a.mkv"
+    make_clip(src, 3, codec="ffv1", pix_fmt="bgr0")
+    o1, o2 = tmp_path / "o1", tmp_path / "o2"
+    upscale_video(src, o1, model="bicubic", **FAST)
+    upscale_video(src, o2, model=create_model("bicubic"), **FAST)
+    from stvsr.data.video import read_image
+
+    for a, b in zip(sorted(o1.glob("*.png")), sorted(o2.glob("*.png")), strict=True):
+        np.testing.assert_array_equal(read_image(a), read_image(b))
+
+
+class ToyWindow(nn.Module):
+    """Toy window model (3 frames, ×1): centre + 0.25 × (left - right)."""
+
+    kind, scale, num_frames = "window", 1, 3
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x[:, 1] + 0.25 * (x[:, 0] - x[:, 2])
+
+
+def test_window_model_segments_have_no_seams(tmp_path: Path) -> None:
+    from stvsr.infer.sliding import SlidingWindowRunner
+
+    src = tmp_path / "in.mkv"
+    inputs = make_clip(src, 7, codec="ffv1", pix_fmt="bgr0")
+    out = tmp_path / "o.mkv"
+    s = upscale_video(src, out, model=ToyWindow(), codec="ffv1", segment_frames=2,
+                      scene_detect=False, **FAST)
+    assert s["segments"] == 4
+    x = torch.stack([torch.from_numpy(f).permute(2, 0, 1).float() / 255 for f in inputs])
+    whole = SlidingWindowRunner(ToyWindow()).run_all(x)
+    got, _, _ = decode(out)
+    for k, y in enumerate(got):
+        np.testing.assert_array_equal(y, tensor_to_frame(whole[k]))
+
+
+def test_tiled_equals_untiled_for_bicubic(tmp_path: Path) -> None:
+    src = tmp_path / "in.mkv"
+    make_clip(src, 2, w=40, h=36, codec="ffv1", pix_fmt="bgr0")
+    a, b = tmp_path / "a", tmp_path / "b"
+    upscale_video(src, a, model="bicubic", **FAST)
+    upscale_video(src, b, model="bicubic", tile=16, tile_overlap=8, **FAST)
+    from stvsr.data.video import read_image
+
+    for fa, fb in zip(sorted(a.glob("*.png")), sorted(b.glob("*.png")), strict=True):
+        diff = np.abs(read_image(fa).astype(int) - read_image(fb).astype(int)).max()
+        assert diff <= 1
+
+
+def test_start_end_range_starts_at_zero(tmp_path: Path) -> None:
+    src = tmp_path / "a.mkv"
+    make_clip(src, 10, codec="ffv1", pix_fmt="bgr0")
+    out = tmp_path / "b.mp4"
+    s = upscale_video(src, out, model="stvsr-bicubic", start=0.1, end=0.3, **FAST)
+    assert s["frames_in"] == 5 and s["frames_out"] == 9  # inputs at 0.12 ... 0.28 s
+    _, times, _ = decode(out)
+    assert times == [Fraction(k, 50) for k in range(9)]
