@@ -1,0 +1,241 @@
+"""CPU time and peak memory per output frame of EDVR, by DCN implementation and precision.
+
+For every preset × DCN implementation × precision this measures
+
+* ``window``: one forward of a ``(1, N, 3, H, W)`` window (= one output frame), with the time
+  spent inside the ``DCNv2Pack`` modules reported separately (``dcn_s``);
+* ``naive`` / ``cached``: :class:`stvsr.infer.sliding.SlidingWindowRunner` over a short clip
+  (``--clip`` frames), time per output frame, without / with per-frame feature caching (only
+  when ``stvsr.infer.sliding`` exists).
+
+Peak memory is the growth of the resident set (``VmHWM - VmRSS`` before the run, after resetting
+the high-water mark through ``/proc/self/clear_refs``; on systems without it, the growth of
+``ru_maxrss``, which misses peaks below an earlier one).
+
+Usage::
+
+    .venv/bin/python benchmarks/edvr_speed.py [--presets edvr-m edvr-l] [--height 180]
+        [--width 320] [--precisions fp32 bf16] [--impls pure torchvision] [--clip 5]
+        [--modes window naive cached] [--threads 2] [--repeat 1] [--json out.json] [--quick]
+
+Wall-clock numbers depend on what else runs on the machine: compare ratios within one run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import resource
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+from torch import nn
+
+import stvsr
+from stvsr.ops import dcn
+from stvsr.ops.dcn import DCNv2Pack, ModulatedDeformConv2d
+
+
+def _proc_kib(field: str) -> int | None:
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    except OSError:
+        return None
+    return None
+
+
+def _reset_peak() -> bool:
+    """Reset the kernel's peak-RSS mark (``VmHWM``); False where that is not possible."""
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+        return True
+    except OSError:
+        return False
+
+
+def measure(fn: Callable[[], object], repeat: int) -> dict[str, float]:
+    """Run ``fn`` ``repeat`` times: min/median wall seconds, min CPU seconds (all threads of this
+    process; less sensitive than wall time to other processes) and peak RSS growth (MiB)."""
+    times = []
+    cpu = []
+    peak_mib = 0.0
+    for _ in range(repeat):
+        can_reset = _reset_peak()
+        rss0 = _proc_kib("VmRSS") if can_reset else None
+        max0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        c0 = time.process_time()
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+        cpu.append(time.process_time() - c0)
+        hwm = _proc_kib("VmHWM") if can_reset else None
+        if rss0 is not None and hwm is not None:
+            grow = (hwm - rss0) / 1024
+        else:
+            grow = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - max0) / 1024
+        peak_mib = max(peak_mib, grow)
+    times.sort()
+    return {
+        "min_s": times[0], "median_s": times[len(times) // 2], "cpu_s": min(cpu),
+        "peak_mib": peak_mib,
+    }
+
+
+class DcnTimer:
+    """Accumulates wall and CPU time spent inside the model's DCNv2Pack modules (via hooks)."""
+
+    def __init__(self, model: nn.Module) -> None:
+        self.total = 0.0
+        self.cpu = 0.0
+        self._t0: dict[int, tuple[float, float]] = {}
+        self._handles = []
+        for m in model.modules():
+            if isinstance(m, DCNv2Pack):
+                self._handles.append(m.register_forward_pre_hook(self._pre))
+                self._handles.append(m.register_forward_hook(self._post))
+
+    def _pre(self, mod: nn.Module, _inp) -> None:
+        self._t0[id(mod)] = (time.perf_counter(), time.process_time())
+
+    def _post(self, mod: nn.Module, _inp, _out) -> None:
+        t0, c0 = self._t0.pop(id(mod))
+        self.total += time.perf_counter() - t0
+        self.cpu += time.process_time() - c0
+
+    def close(self) -> None:
+        for h in self._handles:
+            h.remove()
+
+
+def set_impl(model: nn.Module, impl: str) -> int:
+    """Set the DCN implementation of every deformable conv in ``model``; returns their count."""
+    n = 0
+    for m in model.modules():
+        if isinstance(m, ModulatedDeformConv2d):
+            m.impl = impl
+            n += 1
+    return n
+
+
+def bench_preset(
+    name: str,
+    args: argparse.Namespace,
+    impls: list[str],
+    sliding_ok: bool,
+) -> list[dict]:
+    model = stvsr.create_model(name, weights=None)
+    n = int(model.num_frames)
+    h, w = args.height, args.width
+    gen = torch.Generator().manual_seed(0)
+    window = torch.rand(1, n, 3, h, w, generator=gen)
+    clip = torch.rand(args.clip, 3, h, w, generator=gen)
+    rows = []
+    with torch.no_grad():
+        # warm-up (kernel selection, allocator) on a small input
+        model(torch.rand(1, n, 3, 32, 32))
+        for impl in impls:
+            set_impl(model, impl)
+            for prec in args.precisions:
+                base = {"preset": name, "impl": impl, "precision": prec, "size": f"{h}x{w}"}
+                if "window" in args.modes:
+                    timer = DcnTimer(model)
+                    res = measure(lambda prec=prec: model(window, precision=prec), args.repeat)
+                    timer.close()
+                    res["dcn_s"] = timer.total / args.repeat
+                    res["dcn_cpu_s"] = timer.cpu / args.repeat
+                    rows.append({**base, "mode": "window", **res})
+                    _print_row(rows[-1])
+                for mode in ("naive", "cached"):
+                    if mode not in args.modes or not sliding_ok:
+                        continue
+                    from stvsr.infer.sliding import SlidingWindowRunner
+
+                    runner = SlidingWindowRunner(model, cache=mode == "cached", precision=prec)
+
+                    def run(runner=runner) -> None:
+                        for _ in runner.run(clip):
+                            pass
+
+                    res = measure(run, args.repeat)
+                    for key in ("min_s", "median_s", "cpu_s"):
+                        res[key] /= args.clip
+                    rows.append({**base, "mode": mode, **res})
+                    _print_row(rows[-1])
+    return rows
+
+
+HEADER = (
+    f"{'preset':<8} {'impl':<12} {'prec':<5} {'mode':<7} {'s/frame':>8} {'median':>8} "
+    f"{'cpu s':>8} {'dcn s':>7} {'dcn cpu':>8} {'peak MiB':>9}"
+)
+
+
+def _print_row(r: dict) -> None:
+    dcn_s = f"{r['dcn_s']:7.3f} {r['dcn_cpu_s']:8.3f}" if "dcn_s" in r else f"{'-':>7} {'-':>8}"
+    print(
+        f"{r['preset']:<8} {r['impl']:<12} {r['precision']:<5} {r['mode']:<7} "
+        f"{r['min_s']:8.3f} {r['median_s']:8.3f} {r['cpu_s']:8.3f} {dcn_s} {r['peak_mib']:9.1f}",
+        flush=True,
+    )
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--presets", nargs="+", default=["edvr-m", "edvr-l"])
+    p.add_argument("--height", type=int, default=180)
+    p.add_argument("--width", type=int, default=320)
+    p.add_argument("--precisions", nargs="+", default=["fp32", "bf16"])
+    p.add_argument("--impls", nargs="+", default=None,
+                   help="DCN implementations (default: pure, plus torchvision if it imports)")
+    p.add_argument("--modes", nargs="+", default=["window", "naive", "cached"],
+                   choices=["window", "naive", "cached"])
+    p.add_argument("--clip", type=int, default=5, help="frames in the sliding-window clip")
+    p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--repeat", type=int, default=1)
+    p.add_argument("--json", type=Path, default=None, help="write the results here")
+    p.add_argument("--quick", action="store_true", help="tiny sizes: a smoke test in seconds")
+    args = p.parse_args(argv)
+    if args.quick:
+        args.height, args.width, args.clip = 32, 48, 3
+        if args.presets == ["edvr-m", "edvr-l"]:
+            args.presets = ["edvr-m"]
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    impls = args.impls or (["pure", "torchvision"] if dcn.torchvision_available() else ["pure"])
+    for impl in impls:
+        if impl == "torchvision" and not dcn.torchvision_available():
+            raise SystemExit("torchvision does not import here; drop it from --impls")
+    try:
+        import stvsr.infer.sliding  # noqa: F401
+
+        sliding_ok = True
+    except ImportError:
+        sliding_ok = False
+    info = {
+        "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
+        "machine": platform.processor() or platform.machine(),
+        "load_avg_start": list(__import__("os").getloadavg()),
+        "torchvision": dcn.torchvision_available(),
+        "sliding": sliding_ok,
+    }
+    print(f"torch {info['torch']}, {info['threads']} threads, load avg {info['load_avg_start']}")
+    print(HEADER)
+    rows = []
+    for name in args.presets:
+        rows += bench_preset(name, args, impls, sliding_ok)
+    info["load_avg_end"] = list(__import__("os").getloadavg())
+    print(f"load avg at end: {info['load_avg_end']}")
+    if args.json:
+        meta = vars(args) | {"json": str(args.json)}
+        args.json.write_text(json.dumps({"info": info, "args": meta, "results": rows}, indent=1))
+        print(f"wrote {args.json}")
+
+
+if __name__ == "__main__":
+    main()
