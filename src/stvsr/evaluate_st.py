@@ -1,0 +1,348 @@
+"""ST-VSR evaluation (×s in space, ×2 in time) following ``spec/evaluation.md``.
+
+Data layouts (detected automatically):
+
+* **Vimeo-90K septuplets** — ``ROOT/sequences/XXXXX/YYYY/im1..im7.png`` (``ROOT`` may also be
+  the ``sequences`` folder itself, or one septuplet folder). Inputs are ``im1, im3, im5, im7``;
+  all 7 HR frames are scored. ``list_file`` (lines ``00001/0001``) selects septuplets.
+* **Vid4-like** — a folder of clip folders of HR frames (``Vid4/GT``; a folder holding ``GT`` is
+  accepted too), or one clip folder. ``list_file`` (one clip name per line) selects clips.
+
+HR frames are modcropped to the model's scale and degraded with :func:`stvsr.data.degradations
+.degrade` (rounded to 8 bits). Outputs are clamped, rounded to 8 bits and scored with
+:func:`stvsr.metrics.frame_metrics` (Y and RGB PSNR/SSIM); averages are per frame → per clip →
+mean of clip means, separately for all frames, restored input frames and new in-between frames.
+
+Protocols (a clip of ``N`` HR frames, ``N >= 3``):
+
+``"windowed"`` (what papers report)
+    Windows of ``window`` (7) HR frames, starts ``0, stride, 2·stride, …`` (stride 6: one frame
+    shared) while the window fits, plus a tail window ending at frame ``N - 1`` when the last
+    one stops short. Each window's frames ``0, 2, 4, 6`` are the LR input; the model outputs
+    all ``window`` frames. **Each HR frame is scored exactly once, by the earliest window that
+    contains it** (so the frame shared by two stride-6 windows is scored as the last input of
+    the earlier one, and a tail window scores only the frames no earlier window covered). A
+    frame counts as "input" or "new" by its position in the scoring window (even = input).
+    A clip shorter than ``window`` is scored with the full protocol.
+``"full"`` (what a store-and-fetch model is made for)
+    The model sees HR frames ``0, 2, 4, …, E`` (``E`` = the last even index) as one LR
+    sequence and outputs frames ``0 … E``; for memory it runs in overlapping chunks of
+    ``chunk`` LR frames (``chunk_overlap`` on each side, :func:`stvsr.models.sfnet
+    .sfnet_windowed`; Vid4 clips fit one chunk at the default 32). If ``N`` is even, frame
+    ``N - 1`` has no right neighbour: it is scored from an extra 2-frame run on LR frames
+    ``N - 3, N - 1`` (its output 2, an input frame); nothing else of that run is scored.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from stvsr.data.degradations import degrade, modcrop
+from stvsr.data.video import list_frame_files, read_image
+from stvsr.errors import DataError, StvsrError
+from stvsr.metrics import MetricAverager, frame_metrics, to_uint8
+from stvsr.models.sfnet import sfnet_windowed
+
+__all__ = ["evaluate_spacetime", "find_st_clips", "windowed_plan", "full_plan", "STClip"]
+
+PROTOCOLS = ("windowed", "full")
+
+
+@dataclass
+class STClip:
+    """One evaluation clip: a name and its HR frame files in temporal order."""
+
+    name: str
+    files: list[Path]
+    vimeo: bool = False
+
+
+def _image_files(folder: Path) -> list[Path]:
+    try:
+        return list_frame_files(folder)
+    except Exception:  # noqa: BLE001 - folders without images raise; they are simply not clips
+        return []
+
+
+def _septuplet_files(folder: Path) -> list[Path] | None:
+    files = [folder / f"im{i}.png" for i in range(1, 8)]
+    return files if all(f.is_file() for f in files) else None
+
+
+def _read_list(list_file: str | Path) -> list[str]:
+    path = Path(list_file)
+    if not path.is_file():
+        raise DataError(f"list file {path} does not exist; pass an existing text file")
+    return [ln.strip() for ln in path.read_text().splitlines() if ln.strip()]
+
+
+def find_st_clips(data: str | Path, list_file: str | Path | None = None) -> list[STClip]:
+    """Discover the clips of ``data`` (Vimeo septuplet or Vid4-like layout, see module doc)."""
+    root = Path(data)
+    if not root.is_dir():
+        raise DataError(f"data folder {root} does not exist; pass a Vid4-like or Vimeo folder")
+    wanted = _read_list(list_file) if list_file is not None else None
+    # --- Vimeo septuplets
+    seq_root: Path | None = None
+    if (root / "sequences").is_dir():
+        seq_root = root / "sequences"
+    elif any(_septuplet_files(s) for d in root.iterdir() if d.is_dir()
+             for s in d.iterdir() if s.is_dir()):
+        seq_root = root
+    if seq_root is not None:
+        if wanted is None:
+            names = sorted(f"{d.name}/{s.name}" for d in seq_root.iterdir() if d.is_dir()
+                           for s in d.iterdir() if s.is_dir() and _septuplet_files(s))
+        else:
+            names = wanted
+        clips = []
+        for name in names:
+            files = _septuplet_files(seq_root / name)
+            if files is None:
+                raise DataError(f"septuplet {name} not found under {seq_root} (im1..im7.png)")
+            clips.append(STClip(name, files, vimeo=True))
+        if not clips:
+            raise DataError(f"no septuplets found under {seq_root}")
+        return clips
+    if _septuplet_files(root) and not _image_files(root / "GT"):
+        return [STClip(root.name, _septuplet_files(root) or [], vimeo=True)]
+    # --- Vid4-like folder of clip folders
+    base = root / "GT" if (root / "GT").is_dir() else root
+    clips = [STClip(d.name, _image_files(d)) for d in sorted(base.iterdir()) if d.is_dir()]
+    clips = [c for c in clips if c.files]
+    if not clips and _image_files(base):
+        clips = [STClip(base.name, _image_files(base))]
+    if not clips:
+        raise DataError(f"no image frames found in {base} or its subfolders")
+    if wanted is not None:
+        known = {c.name for c in clips}
+        missing = [w for w in wanted if w not in known]
+        if missing:
+            raise DataError(f"clips {missing} from the list file are not in {base}")
+        clips = [c for c in clips if c.name in wanted]
+    return clips
+
+
+# --------------------------------------------------------------------------- plans
+
+
+def windowed_plan(n_frames: int, window: int = 7, stride: int = 6) -> list[tuple[int, list[int]]]:
+    """``[(start, scored)]``: window starts and the window positions each one scores.
+
+    Window ``[start, start + window)`` takes its even positions as LR input; ``scored`` lists
+    the positions ``j`` whose frame ``start + j`` this window scores (earliest window wins).
+    """
+    if window < 3 or window % 2 == 0:
+        raise StvsrError(f"window must be an odd number of HR frames >= 3, got {window}")
+    if not 1 <= stride <= window:
+        raise StvsrError(f"stride must be in 1..{window} so every frame is covered, got {stride}")
+    if n_frames < window:
+        raise StvsrError(f"a clip of {n_frames} frames is shorter than the window {window}")
+    starts = list(range(0, n_frames - window + 1, stride))
+    if starts[-1] + window < n_frames:
+        starts.append(n_frames - window)
+    done: set[int] = set()
+    plan = []
+    for a in starts:
+        scored = [j for j in range(window) if a + j not in done]
+        done.update(a + j for j in scored)
+        plan.append((a, scored))
+    return plan
+
+
+def full_plan(n_frames: int) -> tuple[list[int], int | None]:
+    """LR frame indices of the full protocol and the extra tail frame (``None`` if ``N`` odd)."""
+    if n_frames < 3:
+        raise DataError(f"a clip needs at least 3 frames for ST-VSR evaluation, got {n_frames}")
+    last_even = n_frames - 1 if n_frames % 2 else n_frames - 2
+    return list(range(0, last_even + 1, 2)), (None if n_frames % 2 else n_frames - 1)
+
+
+# --------------------------------------------------------------------------- evaluation
+
+
+def _to_tensor(rgb: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(np.ascontiguousarray(rgb)).permute(2, 0, 1).float().div_(255.0)
+
+
+def _prefixed(means: dict[str, float], suffix: str) -> dict[str, float]:
+    return {f"{k}_{suffix}": v for k, v in means.items() if k not in ("frames", "clips")}
+
+
+@torch.no_grad()
+def evaluate_spacetime(
+    model: nn.Module,
+    data: str | Path,
+    *,
+    protocol: str = "windowed",
+    degradation: str = "bi",
+    list_file: str | Path | None = None,
+    device: str = "cpu",
+    window: int = 7,
+    stride: int = 6,
+    progress: bool = True,
+    max_clips: int | None = None,
+    max_frames: int | None = None,
+    chunk: int = 32,
+    chunk_overlap: int = 4,
+    crop_border: int = 0,
+) -> dict[str, Any]:
+    """Score a ``kind="spacetime"`` model on ``data``; returns the JSON-ready result.
+
+    Args:
+        model: ``(B, n, 3, h, w) -> (B, 2n-1, 3, s·h, s·w)``.
+        data: Vimeo septuplet root or Vid4-like folder (see the module docstring).
+        protocol: ``"windowed"`` or ``"full"`` (identical for 7-frame septuplets).
+        degradation: ``"bi"``, ``"bd"`` or ``"bd-duf"``.
+        list_file: selects septuplets (``00001/0001``) or clip names.
+        window, stride: windowed protocol (HR frames).
+        max_clips, max_frames: evaluate only the first clips / first frames of each clip.
+        chunk, chunk_overlap: LR-frame chunking of the full protocol (bounded memory).
+
+    Returns:
+        ``{"model", "task": "stvsr", "protocol", "degradation", "clips": {name: {psnr_y, ssim_y,
+        psnr_rgb, ssim_rgb, frames, psnr_y_input, …, psnr_y_new, …, per_frame}}, "mean":
+        {psnr_y, ssim_y, psnr_rgb, ssim_rgb, psnr_y_input, ssim_y_input, …, psnr_y_new,
+        ssim_y_new, …, clips, frames}, "seconds"}``; ``per_frame`` lists ``{"frame", "kind",
+        "psnr_y", "ssim_y"}`` for every HR frame, in order.
+    """
+    from tqdm import tqdm
+
+    if getattr(model, "kind", None) != "spacetime":
+        raise StvsrError(
+            f"evaluate_spacetime needs a space-time model (kind 'spacetime'), got "
+            f"{getattr(model, 'kind', None)!r}; use stvsr.evaluate for S-VSR models")
+    if protocol not in PROTOCOLS:
+        raise StvsrError(f"unknown protocol {protocol!r}; choose one of {', '.join(PROTOCOLS)}")
+    scale = int(model.scale)
+    clips = find_st_clips(data, list_file)[:max_clips]
+    model.eval().to(device)
+    avg_all, avg_in, avg_new = MetricAverager(), MetricAverager(), MetricAverager()
+    per_frame: dict[str, list[dict[str, Any]]] = {}
+    t0 = time.perf_counter()
+    outputs = 0
+
+    def run(lr: torch.Tensor) -> torch.Tensor:
+        x = lr.unsqueeze(0).to(device)
+        if protocol == "full":
+            return sfnet_windowed(model, x, chunk, chunk_overlap)[0]
+        y = model(x)
+        return (y[0] if isinstance(y, tuple) else y)[0]
+
+    bar = tqdm(clips, desc=f"ST-VSR {protocol}", unit="clip", disable=not progress)
+    for clip in bar:
+        files = clip.files[:max_frames]
+        n = len(files)
+        gt_u8 = []
+        lr_all = []
+        for path in files:
+            hr = modcrop(_to_tensor(read_image(path)), scale)
+            gt_u8.append(to_uint8(hr))
+            lr_all.append(degrade(hr.unsqueeze(0), degradation, scale)[0])
+        rows: list[dict[str, Any]] = []
+
+        def score(frame: int, out: torch.Tensor, kind: str, name: str = clip.name,
+                  rows: list[dict[str, Any]] = rows, gt_u8: list[np.ndarray] = gt_u8) -> None:
+            m = frame_metrics(to_uint8(out), gt_u8[frame], crop_border=crop_border)
+            avg_all.add(name, frame, m)
+            (avg_in if kind == "input" else avg_new).add(name, frame, m)
+            rows.append({"frame": frame, "kind": kind, "psnr_y": m["psnr_y"],
+                         "ssim_y": m["ssim_y"]})
+
+        if protocol == "windowed" and n >= window:
+            for a, scored in windowed_plan(n, window, stride):
+                y = run(torch.stack(lr_all[a:a + window:2]))
+                outputs += window
+                for j in scored:
+                    score(a + j, y[j], "input" if j % 2 == 0 else "new")
+        else:
+            idx, tail = full_plan(n)
+            y = run(torch.stack([lr_all[i] for i in idx]))
+            outputs += y.shape[0]
+            for t in range(y.shape[0]):
+                score(t, y[t], "input" if t % 2 == 0 else "new")
+            if tail is not None:
+                y = run(torch.stack([lr_all[tail - 2], lr_all[tail]]))
+                outputs += 3
+                score(tail, y[2], "input")
+        rows.sort(key=lambda r: r["frame"])
+        if [r["frame"] for r in rows] != list(range(n)):
+            raise RuntimeError(f"clip {clip.name}: frames were not each scored once")
+        per_frame[clip.name] = rows
+        bar.set_postfix(psnr_y=f"{np.mean([r['psnr_y'] for r in rows]):.2f}")
+
+    seconds = time.perf_counter() - t0
+    clip_res: dict[str, dict[str, Any]] = {}
+    means_in, means_new = avg_in.clip_means(), avg_new.clip_means()
+    for name, means in avg_all.clip_means().items():
+        res: dict[str, Any] = dict(means)
+        for suffix, table in (("input", means_in), ("new", means_new)):
+            if name in table:
+                res.update(_prefixed(table[name], suffix))
+                res[f"frames_{suffix}"] = table[name]["frames"]
+        res["per_frame"] = per_frame[name]
+        clip_res[name] = res
+    mean: dict[str, Any] = dict(avg_all.mean())
+    mean.update(_prefixed(avg_in.mean(), "input"))
+    if len(avg_new):
+        mean.update(_prefixed(avg_new.mean(), "new"))
+    return {
+        "model": getattr(model, "preset", None) or type(model).__name__,
+        "task": "stvsr",
+        "protocol": protocol,
+        "degradation": degradation,
+        "scale": scale,
+        "data": str(data),
+        "clips": clip_res,
+        "mean": mean,
+        "seconds": seconds,
+        "seconds_per_output_frame": seconds / max(1, outputs),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m stvsr.evaluate_st MODEL DATA [--protocol full] [--json out.json]``."""
+    from stvsr.registry import create_model
+
+    p = argparse.ArgumentParser(description="ST-VSR evaluation (x4 space, x2 time)")
+    p.add_argument("model")
+    p.add_argument("data")
+    p.add_argument("--protocol", default="windowed", choices=PROTOCOLS)
+    p.add_argument("--degradation", default="bi")
+    p.add_argument("--list-file")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--max-clips", type=int)
+    p.add_argument("--max-frames", type=int)
+    p.add_argument("--json")
+    a = p.parse_args(argv)
+    try:
+        res = evaluate_spacetime(
+            create_model(a.model), a.data, protocol=a.protocol, degradation=a.degradation,
+            list_file=a.list_file, device=a.device, max_clips=a.max_clips,
+            max_frames=a.max_frames)
+    except StvsrError as exc:
+        print(f"error: {exc}")
+        return 2
+    for name, r in res["clips"].items():
+        print(f"{name:>12s}  {r['psnr_y']:.3f} / {r['ssim_y']:.4f}  ({r['frames']} frames)")
+    m = res["mean"]
+    print(f"{'mean':>12s}  {m['psnr_y']:.3f} / {m['ssim_y']:.4f}  input {m['psnr_y_input']:.3f}"
+          f"  new {m.get('psnr_y_new', float('nan')):.3f}")
+    if a.json:
+        slim = {**res, "clips": {k: {kk: vv for kk, vv in v.items() if kk != "per_frame"}
+                                 for k, v in res["clips"].items()}}
+        Path(a.json).write_text(json.dumps(slim, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

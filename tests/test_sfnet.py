@@ -1,0 +1,268 @@
+"""SFNet: shapes, gradients, store/fetch budget, fetch selection, ablations, windowed inference."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+import stvsr
+from stvsr.errors import StvsrError
+from stvsr.models.sfnet import (
+    SFNet,
+    charbonnier,
+    init_from_basicvsr,
+    local_window_read,
+    select_fetch_indices,
+    sfnet_loss,
+    sfnet_windowed,
+    window_plan,
+)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """Many tiny convs: one intra-op thread is much faster on a loaded 2-core machine."""
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(old)
+
+
+def tiny(**kw) -> SFNet:
+    args = dict(num_feat=16, num_fe=1, num_ds=1, num_rec=1, fetch_frames=2)
+    args.update(kw)
+    return SFNet(**args).eval()
+
+
+@pytest.mark.parametrize("name,n,size", [("sfnet-s", 4, 16), ("sfnet", 3, 8)])
+def test_presets_forward_backward_reach_every_parameter(name: str, n: int, size: int) -> None:
+    torch.manual_seed(0)
+    model = stvsr.create_model(name).train()
+    assert (model.kind, model.scale, model.num_frames) == ("spacetime", 4, 0)
+    x = torch.rand(1, n, 3, size, size)
+    out, structure = model(x, return_structure=True)
+    assert out.shape == structure.shape == (1, 2 * n - 1, 3, 4 * size, 4 * size)
+    gt = torch.rand_like(out)
+    loss = model.loss(out, structure, gt)
+    loss.backward()
+    bad = [k for k, p in model.named_parameters() if p.grad is None or not p.grad.abs().gt(0).any()]
+    assert bad == []
+    # DF was exercised: some step fetched distant entries
+    assert any(r["fetched"] for r in model.debug["frm"])
+
+
+@pytest.mark.parametrize("scale", [2, 3, 4])
+@pytest.mark.parametrize("n", [2, 3, 8])
+def test_output_shapes(n: int, scale: int) -> None:
+    torch.manual_seed(0)
+    model = tiny(scale=scale)
+    with torch.no_grad():
+        out = model(torch.rand(2, n, 3, 7, 9))  # odd sizes: padded and cropped back
+    assert out.shape == (2, 2 * n - 1, 3, 7 * scale, 9 * scale)
+    assert torch.isfinite(out).all()
+
+
+def test_return_structure_and_loss() -> None:
+    torch.manual_seed(0)
+    model = tiny()
+    x = torch.rand(1, 3, 3, 8, 8)
+    with torch.no_grad():
+        out, s = model(x, return_structure=True)
+        plain = model(x)
+    assert torch.equal(out, plain)
+    assert not torch.equal(out, s)  # detail branch adds something
+    gt = torch.rand_like(out)
+    manual = (torch.sqrt((out - gt) ** 2 + 1e-6).mean()
+              + 0.25 * torch.sqrt((s - gt) ** 2 + 1e-6).mean())
+    assert torch.allclose(sfnet_loss(out, s, gt), manual)
+    assert torch.allclose(model.loss(out, s, gt), manual)
+    assert charbonnier(gt, gt).item() == pytest.approx(1e-3, rel=1e-4)
+
+
+def test_in_between_step_input_uses_neighbours() -> None:
+    torch.manual_seed(0)
+    model = tiny(use_df=False)
+    x = torch.rand(1, 3, 3, 8, 8)
+    with torch.no_grad():
+        a = model(x)
+        x2 = x.clone()
+        x2[:, 2] = torch.rand(3, 8, 8)
+        b = model(x2)
+    # changing the last input changes the new frame before it much more than it changes the
+    # first output (which sees it only through the recurrence)
+    d = (a - b).abs().flatten(2).mean(2)[0]
+    assert d[3] > d[0]
+
+
+def test_store_and_fetch_stay_within_budget() -> None:
+    torch.manual_seed(0)
+    budget = 3
+    model = tiny(fetch_frames=budget)
+    n = 8
+    kk = 2 * n - 1
+    with torch.no_grad():
+        model(torch.rand(1, n, 3, 8, 8))
+    brm, frm = model.debug["brm"], model.debug["frm"]
+    assert [r["k"] for r in brm] == list(range(kk - 1, -1, -1))
+    assert [r["k"] for r in frm] == list(range(kk))
+    for r in brm:
+        k = r["k"]
+        assert r["store_sizes"][0] == kk - 1 - k <= kk  # one entry per processed step
+        assert all(j >= k + 2 for j in r["fetched"])
+        assert len(r["fetched"]) == min(budget, len(r["candidates"])) <= budget
+    for r in frm:
+        k = r["k"]
+        size_f, size_b = r["store_sizes"]
+        assert size_f == k and size_b == kk
+        assert all(j <= k - 2 or j >= k + 2 for j in r["fetched"])
+        assert set(r["fetched"]) <= set(r["candidates"])
+        assert len(r["fetched"]) == min(budget, len(r["candidates"])) <= budget
+    assert max(len(r["candidates"]) for r in frm) > budget  # the cap was actually needed
+    assert frm[0]["fetched"] and not brm[0]["fetched"]  # last BRM step has no candidates
+
+    everything = tiny(fetch_frames=None)
+    with torch.no_grad():
+        everything(torch.rand(1, n, 3, 8, 8))
+    assert all(r["fetched"] == r["candidates"] for r in everything.debug["frm"])
+
+
+def test_select_fetch_indices() -> None:
+    cands = list(range(2, 15))  # BRM at k = 0, K = 15
+    assert select_fetch_indices(cands, 0, 4, "nearest") == [2, 3, 4, 5]
+    # spread: 2 nearest + 2 evenly over the remaining 4..14 (bin centres)
+    assert select_fetch_indices(cands, 0, 4, "spread") == [2, 3, 6, 12]
+    assert select_fetch_indices(cands, 0, None, "spread") == cands
+    assert select_fetch_indices([9, 3], 0, 8, "nearest") == [3, 9]
+    assert select_fetch_indices([], 5, 4, "spread") == []
+    two_sided = [0, 1, 2, 3, 4, 5, 9, 10, 11, 12, 13, 14]  # FRM at k = 7
+    assert select_fetch_indices(two_sided, 7, 2, "nearest") == [5, 9]
+    near3 = select_fetch_indices(two_sided, 7, 3, "nearest")
+    assert near3 == [4, 5, 9]  # ties go to the earlier index
+    spread = select_fetch_indices(two_sided, 7, 6, "spread")
+    assert len(spread) == 6 and {4, 5, 9} <= set(spread)
+    assert min(spread) <= 1 and max(spread) >= 13  # reaches the far past and future
+    with pytest.raises(StvsrError):
+        select_fetch_indices(cands, 0, 0, "spread")
+    with pytest.raises(StvsrError):
+        select_fetch_indices(cands, 0, 2, "random")
+
+
+def test_local_window_read_matches_dense_reference() -> None:
+    torch.manual_seed(0)
+    b, m, ck, cv, h, w, r = 2, 3, 4, 5, 6, 7, 2
+    q = torch.randn(b, ck, h, w)
+    keys = torch.randn(b, m, ck, h, w)
+    values = torch.randn(b, m, cv, h, w)
+    tau = torch.tensor(0.7)
+    out = local_window_read(q, keys, values, r, tau)
+    ref = torch.zeros(b, cv, h, w)
+    for i in range(h):
+        for j in range(w):
+            ks, vs = [], []
+            for di in range(-r, r + 1):
+                for dj in range(-r, r + 1):
+                    y, x = i + di, j + dj
+                    if 0 <= y < h and 0 <= x < w:
+                        ks.append(keys[:, :, :, y, x])
+                        vs.append(values[:, :, :, y, x])
+            kk = torch.cat(ks, dim=1)  # (B, M*W, Ck)
+            vv = torch.cat(vs, dim=1)
+            logits = torch.einsum("bc,bnc->bn", q[:, :, i, j], kk) / (ck ** 0.5 * tau)
+            ref[:, :, i, j] = torch.einsum("bn,bnc->bc", logits.softmax(1), vv)
+    assert torch.allclose(out, ref, atol=1e-5)
+
+
+def test_ablation_flags_change_modules_and_outputs() -> None:
+    torch.manual_seed(0)
+    base = tiny(fetch_frames=2)
+    names = {n for n, _ in base.named_modules()}
+    assert {"brm.df", "frm.df", "brm.store", "frm.af.0", "frm.af.1"} <= names
+    no_df = tiny(use_df=False)
+    no_df_names = {n for n, _ in no_df.named_modules()}
+    assert not any(".df" in n or ".store" in n for n in no_df_names)
+    assert no_df.brm.ds_fuse.in_channels == 2 * 16 and base.brm.ds_fuse.in_channels == 3 * 16
+    no_af = tiny(use_af=False)
+    assert not any(".af." in n for n, _ in no_af.named_modules())
+    pyr = tiny(pyramid=True)
+    assert hasattr(pyr.brm.af[0], "l2_dcn")
+    with torch.no_grad():
+        assert pyr(torch.rand(1, 2, 3, 6, 10)).shape == (1, 3, 3, 24, 40)
+    x = torch.rand(1, 6, 3, 8, 8)
+    state = base.state_dict()
+    with torch.no_grad():
+        ref = base(x)
+        outs = {}
+        for key, kw in {"nearest": dict(store_policy="nearest"),
+                        "fetch4": dict(fetch_frames=4),
+                        "all": dict(fetch_frames=None)}.items():
+            other = tiny(**kw)
+            other.load_state_dict(state)  # same weights, different fetch behaviour
+            outs[key] = other(x)
+        same = tiny()
+        same.load_state_dict(state)
+        assert torch.equal(same(x), ref)
+    for key, out in outs.items():
+        assert not torch.allclose(out, ref), key
+    with pytest.raises(StvsrError):
+        tiny(store_policy="far")
+    with pytest.raises(StvsrError):
+        tiny(fetch_frames=0)
+
+
+def test_bad_inputs_raise() -> None:
+    model = tiny()
+    with pytest.raises(StvsrError):
+        model(torch.rand(1, 1, 3, 8, 8))
+    with pytest.raises(StvsrError):
+        model(torch.rand(1, 3, 8, 8))
+
+
+def test_window_plan_covers_each_output_once() -> None:
+    for n, wdw, ov in [(11, 5, 1), (20, 7, 2), (9, 9, 3), (4, 8, 2), (13, 4, 1)]:
+        plan = window_plan(n, wdw, ov)
+        covered = [t for _, _, t0, t1 in plan for t in range(t0, t1)]
+        assert covered == list(range(2 * n - 1))
+        for a, b, t0, t1 in plan:
+            assert b - a <= wdw and 2 * a <= t0 and t1 - 1 <= 2 * (b - 1)
+    with pytest.raises(StvsrError):
+        window_plan(10, 4, 2)
+
+
+def test_windowed_matches_whole_away_from_seams() -> None:
+    """AF-only recurrence has an unbounded but decaying receptive field: windowed and whole-
+    sequence outputs differ most next to a seam and much less far from it."""
+    torch.manual_seed(0)
+    model = tiny(use_df=False)
+    n = 11
+    x = torch.rand(1, n, 3, 8, 8)
+    with torch.no_grad():
+        whole = model(x)
+    win = sfnet_windowed(model, x, window=5, overlap=1)
+    assert win.shape == whole.shape
+    diff = (whole - win).abs().flatten(2).amax(2)[0]
+    plan = window_plan(n, 5, 1)
+    seams = [t0 for _, _, t0, _ in plan[1:]]  # first output taken from a new window
+    near = [t for s in seams for t in (s - 1, s)]
+    far = [t for t in range(2 * n - 1) if min(abs(t - s) for s in seams) >= 4]
+    assert far and diff[near].max() > 10 * diff[far].max()
+    assert diff.max() < 0.05
+    # one window covering everything is exactly the whole-sequence result
+    assert torch.equal(sfnet_windowed(model, x, window=n, overlap=2), whole)
+
+
+def test_init_from_basicvsr_copies_matching_parts() -> None:
+    torch.manual_seed(0)
+    bvsr = stvsr.create_model("basicvsr", weights=None).state_dict()
+    model = stvsr.create_model("sfnet", weights=None)
+    copied = init_from_basicvsr(model, bvsr)
+    own = model.state_dict()
+    assert "rec_d.upconv1.weight" in copied and "brm.ds_body.0.conv1.weight" in copied
+    assert torch.equal(own["rec_s.conv_last.weight"], bvsr["conv_last.weight"])
+    assert torch.equal(own["frm.ds_body.9.conv2.bias"], bvsr["forward_trunk.main.2.9.conv2.bias"])
+    assert torch.equal(own["fe.main.2.0.conv1.weight"],
+                       bvsr["backward_trunk.main.2.10.conv1.weight"])
+    assert torch.equal(own["fuse_d.weight"][:, :64], bvsr["fusion.weight"][:, 64:])
+    assert "brm.af.0.dcn.weight" not in copied
+    small = stvsr.create_model("sfnet-s", weights=None)
+    # 32 channels: only the 3-channel output biases fit
+    assert init_from_basicvsr(small, bvsr) == ["rec_d.conv_last.bias", "rec_s.conv_last.bias"]
