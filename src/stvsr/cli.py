@@ -88,24 +88,30 @@ def _cmd_eval(args: argparse.Namespace) -> None:
     model = create_model(args.model, weights=args.weights, device=args.device)
     out_dir = args.out_dir or (str(Path(args.json).with_suffix("")) + "_figures"
                                if args.json else "out/eval")
-    common = dict(degradation=args.degradation, device=args.device,
-                  precision=args.precision, tile=args.tile, progress=not args.quiet)
-    if args.chunk is not None:
-        common["chunk"] = args.chunk
-    if args.overlap is not None:
-        common["overlap"] = args.overlap
     if args.task == "stvsr":
         from stvsr.evaluate_st import evaluate_spacetime
+        from stvsr.infer.runner import precision_context
 
-        result = evaluate_spacetime(model, args.data, protocol=args.protocol,
-                                    list_file=args.list_file, max_frames=args.max_frames,
-                                    **common)
+        extra = {"chunk": args.chunk} if args.chunk is not None else {}
+        if args.overlap is not None:
+            extra["chunk_overlap"] = args.overlap
+        with precision_context(args.precision, args.device):
+            result = evaluate_spacetime(
+                model, args.data, protocol=args.protocol, degradation=args.degradation,
+                list_file=args.list_file, device=args.device, max_frames=args.max_frames,
+                crop_border=args.crop_border, progress=not args.quiet, **extra)
     else:
         from stvsr.evaluate import evaluate_svsr
 
+        extra = {"chunk": args.chunk} if args.chunk is not None else {}
+        if args.overlap is not None:
+            extra["overlap"] = args.overlap
         clips = args.clips.split(",") if args.clips else None
-        result = evaluate_svsr(model, args.data, clips=clips, max_frames=args.max_frames,
-                               crop_border=args.crop_border, out_dir=out_dir, **common)
+        result = evaluate_svsr(
+            model, args.data, degradation=args.degradation, clips=clips,
+            max_frames=args.max_frames, crop_border=args.crop_border, device=args.device,
+            precision=args.precision, tile=args.tile, out_dir=out_dir,
+            progress=not args.quiet, **extra)
     print(format_table(result))
     if args.json:
         write_json(result, args.json)
