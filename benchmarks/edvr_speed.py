@@ -8,15 +8,25 @@ For every preset × DCN implementation × precision this measures
   (``--clip`` frames), time per output frame, without / with per-frame feature caching (only
   when ``stvsr.infer.sliding`` exists).
 
-Peak memory is the growth of the resident set (``VmHWM - VmRSS`` before the run, after resetting
-the high-water mark through ``/proc/self/clear_refs``; on systems without it, the growth of
-``ru_maxrss``, which misses peaks below an earlier one).
+and, with ``--agreement-clip DIR`` (default: REDS ``LR_x4_demo/000`` under ``/work/shared/data``
+when present), the Y-PSNR between the fp32 and bf16 outputs of each preset on the first
+``num_frames`` frames of a real clip ("fp32 vs bf16 output agreement in dB"; random-init
+weights, so it measures precision loss, not restoration quality).
+
+By default glibc is told to keep freed memory (:func:`stvsr.models.edvr.tune_cpu_allocator`,
+~20 % less CPU time here); ``--no-tune-malloc`` measures glibc's defaults.
+
+Peak memory (meaningful with ``--no-tune-malloc``: a tuned heap keeps earlier peaks resident,
+so later rows show ~0) is the growth of the resident set (``VmHWM - VmRSS`` before the run,
+after resetting the high-water mark through ``/proc/self/clear_refs``; on systems without it,
+the growth of ``ru_maxrss``, which misses peaks below an earlier one).
 
 Usage::
 
     .venv/bin/python benchmarks/edvr_speed.py [--presets edvr-m edvr-l] [--height 180]
         [--width 320] [--precisions fp32 bf16] [--impls pure torchvision] [--clip 5]
         [--modes window naive cached] [--threads 2] [--repeat 1] [--json out.json] [--quick]
+        [--no-tune-malloc] [--agreement-clip DIR | --agreement-clip none]
 
 Wall-clock numbers depend on what else runs on the machine: compare ratios within one run.
 """
@@ -184,6 +194,38 @@ def _print_row(r: dict) -> None:
     )
 
 
+DEFAULT_CLIP = Path("/work/shared/data/REDS/LR_x4_demo/000")
+
+
+def fp32_bf16_agreement(name: str, clip_dir: Path) -> dict:
+    """Y-PSNR (dB) between the fp32 and bf16 outputs of ``name`` (random init, seed 0) on the
+    first ``num_frames`` PNG frames of ``clip_dir``; also the max abs difference."""
+    import numpy as np
+    from PIL import Image
+
+    from stvsr.metrics import psnr, to_uint8
+
+    torch.manual_seed(0)
+    model = stvsr.create_model(name, weights=None).eval()
+    n = int(model.num_frames)
+    files = sorted(clip_dir.glob("*.png"))[:n]
+    if len(files) < n:
+        raise SystemExit(f"{clip_dir} has fewer than {n} PNG frames")
+    frames = [
+        torch.from_numpy(np.asarray(Image.open(f).convert("RGB")).copy()).permute(2, 0, 1)
+        for f in files
+    ]
+    x = (torch.stack(frames).float() / 255.0)[None]
+    with torch.no_grad():
+        a = model(x, precision="fp32")[0]
+        b = model(x, precision="bf16")[0]
+    return {
+        "preset": name, "clip": str(clip_dir), "lr_size": f"{x.shape[-2]}x{x.shape[-1]}",
+        "y_psnr_fp32_vs_bf16_db": psnr(to_uint8(a), to_uint8(b), y_channel=True),
+        "max_abs_diff": float((a - b).abs().max()),
+    }
+
+
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--presets", nargs="+", default=["edvr-m", "edvr-l"])
@@ -199,6 +241,10 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--repeat", type=int, default=1)
     p.add_argument("--json", type=Path, default=None, help="write the results here")
     p.add_argument("--quick", action="store_true", help="tiny sizes: a smoke test in seconds")
+    p.add_argument("--no-tune-malloc", action="store_true",
+                   help="keep glibc's default allocator settings (page faults on every map)")
+    p.add_argument("--agreement-clip", default=None,
+                   help="PNG clip for the fp32-vs-bf16 Y-PSNR (default: REDS demo 000; 'none')")
     args = p.parse_args(argv)
     if args.quick:
         args.height, args.width, args.clip = 32, 48, 3
@@ -206,6 +252,9 @@ def main(argv: list[str] | None = None) -> None:
             args.presets = ["edvr-m"]
     if args.threads:
         torch.set_num_threads(args.threads)
+    from stvsr.models.edvr import tune_cpu_allocator
+
+    tuned = tune_cpu_allocator(not args.no_tune_malloc)
     impls = args.impls or (["pure", "torchvision"] if dcn.torchvision_available() else ["pure"])
     for impl in impls:
         if impl == "torchvision" and not dcn.torchvision_available():
@@ -223,17 +272,29 @@ def main(argv: list[str] | None = None) -> None:
         "load_avg_start": list(__import__("os").getloadavg()),
         "torchvision": dcn.torchvision_available(),
         "sliding": sliding_ok,
+        "malloc_tuned": tuned and not args.no_tune_malloc,
     }
     print(f"torch {info['torch']}, {info['threads']} threads, load avg {info['load_avg_start']}")
     print(HEADER)
     rows = []
     for name in args.presets:
         rows += bench_preset(name, args, impls, sliding_ok)
+    agree = []
+    clip_arg = args.agreement_clip
+    clip_dir = DEFAULT_CLIP if clip_arg is None else Path(clip_arg)
+    if clip_arg != "none" and not args.quick and clip_dir.is_dir():
+        for name in args.presets:
+            agree.append(fp32_bf16_agreement(name, clip_dir))
+            r = agree[-1]
+            print(f"{name}: fp32 vs bf16 output agreement on {r['clip']} ({r['lr_size']}): "
+                  f"Y-PSNR {r['y_psnr_fp32_vs_bf16_db']:.2f} dB, max abs diff "
+                  f"{r['max_abs_diff']:.4f}", flush=True)
     info["load_avg_end"] = list(__import__("os").getloadavg())
     print(f"load avg at end: {info['load_avg_end']}")
     if args.json:
         meta = vars(args) | {"json": str(args.json)}
-        args.json.write_text(json.dumps({"info": info, "args": meta, "results": rows}, indent=1))
+        doc = {"info": info, "args": meta, "results": rows, "agreement": agree}
+        args.json.write_text(json.dumps(doc, indent=1))
         print(f"wrote {args.json}")
 
 

@@ -77,8 +77,8 @@ from stvsr.infer.segments import (
     input_fingerprint,
     output_plan,
     plan_segments,
-    sha256_file,
 )
+from stvsr.weights import sha256_file
 
 __all__ = ["CHUNK", "OVERLAP", "Progress", "frame_to_tensor", "tensor_to_frame", "upscale_video"]
 

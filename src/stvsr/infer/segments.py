@@ -33,7 +33,6 @@ __all__ = [
     "input_fingerprint",
     "output_plan",
     "plan_segments",
-    "sha256_file",
 ]
 
 MANIFEST_VERSION = 1
@@ -89,15 +88,6 @@ def output_plan(
             what = "mid" if i + 1 < seg.shot_end else "dup"
             out.append((what, i, (times[i] + times[i + 1]) / 2))
     return out
-
-
-def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
-    """Hex SHA-256 of a file."""
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while block := fh.read(chunk):
-            h.update(block)
-    return h.hexdigest()
 
 
 def input_fingerprint(path: Path, info: Any) -> dict[str, Any]:

@@ -72,6 +72,123 @@ def _autocast_dtype(device_type: str) -> torch.dtype | None:
     return torch.get_autocast_dtype(device_type)
 
 
+# --------------------------------------------------------------------------- fast conv helpers
+# oneDNN's fused conv + pointwise kernels (the ones Inductor uses); exact in fp32 (same
+# accumulation, the activation / add applied to the accumulator) and they save one pass over the
+# output per fused op. Only CPU fp32/bf16 without autograd; anything else takes plain F.conv2d.
+_PW = getattr(getattr(torch.ops, "mkldnn", None), "_convolution_pointwise", None)
+_FUSED_DTYPES = (torch.float32, torch.bfloat16)
+
+
+def cached_weight(
+    conv: nn.Module, dtype: torch.dtype, part: slice | None = None, with_bias: bool = True
+) -> tuple[Tensor, Tensor | None]:
+    """``conv``'s weight (input channels ``part``, in ``conv.weight``'s memory format) and bias
+    (``None`` unless ``with_bias``) in ``dtype``, converted once and cached on the module.
+
+    The cache is keyed by the parameters' storage and version counters, so loading a state dict
+    or any in-place update refreshes it. With autograd on the parameters themselves are used.
+    """
+    w, b = conv.weight, conv.bias if with_bias else None
+    if part is None and w.dtype == dtype:
+        return w, b
+    if torch.is_grad_enabled() and w.requires_grad:
+        wp = w if part is None else w[:, part]
+        return wp.to(dtype), None if b is None else b.to(dtype)
+    key = (
+        part.start if part else None, part.stop if part else None, dtype, with_bias,
+        w.data_ptr(), w._version, w.stride(),
+        None if b is None else (b.data_ptr(), b._version),
+    )
+    cache = conv.__dict__.setdefault("_stvsr_wcache", {})
+    hit = cache.get(key[:4])
+    if hit is not None and hit[0] == key:
+        return hit[1], hit[2]
+    with torch.no_grad():
+        wp = w if part is None else w[:, part]
+        fmt = (
+            torch.channels_last
+            if w.is_contiguous(memory_format=torch.channels_last) and not w.is_contiguous()
+            else torch.contiguous_format
+        )
+        wc = wp.to(dtype).contiguous(memory_format=fmt)
+        bc = None if b is None else b.to(dtype)
+    cache[key[:4]] = (key, wc, bc)
+    return wc, bc
+
+
+def _has_hooks(m: nn.Module) -> bool:
+    g = nn.modules.module
+    return bool(
+        m._forward_hooks or m._forward_pre_hooks or getattr(g, "_global_forward_hooks", None)
+        or getattr(g, "_global_forward_pre_hooks", None)
+    )
+
+
+def conv_act(
+    conv: nn.Conv2d,
+    x: Tensor,
+    act: str | None = None,
+    add: Tensor | None = None,
+    part: slice | None = None,
+    with_bias: bool = True,
+) -> Tensor:
+    """``act(conv(x) + add)`` with fused oneDNN kernels where possible.
+
+    Args:
+        conv: a ``groups == 1``, zero-padded ``nn.Conv2d`` whose weight/bias are used (in the
+            autocast dtype, converted once, see :func:`cached_weight`).
+        x: ``(B, Cin', H, W)``; ``Cin'`` is the size of ``part`` (input channels of the weight,
+            for splitting a conv over a channel concatenation) or ``Cin``. A module with forward
+            hooks is called as a module (no fusion), so that the hooks see its output.
+        act: ``None``, ``"relu"`` or ``"lrelu"`` (negative slope 0.1).
+        add: optional ``(B, Cout, Ho, Wo)`` added before the activation.
+
+    Returns:
+        ``(B, Cout, Ho, Wo)`` in the autocast dtype (else ``x``'s), ``x``'s memory format.
+    """
+    if part is None and with_bias and _has_hooks(conv):  # hooks see the module's own output
+        y = conv(x)  # out of place below: a hook may keep ``y``
+        if add is not None:
+            y = y + add.to(y.dtype)
+        if act == "relu":
+            return F.relu(y)
+        return F.leaky_relu(y, 0.1) if act == "lrelu" else y
+    dt = _autocast_dtype(x.device.type) or x.dtype
+    w, b = cached_weight(conv, dt, part, with_bias)
+    x = x.to(dt)
+    if add is not None:
+        add = add.to(dt)
+    grad = torch.is_grad_enabled() and (
+        x.requires_grad or w.requires_grad or (add is not None and add.requires_grad)
+    )
+    pad, stride, dil = list(conv.padding), list(conv.stride), list(conv.dilation)
+    fused = (
+        _PW is not None and x.device.type == "cpu" and dt in _FUSED_DTYPES and not grad
+        and conv.groups == 1 and conv.padding_mode == "zeros" and not isinstance(conv.padding, str)
+    )
+    if fused:
+        # fresh low-precision weights under autocast would be cast again inside: bypass it
+        with torch.autocast("cpu", enabled=False):
+            if add is None:
+                attr = {"relu": "relu", "lrelu": "leaky_relu"}.get(act or "", "none")
+                scal = [0.1] if act == "lrelu" else []
+                return _PW(x, w, b, pad, stride, dil, 1, attr, scal, "")
+            y = _PW.binary(
+                x, add, w, b, pad, stride, dil, 1, "add", None,
+                "relu" if act == "relu" else None, [], None,
+            )
+            return F.leaky_relu_(y, 0.1) if act == "lrelu" else y
+    y = F.conv2d(x, w, b, conv.stride, conv.padding, conv.dilation, conv.groups)
+    if add is not None:
+        y = y + add if grad else y.add_(add)
+    if act == "relu":
+        return F.relu(y) if grad else F.relu_(y)
+    if act == "lrelu":
+        return F.leaky_relu(y, 0.1) if grad else F.leaky_relu_(y, 0.1)
+    return y
+
+
 def _deform_conv_pure(
     x: Tensor,
     offset: Tensor,
@@ -349,7 +466,7 @@ class DCNv2Pack(ModulatedDeformConv2d):
         nn.init.zeros_(self.conv_offset.bias)
 
     def forward(self, x: Tensor, feat: Tensor) -> Tensor:  # type: ignore[override]
-        out = self.conv_offset(feat)
+        out = conv_act(self.conv_offset, feat)
         # o1, o2, m = chunk(out, 3); offset = cat(o1, o2) is simply the first two thirds
         n = out.shape[1] // 3
         offset = out[:, : 2 * n]
