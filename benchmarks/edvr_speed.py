@@ -13,7 +13,7 @@ when present), the Y-PSNR between the fp32 and bf16 outputs of each preset on th
 ``num_frames`` frames of a real clip ("fp32 vs bf16 output agreement in dB"; random-init
 weights, so it measures precision loss, not restoration quality).
 
-By default glibc is told to keep freed memory (:func:`stvsr.models.edvr.tune_cpu_allocator`,
+By default glibc is told to keep freed memory (:func:`stvsr.ops.memory.tune_cpu_allocator`,
 ~20 % less CPU time here); ``--no-tune-malloc`` measures glibc's defaults.
 
 Peak memory (meaningful with ``--no-tune-malloc``: a tuned heap keeps earlier peaks resident,
@@ -252,7 +252,7 @@ def main(argv: list[str] | None = None) -> None:
             args.presets = ["edvr-m"]
     if args.threads:
         torch.set_num_threads(args.threads)
-    from stvsr.models.edvr import tune_cpu_allocator
+    from stvsr.ops.memory import tune_cpu_allocator
 
     tuned = tune_cpu_allocator(not args.no_tune_malloc)
     impls = args.impls or (["pure", "torchvision"] if dcn.torchvision_available() else ["pure"])

@@ -84,7 +84,9 @@ def _cmd_eval(args: argparse.Namespace) -> None:
 
     from stvsr import create_model
     from stvsr.evaluate import format_table, write_json
+    from stvsr.ops.memory import tune_cpu_allocator
 
+    tune_cpu_allocator()  # feature maps reuse heap memory instead of faulting in fresh pages
     model = create_model(args.model, weights=args.weights, device=args.device)
     out_dir = args.out_dir or (str(Path(args.json).with_suffix("")) + "_figures"
                                if args.json else "out/eval")
