@@ -8,7 +8,7 @@ For every preset × DCN implementation × precision this measures
   (``--clip`` frames), time per output frame, without / with per-frame feature caching (only
   when ``stvsr.infer.sliding`` exists).
 
-and, with ``--agreement-clip DIR`` (default: REDS ``LR_x4_demo/000`` under ``/work/shared/data``
+and, with ``--agreement-clip DIR`` (default: REDS ``LR_x4_demo/000`` under ``../shared/data``
 when present), the Y-PSNR between the fp32 and bf16 outputs of each preset on the first
 ``num_frames`` frames of a real clip ("fp32 vs bf16 output agreement in dB"; random-init
 weights, so it measures precision loss, not restoration quality).
@@ -194,7 +194,7 @@ def _print_row(r: dict) -> None:
     )
 
 
-DEFAULT_CLIP = Path("/work/shared/data/REDS/LR_x4_demo/000")
+DEFAULT_CLIP = Path(__file__).resolve().parents[2] / "shared/data/REDS/LR_x4_demo/000"
 
 
 def fp32_bf16_agreement(name: str, clip_dir: Path) -> dict:

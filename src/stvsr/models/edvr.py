@@ -1,7 +1,7 @@
 """EDVR (Wang et al., CVPR-W 2019): PCD alignment + TSA fusion, BasicSR-compatible parameters.
 
 Every preset has exactly the parameter names, order and shapes of the official BasicSR
-checkpoints (``/work/shared/spec/edvr-state-dict-keys.tsv``). The forward pass is split into
+checkpoints (``../shared/spec/edvr-state-dict-keys.tsv``). The forward pass is split into
 reusable stages so that video inference can cache the per-frame work:
 
 * :meth:`EDVR.extract_features` — per-frame feature pyramids ``(l1, l2, l3)``, independent of the
