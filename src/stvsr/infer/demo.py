@@ -52,7 +52,7 @@ def run_demo(out: str | Path = "out/demo", *, model: str = DEFAULT_MODEL,
     summary = upscale_video(lr_path, sr_path, model=model, precision=precision,
                             progress=progress)
     print("3/3 comparing with the original")
-    report = _compare(src, lr_path, sr_path, out / "comparison.png", seconds)
+    report = _compare(src, lr_path, sr_path, out / "comparison.png", seconds, model)
     print(f"\nupscaled video: {sr_path.resolve()}  ({summary['frames_out']} frames, "
           f"{summary['frames_per_second']:.2f} frames/s, audio copied)")
     print(f"comparison image: {(out / 'comparison.png').resolve()}")
@@ -61,7 +61,8 @@ def run_demo(out: str | Path = "out/demo", *, model: str = DEFAULT_MODEL,
     return {**summary, **report}
 
 
-def _compare(src: Path, lr_path: Path, sr_path: Path, png: Path, seconds: float) -> dict:
+def _compare(src: Path, lr_path: Path, sr_path: Path, png: Path, seconds: float,
+             label: str) -> dict:
     from PIL import Image, ImageDraw
 
     bic_scores, sr_scores = [], []
@@ -83,8 +84,8 @@ def _compare(src: Path, lr_path: Path, sr_path: Path, png: Path, seconds: float)
     canvas = Image.new("RGB", (img.width, img.height + 20), "white")
     canvas.paste(img, (0, 20))
     draw = ImageDraw.Draw(canvas)
-    for k, label in enumerate(("bicubic x4", "stvsr", "original")):
-        draw.text((k * (img.width + 6) // 3 + 4, 4), label, fill="black")
+    for k, text in enumerate(("bicubic x4", label, "original")):
+        draw.text((k * (img.width + 6) // 3 + 4, 4), text, fill="black")
     canvas.save(png)
     return {"bicubic_psnr_y": float(np.mean(bic_scores)), "model_psnr_y": float(np.mean(sr_scores)),
             "frames": len(sr_scores)}
