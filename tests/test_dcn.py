@@ -356,3 +356,45 @@ def test_mixed_dtypes():
         assert (out - ref).abs().max().item() <= 1e-6
     out = modulated_deform_conv2d(x, offset.double(), mask.double(), weight, bias, 1, 1, 1, 2)
     assert out.dtype == torch.float32
+
+
+@pytest.mark.parametrize("grad", [False, True])
+def test_dcnv2pack_channels_last_packed_path(monkeypatch, caplog, grad):
+    """Channels-last, batch 1, no autograd: offsets and mask logits are read as one packed,
+    transposed block per row chunk (several chunks here) and still match the naive reference;
+    with autograd the generic path gives the same numbers; the |offset| warning still fires."""
+    monkeypatch.setitem(dcn._CHUNK_BYTES, "cpu", 4000)
+    torch.manual_seed(3)
+    m = DCNv2Pack(8, 6, 3, padding=1, deformable_groups=2).double()
+    with torch.no_grad():
+        m.conv_offset.weight.normal_(0.0, 0.5)
+        m.conv_offset.bias.normal_(0.0, 0.5)
+    cl = torch.channels_last
+    x = torch.randn(1, 8, 9, 11, dtype=torch.float64).contiguous(memory_format=cl)
+    feat = torch.randn(1, 8, 9, 11, dtype=torch.float64).contiguous(memory_format=cl)
+    m.weight.data = m.weight.data.contiguous(memory_format=cl)
+    m.conv_offset.weight.data = m.conv_offset.weight.data.contiguous(memory_format=cl)
+    with torch.set_grad_enabled(grad):
+        out = m(x, feat)
+    with torch.no_grad():
+        om = m.conv_offset(feat)
+        n = om.shape[1] // 3
+        ref = naive_mdcn(
+            x, om[:, : 2 * n], torch.sigmoid(om[:, 2 * n :]), m.weight, m.bias, 1, 1, 1, 2
+        )
+        sums: list[torch.Tensor] = []
+        direct = dcn._deform_conv_pure(
+            x, om[:, : 2 * n], om[:, 2 * n :], m.weight, m.bias, (1, 1), (1, 1), (1, 1), 2,
+            mask_logits=True, abs_sums=sums,
+        )
+    assert (out.detach() - ref).abs().max().item() <= 1e-10
+    assert (direct - ref).abs().max().item() <= 1e-10
+    assert out.is_contiguous(memory_format=cl)
+    assert len(sums) > 1  # the packed path ran, in several chunks
+    l1 = om[:, : 2 * n].abs().sum().item()
+    assert abs(sum(s.item() for s in sums) - l1) <= 1e-9 * l1
+    with torch.no_grad():
+        m.conv_offset.bias[: 2 * n] = 60.0
+    with caplog.at_level(logging.WARNING, logger="stvsr.ops.dcn"), torch.set_grad_enabled(grad):
+        m(x, feat)
+    assert any("larger than 50" in r.getMessage() for r in caplog.records)

@@ -412,3 +412,22 @@ def test_two_stage_composes(frames: torch.Tensor) -> None:
     fresh = create_model("edvr-two-stage", weights=None)
     load_state_dict_strict(fresh, old)
     assert all(torch.equal(fresh.state_dict()[k], v) for k, v in sd.items())
+
+
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_tsa_inference_path_matches_autograd_path(channels_last: bool) -> None:
+    """TSA's no-grad path (frame by frame, written into the concatenation) gives the autograd
+    path's numbers and keeps the memory format."""
+    torch.manual_seed(2)
+    tsa = _randomize(TSAFusion(num_feat=8, num_frame=3, center_frame_idx=1), seed=3)
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    feats = [torch.randn(1, 8, 8, 12).contiguous(memory_format=fmt) for _ in range(3)]
+    with torch.no_grad():
+        fast_in = tsa._weighted_frames(feats)
+        fast = tsa(feats)
+    slow_in = tsa._weighted_frames(feats)
+    slow = tsa(feats)
+    assert slow.requires_grad and not fast.requires_grad
+    assert fast_in.is_contiguous(memory_format=fmt)
+    torch.testing.assert_close(fast_in, slow_in.detach(), atol=1e-6, rtol=0)
+    torch.testing.assert_close(fast, slow.detach(), atol=1e-5, rtol=0)

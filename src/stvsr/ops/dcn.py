@@ -200,8 +200,19 @@ def _deform_conv_pure(
     dilation: tuple[int, int],
     dg: int,
     chunk_bytes: int | None = None,
+    mask_logits: bool = False,
+    abs_sums: list[Tensor] | None = None,
 ) -> Tensor:
     """DCNv2 from ``grid_sample`` + a matmul, chunked over output rows; shapes as the public op.
+
+    ``mask_logits``: ``mask`` holds logits; the sigmoid is applied here (without autograd: chunk
+    by chunk, in the coordinate dtype, on the contiguous chunk the mask is gathered into anyway;
+    on a channel slice of a channels-last map ``torch.sigmoid`` takes a scalar fp32 path, 8x
+    slower than this).
+
+    ``abs_sums``: where the fast packed path below runs, it appends the L1 norms (in the
+    coordinate dtype) of the offset chunks it reads anyway; they sum to ``|offset|_1``. Else it
+    is left empty.
 
     For a chunk of output rows, every deformable group is sampled by one ``grid_sample`` call on
     ``x`` viewed as ``(B*dg, Cin/dg, H, W)`` with a grid of ``(B*dg, K*rows, Wo, 2)``; the result,
@@ -226,15 +237,37 @@ def _deform_conv_pure(
     # all coordinate math and the sampling run without autocast, in float32/float64
     no_autocast = torch.autocast(dev.type, enabled=False)
     with no_autocast:
-        xs = x.to(cdt).reshape(b * dg, cg, h, w)
+        xs = x.reshape(b * dg, cg, h, w)
+        if fast and xs.stride(1) == 1 and not xs.is_contiguous(memory_format=torch.channels_last):
+            # channels-last x: each group's channels become one contiguous (H, W, Cin/dg) block
+            # (so that a bilinear sample's corners share cache lines), cast in the same pass
+            xs = torch.empty(xs.shape, dtype=cdt, device=dev, memory_format=torch.channels_last)
+            xs.copy_(x.reshape(b * dg, cg, h, w))
+        else:
+            xs = xs.to(cdt)
         # 6-D views only split the channel dim, so they work for any memory format; low-precision
         # offsets/masks are promoted to ``cdt`` chunk by chunk (the adds/multiplies below)
         if torch.promote_types(offset.dtype, cdt) != cdt:
             offset = offset.to(cdt)
-        if torch.promote_types(mask.dtype, cdt) != cdt:
+        if mask_logits and not fast:
+            mask = torch.sigmoid(mask)
+        if torch.promote_types(mask.dtype, cdt) != cdt and not (mask_logits and fast):
             mask = mask.to(cdt)
         off = offset.view(b, dg, k, 2, ho, wo)
         msk = mask.view(b, dg, 1, k, ho, wo)
+        # DCNv2Pack's case: offsets and mask logits are consecutive channel slices of one
+        # channels-last map, so a chunk of rows is one contiguous (rows*Wo, 3*dg*K) block; one
+        # blocked 2-D transpose per chunk turns it planar, and every later pass (grid adds,
+        # sigmoid) reads contiguous memory instead of a stride of 3*dg*K elements
+        nt = 2 * dg * k
+        ct = 3 * dg * k
+        packed = (
+            fast and mask_logits and b == 1 and offset.dtype == mask.dtype
+            and offset.stride(1) == 1 and mask.stride(1) == 1
+            and offset.stride()[2:] == mask.stride()[2:] == (wo * ct, ct)
+            and mask.data_ptr() == offset.data_ptr() + nt * offset.element_size()
+        )
+        full = offset.as_strided((ct, ho * wo), (1, ct)) if packed else None
         # normalised base positions (align_corners=False: pixel p -> (2p + 1) / size - 1)
         ki = torch.arange(kh, device=dev, dtype=cdt).repeat_interleave(kw) * dilation[0]
         kj = torch.arange(kw, device=dev, dtype=cdt).repeat(kh) * dilation[1]
@@ -251,13 +284,32 @@ def _deform_conv_pure(
     nhwc = groups == 1 and x.dim() == 4 and not x.is_contiguous() and x.is_contiguous(
         memory_format=torch.channels_last
     )
+    # no autograd, one image, channels-last: the matmul writes (rows*Wo, Cout) straight into
+    # the NHWC output rows (the transposed product; no copy)
+    direct = fast and nhwc and b == 1 and groups == 1
     outs: list[Tensor] = []
     out: Tensor | None = None
+    if direct:
+        out = torch.empty(b, cout, ho, wo, dtype=mm_dtype, device=dev,
+                          memory_format=torch.channels_last)
+        out_rows = out.permute(0, 2, 3, 1).view(ho * wo, cout)
+        wmat_t = wmat.view(cout, cin * k).t()
     for r0 in range(0, ho, rows):
         r1 = min(ho, r0 + rows)
         n = r1 - r0
         with no_autocast:
-            o = off[..., r0:r1, :]
+            if full is not None:
+                tc = torch.empty(ct, n * wo, dtype=offset.dtype, device=dev)
+                src = full[:, r0 * wo : r1 * wo]
+                if torch.get_num_threads() > 1:  # the 2-D transpose kernel is serial: 3-D copy
+                    tc.view(ct, n, wo).copy_(src.unflatten(1, (n, wo)))
+                else:
+                    tc.copy_(src)  # blocked 2-D transpose
+                o = tc[:nt].view(b, dg, k, 2, n, wo)
+                if abs_sums is not None:  # contiguous and in cache: cheap
+                    abs_sums.append(torch.linalg.vector_norm(tc[:nt], 1, dtype=cdt))
+            else:
+                o = off[..., r0:r1, :]
             if fast:
                 grid = torch.empty(b, dg, k, n, wo, 2, dtype=cdt, device=dev)
                 torch.add(nx[:, None, :], o[:, :, :, 1], alpha=2.0 / w, out=grid[..., 0])
@@ -271,10 +323,20 @@ def _deform_conv_pure(
                 align_corners=False,
             ).view(b, dg, cg, k, n, wo)
             mk = msk[..., r0:r1, :]
-            if not mask.is_contiguous():  # e.g. channels-last: gather once, not once per channel
+            if full is not None:  # contiguous logits: vectorised sigmoid, in ``cdt``
+                lg = tc[nt:].view(b, dg, 1, k, n, wo)
+                mk = torch.sigmoid(lg) if lg.dtype == cdt else lg.to(cdt).sigmoid_()
+            elif mask_logits and fast:  # gather into a contiguous fp32 buffer, sigmoid in place
+                mk = torch.empty(mk.shape, dtype=cdt, device=dev).copy_(mk).sigmoid_()
+            elif not mask.is_contiguous():  # e.g. channels-last: gather once, not per channel
                 mk = mk.contiguous()
+            # (a mixed-dtype ``mul(..., out=bf16)`` was 4x slower than this in-place multiply
+            # plus a separate cast)
             s = s.mul_(mk) if fast else s * mk
         cols = s.view(b, groups, cin_g * k, n * wo).to(mm_dtype)
+        if direct:
+            torch.mm(cols.view(cin * k, n * wo).t(), wmat_t, out=out_rows[r0 * wo : r1 * wo])
+            continue
         res = torch.matmul(wmat, cols).view(b, cout, n, wo)
         if fast:  # straight into the output rows (a small copy, in cache)
             if out is None:
@@ -470,17 +532,38 @@ class DCNv2Pack(ModulatedDeformConv2d):
         # o1, o2, m = chunk(out, 3); offset = cat(o1, o2) is simply the first two thirds
         n = out.shape[1] // 3
         offset = out[:, : 2 * n]
-        mask = torch.sigmoid(out[:, 2 * n :])
+        logits = out[:, 2 * n :]
         if self.max_offset is not None:
             lim = float(self.max_offset)
             if not self._clamp_warned and bool((offset.detach().abs() > lim).any()):
                 log.warning("DCNv2Pack: offsets exceed max_offset=%g and are clamped", lim)
                 self._clamp_warned = True
             offset = offset.clamp(-lim, lim)
-        # one fused pass (float accumulation even for bf16), no |offset| temporary
-        offset_absmean = float(torch.linalg.vector_norm(offset.detach(), 1)) / max(
-            1, offset.numel()
+        pure = self.impl == "pure" or (
+            self.impl == "auto" and not (_tv_deform_conv2d is not None and x.is_cuda)
         )
+        if pure:  # the op applies the sigmoid itself (cheaper, see _deform_conv_pure)
+            _check(x, offset, logits, self.weight, self.deformable_groups)
+            sums: list[Tensor] = []
+            res = _deform_conv_pure(
+                x, offset, logits, self.weight, self.bias, self.stride, self.padding,
+                self.dilation, self.deformable_groups, mask_logits=True, abs_sums=sums,
+            )
+            self._warn_offsets(offset, sums)
+            return res
+        self._warn_offsets(offset, [])
+        return super().forward(x, offset, torch.sigmoid(logits))
+
+    @staticmethod
+    def _warn_offsets(offset: Tensor, sums: list[Tensor]) -> None:
+        """Log a warning when the mean |offset| exceeds 50; ``sums`` are the op's per-chunk
+        L1 norms of the whole offset map when it computed them (else computed here)."""
+        if sums:
+            total = float(torch.stack(sums).sum())
+        else:  # one fused pass (float accumulation even for bf16), no |offset| temporary
+            total = float(torch.linalg.vector_norm(
+                offset.detach(), 1, dtype=torch.promote_types(offset.dtype, torch.float32)
+            ))
+        offset_absmean = total / max(1, offset.numel())
         if offset_absmean > 50:
             log.warning("Offset abs mean is %.1f, larger than 50.", offset_absmean)
-        return super().forward(x, offset, mask)
