@@ -43,3 +43,24 @@ def _pull_or_skip(name: str) -> Path:
 def pull_weights():
     """``pull_weights(name)`` returns the cached path or skips the test saying why."""
     return _pull_or_skip
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """One intra-op thread for modules of many tiny convs: as fast, and no OpenMP spin-waiting
+    (which multiplies CPU time when a 2-core machine is oversubscribed)."""
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(old)
+
+
+@pytest.fixture(scope="module")
+def edvr_m():
+    """EDVR-M with reproducibly perturbed random weights (no official weights here)."""
+    from _helpers import randomize_params
+
+    from stvsr import create_model
+
+    torch.manual_seed(0)
+    return randomize_params(create_model("edvr-m", weights=None))

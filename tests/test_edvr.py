@@ -7,12 +7,15 @@ from pathlib import Path
 
 import pytest
 import torch
+from _helpers import randomize_params
 from torch.nn import functional as F  # noqa: N812
 
 from stvsr.errors import CheckpointError, StvsrError
 from stvsr.models.edvr import EDVR, TSAFusion, TwoStageEDVR, convert_edvr_state_dict
 from stvsr.registry import create_model, get_spec
 from stvsr.weights import load_state_dict_strict, load_weights
+
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 PARAMS = {
     "edvr-m": 3_300_131,
@@ -45,32 +48,6 @@ def _parse_tsv(path: Path) -> dict[str, list[tuple[str, tuple[int, ...]]]]:
             assert cur is not None
             cur.append((key, tuple(int(v) for v in re.findall(r"\d+", shape))))
     return sections
-
-
-def _randomize(model: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
-    """Perturb every parameter (incl. the zero-initialised DCN offset convs) reproducibly."""
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for name, p in model.named_parameters():
-            std = 0.002 if "conv_offset" in name else 0.02
-            p.add_(torch.randn(p.shape, generator=g) * std)
-    return model.eval()
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    """The inputs here are tiny: one intra-op thread is as fast and avoids OpenMP spin-waiting
-    (which multiplies CPU time when the shared 2-core machine is oversubscribed)."""
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
-
-
-@pytest.fixture(scope="module")
-def edvr_m() -> EDVR:
-    torch.manual_seed(0)
-    return _randomize(create_model("edvr-m", weights=None))
 
 
 @pytest.fixture(scope="module")
@@ -310,7 +287,7 @@ def test_checkpoint_formats_load_identically(
 def test_2019_predeblur_hr_in_names() -> None:
     torch.manual_seed(0)
     for predeblur in (True, False):
-        src = _randomize(EDVR(num_feat=16, num_reconstruct_block=1, with_predeblur=predeblur,
+        src = randomize_params(EDVR(num_feat=16, num_reconstruct_block=1, with_predeblur=predeblur,
                               hr_in=True))
         old = {_to_2019(k, hr_in=True): v for k, v in src.state_dict().items()}
         assert ("pre_deblur.RB_L1_5.conv2.weight" in old) == predeblur
@@ -333,7 +310,7 @@ def test_2019_temporal_attention_swap() -> None:
 
     # Semantics: a 2019-style temporal attention written out with the 2019 names.
     torch.manual_seed(0)
-    tsa = _randomize(TSAFusion(num_feat=8, num_frame=3, center_frame_idx=1))
+    tsa = randomize_params(TSAFusion(num_feat=8, num_frame=3, center_frame_idx=1))
     old = {_to_2019("fusion." + k)[len("tsa_fusion."):]: v for k, v in tsa.state_dict().items()}
     feats = [torch.randn(1, 8, 8, 8) for _ in range(3)]
     emb_ref = F.conv2d(feats[1], old["tAtt_2.weight"], old["tAtt_2.bias"], padding=1)
@@ -391,7 +368,7 @@ def test_two_stage_composes(frames: torch.Tensor) -> None:
     torch.manual_seed(0)
     model = create_model("edvr-two-stage", weights=None)
     assert isinstance(model, TwoStageEDVR)
-    _randomize(model)
+    randomize_params(model)
     assert (model.kind, model.scale, model.num_frames) == ("window", 4, 9)
     assert model.stage2.hr_in and len(model.stage2.reconstruction) == 5
     x = torch.rand(1, 9, 3, 8, 12, generator=torch.Generator().manual_seed(3))
@@ -419,7 +396,7 @@ def test_tsa_inference_path_matches_autograd_path(channels_last: bool) -> None:
     """TSA's no-grad path (frame by frame, written into the concatenation) gives the autograd
     path's numbers and keeps the memory format."""
     torch.manual_seed(2)
-    tsa = _randomize(TSAFusion(num_feat=8, num_frame=3, center_frame_idx=1), seed=3)
+    tsa = randomize_params(TSAFusion(num_feat=8, num_frame=3, center_frame_idx=1), seed=3)
     fmt = torch.channels_last if channels_last else torch.contiguous_format
     feats = [torch.randn(1, 8, 8, 12).contiguous(memory_format=fmt) for _ in range(3)]
     with torch.no_grad():

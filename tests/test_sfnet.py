@@ -18,14 +18,7 @@ from stvsr.models.sfnet import (
     window_plan,
 )
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Many tiny convs: one intra-op thread is much faster on a loaded 2-core machine."""
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def tiny(**kw) -> SFNet:

@@ -14,29 +14,7 @@ from stvsr.infer.tiling import is_oom, tile_starts, tiled_forward
 from stvsr.models.edvr import EDVR
 from stvsr.registry import create_model
 
-
-def _randomize(model: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for name, p in model.named_parameters():
-            p.add_(torch.randn(p.shape, generator=g) * (0.002 if "conv_offset" in name else 0.02))
-    return model.eval()
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    """The inputs here are tiny: one intra-op thread is as fast and avoids OpenMP spin-waiting
-    (which multiplies CPU time when the shared 2-core machine is oversubscribed)."""
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
-
-
-@pytest.fixture(scope="module")
-def edvr_m() -> EDVR:
-    torch.manual_seed(0)
-    return _randomize(create_model("edvr-m", weights=None))
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

@@ -17,13 +17,7 @@ from stvsr.metrics import frame_metrics, to_uint8
 from stvsr.models.stvsr_baselines import TwoStageSTVSR
 from stvsr.ops.resize import imresize
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def test_bicubic_baseline_matches_direct_computation() -> None:
