@@ -243,3 +243,28 @@ def test_rotation_and_non_square_pixels_carried_over(tmp_path: Path) -> None:
     png = tmp_path / "png"
     upscale_video(src, png, model="bicubic", **FAST)
     assert read_image(next(png.glob("*.png"))).shape == (128, 96, 3)  # PNGs are upright
+
+
+def test_untrained_model_says_so(tmp_path, capsys) -> None:
+    """A preset without weights runs end to end but warns that its output is meaningless."""
+    import av as _av
+    import numpy as _np
+
+    from stvsr.infer.engine import upscale_video
+
+    src = tmp_path / "in.mp4"
+    with _av.open(str(src), "w") as c:
+        v = c.add_stream("libx264", rate=25)
+        v.width, v.height, v.pix_fmt = 32, 24, "yuv420p"
+        for i in range(5):
+            img = _np.full((24, 32, 3), 40 * i, _np.uint8)
+            for p in v.encode(_av.VideoFrame.from_ndarray(img, format="rgb24")):
+                c.mux(p)
+        for p in v.encode():
+            c.mux(p)
+    lines: list[str] = []
+    out = tmp_path / "out.mp4"
+    summary = upscale_video(src, out, model="edvr-m", weights=None, progress="none",
+                            log=lines.append)
+    assert out.is_file() and summary["frames_out"] == 5
+    assert any("random initialisation" in line for line in lines)

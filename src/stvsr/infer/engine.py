@@ -425,6 +425,10 @@ def upscale_video(
     else:
         net = model.eval()
     name = getattr(net, "preset", type(net).__name__)
+    untrained = not getattr(net, "pretrained", True) and any(True for _ in net.parameters())
+    if untrained:
+        say(f"warning: {name} has no trained weights (random initialisation): the output only "
+            "shows that the pipeline runs; pass --weights FILE for real results")
     kind = net.kind
     spacetime = kind == "spacetime"
     if fps_factor is None:
