@@ -88,6 +88,9 @@ def _cmd_eval(args: argparse.Namespace) -> None:
 
     tune_cpu_allocator()  # feature maps reuse heap memory instead of faulting in fresh pages
     model = create_model(args.model, weights=args.weights, device=args.device)
+    if not model.pretrained and any(True for _ in model.parameters()):
+        print(f"warning: {args.model} has no trained weights (random initialisation); "
+              "pass --weights FILE for meaningful scores", file=sys.stderr)
     out_dir = args.out_dir or (str(Path(args.json).with_suffix("")) + "_figures"
                                if args.json else "out/eval")
     if args.task == "stvsr":
