@@ -1002,6 +1002,29 @@ class VideoWriter:
                 stacklevel=3,
             )
         self.padded = (ph, pw)
+
+        def add_stream(container: Any, fps: Fraction, tb: Fraction) -> Any:
+            if self.codec not in container.supported_codecs:
+                raise VideoError(
+                    f"{self.codec} cannot be stored in {self.path.suffix}; "
+                    "use .mkv (FFV1 needs .mkv or .avi)"
+                )
+            stream = container.add_stream(self.codec, rate=fps)
+            stream.width, stream.height = w + pw, h + ph
+            stream.pix_fmt = pix_fmt
+            stream.time_base = tb
+            stream.codec_context.time_base = tb
+            stream.options = self._codec_options()
+            self._set_color_tags(stream.codec_context)
+            if self.sample_aspect_ratio and self.sample_aspect_ratio != 1:
+                stream.codec_context.sample_aspect_ratio = self.sample_aspect_ratio
+            return stream
+
+        self._open_container(add_stream)
+
+    def _open_container(self, add_stream: Any) -> None:
+        """Open the partial file; ``add_stream(container, fps, time_base)`` adds the video stream;
+        then the tags every output gets (hvc1, rotation) and the copied audio/subtitle streams."""
         fps = self.fps or Fraction(25)
         if self.path.suffix.lower() == ".avi":
             tb = 1 / fps  # AVI counts frames: constant rate only
@@ -1014,22 +1037,9 @@ class VideoWriter:
             raise VideoError(f"cannot create {self.path}: {_one_line(exc)}") from None
         self._container = container
         try:
-            if self.codec not in container.supported_codecs:
-                raise VideoError(
-                    f"{self.codec} cannot be stored in {self.path.suffix}; "
-                    "use .mkv (FFV1 needs .mkv or .avi)"
-                )
-            stream = container.add_stream(self.codec, rate=fps)
-            stream.width, stream.height = w + pw, h + ph
-            stream.pix_fmt = pix_fmt
-            stream.time_base = tb
-            stream.codec_context.time_base = tb
-            stream.options = self._codec_options()
+            stream = add_stream(container, fps, tb)
             if self.codec == "libx265" and self.path.suffix.lower() in (".mp4", ".mov"):
                 stream.codec_tag = "hvc1"
-            self._set_color_tags(stream.codec_context)
-            if self.sample_aspect_ratio and self.sample_aspect_ratio != 1:
-                stream.codec_context.sample_aspect_ratio = self.sample_aspect_ratio
             if self.rotation:
                 stream.set_display_rotation(self.rotation)
             self._stream = stream
@@ -1295,34 +1305,13 @@ class _SegmentMuxer(VideoWriter):
     """A :class:`VideoWriter` that muxes already encoded video packets instead of frames."""
 
     def open_like(self, template: Any) -> None:
-        fps = self.fps or Fraction(25)
-        if self.path.suffix.lower() == ".avi":
-            tb = 1 / fps
-        else:
-            tb = self.time_base or Fraction(1, math.lcm(fps.numerator, 90000))
-        self._tb = tb
-        try:
-            container = av.open(str(self.partial), mode="w")
-        except (av.FFmpegError, OSError) as exc:
-            raise VideoError(f"cannot create {self.path}: {_one_line(exc)}") from None
-        self._container = container
-        try:
+        def add_stream(container: Any, fps: Fraction, tb: Fraction) -> Any:
             stream = container.add_stream_from_template(template)
             stream.time_base = tb
             stream.codec_context.framerate = fps  # the segment container's own rate is bogus
-            if self.codec == "libx265" and self.path.suffix.lower() in (".mp4", ".mov"):
-                stream.codec_tag = "hvc1"
-            if self.rotation:
-                stream.set_display_rotation(self.rotation)
-            self._stream = stream
-            if self.audio_from is not None:
-                self._open_audio(container)
-        except VideoError:
-            self.abort()
-            raise
-        except (av.FFmpegError, ValueError, OSError) as exc:
-            self.abort()
-            raise VideoError(f"cannot set up {self.path}: {_one_line(exc)}") from None
+            return stream
+
+        self._open_container(add_stream)
 
     def mux_packet(self, packet: Any, time: Fraction, dts_time: Fraction) -> None:
         """Mux one video packet shown at ``time`` and decoded at ``dts_time`` (seconds)."""
