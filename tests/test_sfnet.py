@@ -259,3 +259,17 @@ def test_init_from_basicvsr_copies_matching_parts() -> None:
     small = stvsr.create_model("sfnet-s", weights=None)
     # 32 channels: only the 3-channel output biases fit
     assert init_from_basicvsr(small, bvsr) == ["rec_d.conv_last.bias", "rec_s.conv_last.bias"]
+
+
+def test_fused_inference_path_matches_autograd_path() -> None:
+    # no-grad inference runs channels-last with fused oneDNN conv + activation/skip kernels;
+    # with autograd on it takes plain convs: both must give the same images
+    torch.manual_seed(0)
+    model = tiny(num_ds=2, num_rec=2)
+    x = torch.rand(1, 3, 3, 10, 12)
+    with torch.no_grad():
+        fast, fast_s = model(x, return_structure=True)
+    slow, slow_s = model(x, return_structure=True)
+    assert torch.allclose(fast, slow.detach(), atol=1e-5, rtol=0)
+    assert torch.allclose(fast_s, slow_s.detach(), atol=1e-5, rtol=0)
+    assert not torch.equal(fast, fast_s)  # the detail branch contributes

@@ -30,7 +30,7 @@ from torch.nn import functional as F  # noqa: N812
 
 from stvsr.errors import StvsrError
 from stvsr.models.blocks import ConvResidualBlocks, ResidualBlockNoBN, make_layer
-from stvsr.ops.dcn import DCNv2Pack
+from stvsr.ops.dcn import DCNv2Pack, _has_hooks, conv_act
 from stvsr.registry import register_model
 
 __all__ = [
@@ -93,6 +93,29 @@ def select_fetch_indices(
 # --------------------------------------------------------------------------- building blocks
 
 
+def _fmt(x: Tensor) -> torch.memory_format:
+    """``x``'s memory format (channels-last or contiguous), for keeping activations in it."""
+    if x.dim() == 4 and x.is_contiguous(memory_format=torch.channels_last):
+        return torch.channels_last
+    return torch.contiguous_format
+
+
+def _res_body(body: nn.Sequential, x: Tensor) -> Tensor:
+    """``body(x)`` for a chain of :class:`ResidualBlockNoBN` with fused conv + ReLU / + skip.
+
+    ``(B, C, h, w) -> (B, C, h, w)``; same maths as calling the blocks (a block with hooks or a
+    ``res_scale`` other than 1 is called as a module).
+    """
+    if _has_hooks(body):
+        return body(x)
+    for blk in body:
+        if not isinstance(blk, ResidualBlockNoBN) or blk.res_scale != 1.0 or _has_hooks(blk):
+            x = blk(x)
+            continue
+        x = conv_act(blk.conv2, conv_act(blk.conv1, x, "relu"), add=x)
+    return x
+
+
 def _lrelu() -> nn.LeakyReLU:
     return nn.LeakyReLU(negative_slope=0.1, inplace=True)
 
@@ -141,9 +164,9 @@ class AdjacentFetch(nn.Module):
                 nn.init.normal_(dcn.conv_offset.weight, std=1e-4)
 
     def forward(self, feat: Tensor, hidden: Tensor) -> Tensor:
-        off = self.lrelu(self.offset_conv1(torch.cat([feat, hidden], dim=1)))
+        off = conv_act(self.offset_conv1, torch.cat([feat, hidden], dim=1), "lrelu")
         if not self.pyramid:
-            off = self.lrelu(self.offset_conv2(off))
+            off = conv_act(self.offset_conv2, off, "lrelu")
             return self.lrelu(self.dcn(hidden, off))
         f2 = self.lrelu(self.down_feat(feat))
         h2 = self.lrelu(self.down_hidden(hidden))
@@ -200,7 +223,7 @@ def local_window_read(q: Tensor, keys: Tensor, values: Tensor, radius: int, tau:
     for dy in range(d):
         for dx in range(d):
             vs = vp[..., dy:dy + hp, dx:dx + wp]  # (B, M, Cv, hp, wp)
-            out = out + torch.einsum("bmhw,bmchw->bchw", attn[:, :, i], vs)
+            out = out + (attn[:, :, i].unsqueeze(2) * vs).sum(1)
             i += 1
     return out
 
@@ -229,7 +252,7 @@ class DistantFetch(nn.Module):
             q = F.avg_pool2d(q, self.stride)
         read = local_window_read(q, keys, values, self.radius, self.log_tau.exp())
         read = F.interpolate(read, size=feat.shape[-2:], mode="bilinear", align_corners=False)
-        return self.out_conv(read)
+        return self.out_conv(read.contiguous(memory_format=_fmt(feat)))
 
 
 class StoreEntry(nn.Module):
@@ -279,13 +302,16 @@ class Reconstruction(nn.Module):
         self.conv_hr = nn.Conv2d(c, c, 3, 1, 1)
         self.conv_last = nn.Conv2d(c, 3, 3, 1, 1)
 
-    def forward(self, x: Tensor) -> Tensor:
-        out = self.body(x)
+    def forward(self, x: Tensor, add: Tensor | None = None) -> Tensor:
+        """``(B, C, h, w) -> (B, 3, s·h, s·w)``; ``add`` (same shape as the output) is added to
+        the result inside the last conv (fused on CPU without autograd)."""
+        out = _res_body(self.body, x)
         for i, f in enumerate(self.shuffles):
             conv = self.upconv1 if i == 0 else self.upconv2
-            out = self.lrelu(F.pixel_shuffle(conv(out), f))
-        out = self.lrelu(self.conv_hr(out))
-        return self.conv_last(out)
+            # LeakyReLU commutes with the pixel shuffle, so it is fused into the conv
+            out = F.pixel_shuffle(conv_act(conv, out, "lrelu"), f)
+        out = conv_act(self.conv_hr, out, "lrelu")
+        return conv_act(self.conv_last, out, add=add)
 
 
 class RecurrentModule(nn.Module):
@@ -331,14 +357,14 @@ class RecurrentModule(nn.Module):
                 parts.append(h)
         if len(parts) == 1:
             return parts[0]
-        return self.lrelu(self.af_fuse(torch.cat(parts, dim=1)))
+        return conv_act(self.af_fuse, torch.cat(parts, dim=1), "lrelu")
 
     def step(self, feat: Tensor, adj: Tensor, fetched: Tensor | None) -> Tensor:
         """DS: ``(F, A, G) -> H``, all ``(B, C, h, w)``."""
         parts = [feat, adj]
         if self.use_df:
             parts.append(fetched if fetched is not None else torch.zeros_like(feat))
-        return self.ds_body(self.lrelu(self.ds_fuse(torch.cat(parts, dim=1))))
+        return _res_body(self.ds_body, conv_act(self.ds_fuse, torch.cat(parts, dim=1), "lrelu"))
 
 
 # --------------------------------------------------------------------------- the network
@@ -441,6 +467,13 @@ class SFNet(nn.Module):
         m = max(1, self.store_stride) if self.use_df else 1
         return m * 2 if self.pyramid else m
 
+    def _fe(self, x: Tensor) -> Tensor:
+        """FE ``(N, 3, h, w) -> (N, C, h, w)`` with fused convs (same maths as ``self.fe``)."""
+        main = self.fe.main
+        if _has_hooks(self.fe) or _has_hooks(main) or _has_hooks(main[1]):
+            return self.fe(x)
+        return _res_body(main[2], conv_act(main[0], x, "lrelu"))
+
     def _fetch(self, mod: RecurrentModule, feat: Tensor, k: int,
                stores: Sequence[dict[int, tuple[Tensor, Tensor]]],
                record: list[dict]) -> Tensor | None:
@@ -460,9 +493,10 @@ class SFNet(nn.Module):
         """F&R of one step: ``z (B, 3, h, w)``, ``H^b, H^f (B, C, h, w)`` -> ``(I, S)``."""
         base = z if self.scale == 1 else F.interpolate(
             z, scale_factor=self.scale, mode="bilinear", align_corners=False)
-        structure = base + self.rec_s(hb)
-        detail = self.rec_d(self.lrelu(self.fuse_d(torch.cat([hf, hb], dim=1))))
-        return structure + detail, structure
+        structure = self.rec_s(hb, add=base.contiguous(memory_format=_fmt(hb)))
+        image = self.rec_d(conv_act(self.fuse_d, torch.cat([hf, hb], dim=1), "lrelu"),
+                           add=structure)
+        return image, structure
 
     # ------------------------------------------------------------------ forward
 
@@ -483,7 +517,10 @@ class SFNet(nn.Module):
         z = x.new_empty(b, kk, 3, hp, wp)
         z[:, 0::2] = x
         z[:, 1::2] = 0.5 * (x[:, :-1] + x[:, 1:])
-        feats = self.fe(z.reshape(b * kk, 3, hp, wp)).view(b, kk, self.num_feat, hp, wp)
+        zin = z.reshape(b * kk, 3, hp, wp)
+        if not torch.is_grad_enabled():  # oneDNN inference is faster in channels-last here
+            zin = zin.contiguous(memory_format=torch.channels_last)
+        feats = self._fe(zin).view(b, kk, self.num_feat, hp, wp)
         self.debug = {"brm": [], "frm": [], "budget": self.fetch_frames}  # type: ignore[dict-item]
 
         # BRM: K-1 -> 0
