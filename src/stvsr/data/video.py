@@ -1247,7 +1247,7 @@ class VideoWriter:
             raise VideoError(f"no frames were written to {self.path}; nothing saved")
         try:
             if self.mode == "video":
-                self._container.mux(self._stream.encode(None))
+                self._flush_video()
                 self._pump_audio(None)
                 self._container.close()
                 self._container = None
@@ -1261,6 +1261,10 @@ class VideoWriter:
             self.abort()
             raise VideoError(f"cannot finish {self.path}: {_one_line(exc)}") from None
         self.closed = True
+
+    def _flush_video(self) -> None:
+        """Drain the encoder's delayed packets into the container."""
+        self._container.mux(self._stream.encode(None))
 
     def _replace_folder(self) -> None:
         old = None
@@ -1324,24 +1328,8 @@ class _SegmentMuxer(VideoWriter):
         self._container.mux(packet)
         self.frames_written += 1
 
-    def close(self) -> None:
-        if self.closed:
-            return
-        if self.frames_written == 0:
-            self.abort()
-            raise VideoError(f"no frames were written to {self.path}; nothing saved")
-        try:
-            self._pump_audio(None)
-            self._container.close()
-            self._container = None
-            if self._audio_in is not None:
-                self._audio_in.close()
-                self._audio_in = None
-            os.replace(self.partial, self.path)
-        except (OSError, av.FFmpegError) as exc:
-            self.abort()
-            raise VideoError(f"cannot finish {self.path}: {_one_line(exc)}") from None
-        self.closed = True
+    def _flush_video(self) -> None:
+        """Nothing to drain: packets arrive already encoded."""
 
 
 def _packet_ranks(path: Path) -> list[int]:
