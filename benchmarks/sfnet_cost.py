@@ -12,7 +12,7 @@ entries at every step) is printed too.
 Usage::
 
     .venv/bin/python benchmarks/sfnet_cost.py [--n 4] [--height 144] [--width 180] \
-        [--threads 1] [--repeat 1] [--out sfnet_cost.json] [--presets sfnet-s sfnet]
+        [--threads 1] [--repeat 1] [--out sfnet_cost.json] [--presets sfnet-lite sfnet]
 """
 
 from __future__ import annotations
@@ -85,7 +85,7 @@ def steady_state_df(model: SFNet, h: int, w: int) -> float:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--presets", nargs="+", default=["sfnet-s", "sfnet"])
+    p.add_argument("--presets", nargs="+", default=["sfnet-lite", "sfnet"])
     p.add_argument("--n", type=int, default=4, help="LR input frames")
     p.add_argument("--height", type=int, default=144)
     p.add_argument("--width", type=int, default=180)

@@ -1,7 +1,7 @@
 """SFNet sanity checks on CPU: a short training run must lower the loss; windowed inference
 must agree with whole-sequence inference on a real clip (seam PSNR).
 
-1. ``sfnet-s`` from random initialisation, ``--steps`` Adam steps (lr 4e-4, betas 0.9/0.99) on
+1. ``sfnet-lite`` from random initialisation, ``--steps`` Adam steps (lr 4e-4, betas 0.9/0.99) on
    random crops of the shared Vimeo septuplets: inputs im1, im3, im5, im7 degraded with BI ×4
    (``degrade(..., "bi")`` on the full frame, then an LR ``--patch``² crop), targets all 7 HR
    frames; flips and temporal reversal. Loss = :func:`stvsr.models.sfnet.sfnet_loss`. Reports
@@ -113,7 +113,7 @@ def main() -> None:
     c = a.seam_crop
     lr_clip = lr_clip[..., (h - c) // 2:(h - c) // 2 + c, (w - c) // 2:(w - c) // 2 + c][None]
 
-    model = stvsr.create_model("sfnet-s", weights=None)
+    model = stvsr.create_model("sfnet-lite", weights=None)
     result: dict = {"seam_random_init": seam_check(model, lr_clip, a.window, a.overlap)}
 
     data = load_septuplets(SHARED / "Vimeo90K" / "septuplet_HR" / "sequences")

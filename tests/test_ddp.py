@@ -19,7 +19,7 @@ TINY = {"num_feat": 8, "num_fe": 1, "num_ds": 1, "num_rec": 1, "fetch_frames": 2
 
 def _cfg(root: str) -> dict:
     return {
-        "model": {"preset": "sfnet-s", "overrides": dict(TINY)},
+        "model": {"preset": "sfnet-lite", "overrides": dict(TINY)},
         "data": {"type": "folder", "root": root, "mode": "stvsr", "num_frames": 2,
                  "lr_patch": 4, "batch_size": 4, "reverse": True},
         "loss": {"structure_weight": 0.25},

@@ -27,7 +27,7 @@ def tiny(**kw) -> SFNet:
     return SFNet(**args).eval()
 
 
-@pytest.mark.parametrize("name,n,size", [("sfnet-s", 4, 16), ("sfnet", 3, 8)])
+@pytest.mark.parametrize("name,n,size", [("sfnet-lite", 4, 16), ("sfnet", 3, 8)])
 def test_presets_forward_backward_reach_every_parameter(name: str, n: int, size: int) -> None:
     torch.manual_seed(0)
     model = stvsr.create_model(name).train()
@@ -256,7 +256,7 @@ def test_init_from_basicvsr_copies_matching_parts() -> None:
                        bvsr["backward_trunk.main.2.10.conv1.weight"])
     assert torch.equal(own["fuse_d.weight"][:, :64], bvsr["fusion.weight"][:, 64:])
     assert "brm.af.0.dcn.weight" not in copied
-    small = stvsr.create_model("sfnet-s", weights=None)
+    small = stvsr.create_model("sfnet-lite", weights=None)
     # 32 channels: only the 3-channel output biases fit
     assert init_from_basicvsr(small, bvsr) == ["rec_d.conv_last.bias", "rec_s.conv_last.bias"]
 

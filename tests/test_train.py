@@ -37,7 +37,7 @@ def data_root(tmp_path_factory) -> Path:
 
 def tiny_cfg(root: Path, **sections) -> dict:
     cfg = {
-        "model": {"preset": "sfnet-s", "overrides": dict(TINY_SFNET)},
+        "model": {"preset": "sfnet-lite", "overrides": dict(TINY_SFNET)},
         "data": {"type": "folder", "root": str(root), "mode": "stvsr", "num_frames": 2,
                  "lr_patch": 4, "batch_size": 2, "reverse": True, "repeat": 2},
         "loss": {"structure_weight": 0.25},
@@ -73,7 +73,7 @@ def test_config_errors_are_one_line(tmp_path: Path) -> None:
 def test_shipped_configs_validate() -> None:
     names = sorted(p.name for p in (REPO / "configs").glob("*.yaml"))
     assert {"edvr_m_reds.yaml", "edvr_m_wotsa_reds.yaml", "sfnet_vimeo.yaml",
-            "edvr_m_cpu_smoke.yaml", "sfnet_s_cpu.yaml"} <= set(names)
+            "edvr_m_cpu_smoke.yaml", "sfnet_lite_cpu.yaml", "sfnet_s_cpu.yaml"} <= set(names)
     for name in names:
         cfg = load_config(REPO / "configs" / name)
         assert cfg.train.total_steps > 0
@@ -122,7 +122,7 @@ def test_train_few_steps_and_outputs(data_root: Path, tmp_path: Path) -> None:
     for name in ("model.safetensors", "model_ema.safetensors",
                  "checkpoints/step_0000004.pt", "checkpoints/latest.txt"):
         assert (tmp_path / name).is_file(), name
-    model = create_model("sfnet-s", weights=tmp_path / "model.safetensors", **TINY_SFNET)
+    model = create_model("sfnet-lite", weights=tmp_path / "model.safetensors", **TINY_SFNET)
     out = model(torch.rand(1, 2, 3, 8, 8))
     assert out.shape == (1, 3, 3, 32, 32)
 

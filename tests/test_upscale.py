@@ -379,3 +379,17 @@ def test_start_end_range_starts_at_zero(tmp_path: Path) -> None:
     assert s["frames_in"] == 5 and s["frames_out"] == 9  # inputs at 0.12 ... 0.28 s
     _, times, _ = decode(out)
     assert times == [Fraction(k, 50) for k in range(9)]
+
+
+def test_default_model_is_the_shipped_spacetime_model(tmp_path: Path, capsys, pull_weights
+                                                       ) -> None:
+    from stvsr.infer.defaults import DEFAULT_MODEL
+
+    pull_weights("basicvsr-vimeo-bi")
+    assert DEFAULT_MODEL == "sfnet-s"
+    assert create_model(DEFAULT_MODEL).pretrained  # shipped weights, no download
+    src = tmp_path / "a.mp4"
+    make_clip(src, 4)
+    assert main(["upscale", str(src), str(tmp_path / "b.mp4"), "--dry-run"]) == 0
+    err = capsys.readouterr().err
+    assert "sfnet-s" in err and "7 frames" in err and "(50)" in err

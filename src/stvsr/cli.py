@@ -57,6 +57,12 @@ def build_parser() -> argparse.ArgumentParser:
     pp.add_argument("names", nargs="*", help="weights names (default: all)")
     pp.add_argument("--force", action="store_true", help="fetch again even if cached")
     wsub.add_parser("list", help="registered weights and whether they are cached")
+    pe = wsub.add_parser("export-sfnet-s",
+                         help="write the trained head of an sfnet-s checkpoint (what ships)")
+    pe.add_argument("checkpoint",
+                    help="full sfnet-s checkpoint (a trainer's model_ema.safetensors)")
+    pe.add_argument("--out", default=None,
+                    help="output file (default: the packaged src/stvsr/pretrained/ file)")
 
     sub.add_parser("models", help="list model presets")
 
@@ -133,7 +139,15 @@ def _cmd_weights(args: argparse.Namespace) -> None:
             spec = w.get_weights(name)
             path = w.cached_path(name)
             state = "cached" if path.is_file() else "not cached"
+            if spec.packaged:
+                state = "in the package" if path.is_file() else "missing from the package"
             print(f"{name:<22} {spec.filename:<40} {state}")
+        return
+    if args.weights_command == "export-sfnet-s":
+        from stvsr.models.sfnet_s import export_head
+
+        out = args.out or w.cached_path("sfnet-s")
+        print(f"{out}\nsha256 {export_head(args.checkpoint, out)}")
         return
     names = args.names or [n for n in w.list_weights() if w.get_weights(n).wheel is not None]
     for name in names:

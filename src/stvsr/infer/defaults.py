@@ -1,5 +1,5 @@
 """Defaults shared by the CLI, the engine and the demo."""
 
-# The model `stvsr upscale` uses when none is named. BasicVSR trained on REDS (real 720p footage,
-# bicubic x4) until the space-time default `sfnet-s` ships with trained weights.
-DEFAULT_MODEL = "basicvsr-reds4"
+# The model `stvsr upscale` and `stvsr demo` use when none is named: the shipped space-time
+# model (x4 space, x2 frame rate; `--fps-factor 1` keeps the rate).
+DEFAULT_MODEL = "sfnet-s"

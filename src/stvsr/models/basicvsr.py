@@ -12,6 +12,8 @@ with ``num_feat=64, num_block=30``) load strictly. Presets:
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import torch
 from torch import nn
 from torch.nn import functional as F  # noqa: N812
@@ -82,10 +84,51 @@ class BasicVSR(nn.Module):
             return t.contiguous(memory_format=torch.channels_last)
         return t
 
-    def _upsample(self, feat: torch.Tensor, lr: torch.Tensor) -> torch.Tensor:
-        """Reconstruction: fused ``(B, C, h, w)`` features + LR frame -> ``(B, 3, 4h, 4w)``."""
-        out = self.lrelu(self.fusion(self._fmt(feat)))
-        out = self.lrelu(self.pixel_shuffle(self.upconv1(out)))
+    def compute_flows(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """SpyNet flows between neighbours of ``x (B, T, 3, h, w)``; ``None`` when ``T == 1``.
+
+        Returns ``(flows_b, flows_f)``, each ``(B, T-1, 2, h, w)``: ``flows_b[:, i]`` warps frame
+        ``i+1`` onto frame ``i`` (``x_i(p) ≈ x_{i+1}(p + flows_b(p))``), ``flows_f[:, i]`` warps
+        frame ``i`` onto frame ``i+1``.
+        """
+        b, t, c, h, w = x.shape
+        if t == 1:
+            return None
+        prev = x[:, :-1].reshape(-1, c, h, w)  # frames 0 .. T-2
+        nxt = x[:, 1:].reshape(-1, c, h, w)  # frames 1 .. T-1
+        flows_b = self._flows(prev, nxt).view(b, t - 1, 2, h, w)
+        flows_f = self._flows(nxt, prev).view(b, t - 1, 2, h, w)
+        return flows_b, flows_f
+
+    def iter_features(
+        self, x: torch.Tensor, flows: tuple[torch.Tensor, torch.Tensor] | None
+    ) -> Iterator[torch.Tensor]:
+        """Yield the fused features ``(B, C, h, w)`` of frames ``0 .. T-1`` in order.
+
+        The backward pass (``T-1 -> 0``) runs first and keeps one feature per frame; the
+        forward pass then yields ``lrelu(fusion(cat(backward_i, forward_i)))`` frame by frame,
+        freeing each stored backward feature once used. ``flows`` is :meth:`compute_flows`.
+        """
+        b, t, _, h, w = x.shape
+        feats_back: list[torch.Tensor] = [x.new_empty(0)] * t
+        feat = x.new_zeros(b, self.num_feat, h, w)
+        for i in range(t - 1, -1, -1):
+            if i < t - 1:
+                feat = flow_warp(feat, flows[0][:, i])
+            feat = self.backward_trunk(self._fmt(torch.cat([x[:, i], feat], dim=1)))
+            feats_back[i] = feat
+        feat = x.new_zeros(b, self.num_feat, h, w)
+        for i in range(t):
+            if i > 0:
+                feat = flow_warp(feat, flows[1][:, i - 1])
+            feat = self.forward_trunk(self._fmt(torch.cat([x[:, i], feat], dim=1)))
+            fused = self.lrelu(self.fusion(self._fmt(torch.cat([feats_back[i], feat], dim=1))))
+            feats_back[i] = x.new_empty(0)  # free the backward feature as soon as it is used
+            yield fused
+
+    def reconstruct(self, fused: torch.Tensor, lr: torch.Tensor) -> torch.Tensor:
+        """Fused ``(B, C, h, w)`` features + LR frame ``(B, 3, h, w)`` -> ``(B, 3, 4h, 4w)``."""
+        out = self.lrelu(self.pixel_shuffle(self.upconv1(fused)))
         out = self.lrelu(self.pixel_shuffle(self.upconv2(out)))
         out = self.lrelu(self.conv_hr(out))
         out = self.conv_last(out)
@@ -96,36 +139,11 @@ class BasicVSR(nn.Module):
         """``(B, T, 3, h, w)`` in ``[0, 1]`` -> ``(B, T, 3, 4h, 4w)``."""
         if x.dim() != 5 or x.shape[2] != 3:
             raise ValueError(f"BasicVSR expects (B, T, 3, h, w); got {tuple(x.shape)}")
-        b, t, c, h, w = x.shape
-        pairs_prev = x[:, :-1].reshape(-1, c, h, w)  # frames 0 .. T-2
-        pairs_next = x[:, 1:].reshape(-1, c, h, w)  # frames 1 .. T-1
-
-        # Backward propagation (T-1 -> 0): features of frame i+1 are warped onto frame i with
-        # the flow warping frame i+1 onto frame i.
-        feats_back: list[torch.Tensor] = [x.new_empty(0)] * t
-        feat = x.new_zeros(b, self.num_feat, h, w)
-        if t > 1:
-            flows = self._flows(pairs_prev, pairs_next).view(b, t - 1, 2, h, w)
-        for i in range(t - 1, -1, -1):
-            if i < t - 1:
-                feat = flow_warp(feat, flows[:, i])
-            feat = self.backward_trunk(self._fmt(torch.cat([x[:, i], feat], dim=1)))
-            feats_back[i] = feat
-        if t > 1:
-            del flows
-
-        # Forward propagation (0 -> T-1) and reconstruction, frame by frame.
+        b, t, _, h, w = x.shape
+        flows = self.compute_flows(x)
         out = x.new_empty(b, t, 3, 4 * h, 4 * w)
-        feat = x.new_zeros(b, self.num_feat, h, w)
-        if t > 1:
-            flows = self._flows(pairs_next, pairs_prev).view(b, t - 1, 2, h, w)
-        for i in range(t):
-            if i > 0:
-                feat = flow_warp(feat, flows[:, i - 1])
-            feat = self.forward_trunk(self._fmt(torch.cat([x[:, i], feat], dim=1)))
-            fused = torch.cat([feats_back[i], feat], dim=1)
-            feats_back[i] = x.new_empty(0)  # free the backward feature as soon as it is used
-            out[:, i] = self._upsample(fused, x[:, i])
+        for i, fused in enumerate(self.iter_features(x, flows)):
+            out[:, i] = self.reconstruct(fused, x[:, i])
         return out
 
 

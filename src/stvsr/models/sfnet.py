@@ -711,7 +711,7 @@ register_model(
                 "random initialisation until trained weights are registered)",
 )
 register_model(
-    "sfnet-s", SFNet, num_feat=32, num_fe=2, num_ds=3, num_rec=2, fetch_frames=4, radius=3,
-    description="SFNet small (C32) ST-VSR x4/x2t, CPU-trainable (random initialisation until "
-                "trained weights are registered)",
+    "sfnet-lite", SFNet, num_feat=32, num_fe=2, num_ds=3, num_rec=2, fetch_frames=4, radius=3,
+    description="SFNet, paper design at small scale (C32) ST-VSR x4/x2t, CPU-trainable (random "
+                "initialisation until trained weights are registered)",
 )

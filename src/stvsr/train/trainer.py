@@ -376,7 +376,10 @@ class Trainer:
     def _update_ema(self) -> None:
         d = self.cfg.train.ema_decay
         for pe, p in zip(self.ema.parameters(), self.module.parameters()):
-            pe.mul_(d).add_(p.detach(), alpha=1 - d)
+            if p.requires_grad:
+                pe.mul_(d).add_(p.detach(), alpha=1 - d)
+            else:  # frozen: the average of a constant is exactly that constant (no drift)
+                pe.copy_(p.detach())
         for be, b in zip(self.ema.buffers(), self.module.buffers()):
             be.copy_(b)
 
