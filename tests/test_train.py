@@ -182,12 +182,18 @@ def test_interrupt_writes_checkpoint(data_root: Path, tmp_path: Path) -> None:
                 os.kill(os.getpid(), signal.SIGINT)  # as Ctrl-C during step 2
             return super().forward_backward(batch)
 
-    tr = Interrupted(cfg, tmp_path, progress=False)
-    with pytest.raises(KeyboardInterrupt):
-        tr.fit()
-    assert tr.step == 2
-    assert (tmp_path / "checkpoints" / "latest.txt").read_text().strip() == "step_0000002"
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    # Start from Python's usual handler even when this process inherited SIGINT ignored
+    # (e.g. a CI job started in the background).
+    inherited = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        tr = Interrupted(cfg, tmp_path, progress=False)
+        with pytest.raises(KeyboardInterrupt):
+            tr.fit()
+        assert tr.step == 2
+        assert (tmp_path / "checkpoints" / "latest.txt").read_text().strip() == "step_0000002"
+        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # restored
+    finally:
+        signal.signal(signal.SIGINT, inherited)
 
 
 def test_cli_parsers(data_root: Path, tmp_path: Path) -> None:
