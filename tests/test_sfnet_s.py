@@ -118,8 +118,9 @@ def test_shipped_head_is_packaged_and_verified() -> None:
 
 
 def test_shipped_model_beats_its_untrained_head_on_vid4(vid4_dir: Path, pull_weights) -> None:
-    """Held-out check (Vid4 is never trained on): the trained head must improve the new frames
-    of a calendar crop over the untrained (pure flow-interpolation) head."""
+    """Held-out check (Vid4 is never trained on): on a calendar crop the trained head improves
+    the new frames over the untrained (pure flow-interpolation) head, and the whole output is
+    more than 2 dB above stvsr-bicubic."""
     from stvsr.data.degradations import degrade
     from stvsr.data.video import list_frame_files, read_image
     from stvsr.metrics import psnr, to_uint8
@@ -133,13 +134,17 @@ def test_shipped_model_beats_its_untrained_head_on_vid4(vid4_dir: Path, pull_wei
     assert trained.pretrained
     untrained = stvsr.create_model("sfnet-s", weights=None)
     untrained.vsr.load_state_dict(trained.vsr.state_dict())
-    scores = []
+    bicubic = stvsr.create_model("stvsr-bicubic")
+
+    def mean_psnr(out: torch.Tensor, gt: torch.Tensor) -> float:
+        return sum(psnr(to_uint8(o), to_uint8(g), crop_border=4, y_channel=True)
+                   for o, g in zip(out, gt)) / len(gt)
+
     with torch.no_grad():
-        for model in (trained, untrained):
-            out = model(lr)[0, 1::2]
-            scores.append(sum(psnr(to_uint8(o), to_uint8(g), crop_border=4, y_channel=True)
-                              for o, g in zip(out, hr[1::2])) / 3)
-    assert scores[0] > scores[1], scores
+        outs = [model(lr)[0] for model in (trained, untrained, bicubic)]
+    new = [mean_psnr(o[1::2], hr[1::2]) for o in outs]
+    assert new[0] > new[1], new  # the training helped on frames it never saw (by ~0.006 dB)
+    assert mean_psnr(outs[0], hr) > mean_psnr(outs[2], hr) + 2.0  # the issue's +2 dB bar
 
 
 def test_recipe_trains_only_the_head(tmp_path: Path, pull_weights) -> None:
