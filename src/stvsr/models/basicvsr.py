@@ -100,6 +100,22 @@ class BasicVSR(nn.Module):
         flows_f = self._flows(nxt, prev).view(b, t - 1, 2, h, w)
         return flows_b, flows_f
 
+    def _propagate(self, x: torch.Tensor, flows: torch.Tensor | None, trunk: nn.Module,
+                   reverse: bool) -> Iterator[tuple[int, torch.Tensor]]:
+        """One recurrent pass over ``x (B, T, 3, h, w)``, yielding ``(i, feature_i)``.
+
+        ``reverse=False`` runs ``0 -> T-1`` with ``flows[:, i-1]`` warping the previous feature
+        onto frame ``i``; ``reverse=True`` runs ``T-1 -> 0`` with ``flows[:, i]``.
+        """
+        b, t, _, h, w = x.shape
+        feat = x.new_zeros(b, self.num_feat, h, w)
+        order = range(t - 1, -1, -1) if reverse else range(t)
+        for step, i in enumerate(order):
+            if step:
+                feat = flow_warp(feat, flows[:, i if reverse else i - 1])
+            feat = trunk(self._fmt(torch.cat([x[:, i], feat], dim=1)))
+            yield i, feat
+
     def iter_features(
         self, x: torch.Tensor, flows: tuple[torch.Tensor, torch.Tensor] | None
     ) -> Iterator[torch.Tensor]:
@@ -109,19 +125,11 @@ class BasicVSR(nn.Module):
         forward pass then yields ``lrelu(fusion(cat(backward_i, forward_i)))`` frame by frame,
         freeing each stored backward feature once used. ``flows`` is :meth:`compute_flows`.
         """
-        b, t, _, h, w = x.shape
-        feats_back: list[torch.Tensor] = [x.new_empty(0)] * t
-        feat = x.new_zeros(b, self.num_feat, h, w)
-        for i in range(t - 1, -1, -1):
-            if i < t - 1:
-                feat = flow_warp(feat, flows[0][:, i])
-            feat = self.backward_trunk(self._fmt(torch.cat([x[:, i], feat], dim=1)))
+        flows_b, flows_f = flows if flows is not None else (None, None)
+        feats_back: list[torch.Tensor] = [x.new_empty(0)] * x.shape[1]
+        for i, feat in self._propagate(x, flows_b, self.backward_trunk, reverse=True):
             feats_back[i] = feat
-        feat = x.new_zeros(b, self.num_feat, h, w)
-        for i in range(t):
-            if i > 0:
-                feat = flow_warp(feat, flows[1][:, i - 1])
-            feat = self.forward_trunk(self._fmt(torch.cat([x[:, i], feat], dim=1)))
+        for i, feat in self._propagate(x, flows_f, self.forward_trunk, reverse=False):
             fused = self.lrelu(self.fusion(self._fmt(torch.cat([feats_back[i], feat], dim=1))))
             feats_back[i] = x.new_empty(0)  # free the backward feature as soon as it is used
             yield fused

@@ -32,7 +32,7 @@ from torch.nn import functional as F  # noqa: N812
 from stvsr.errors import StvsrError
 from stvsr.models.basicvsr import BasicVSR
 from stvsr.models.blocks import ResidualBlockNoBN, make_layer
-from stvsr.ops.flow import flow_warp, resize_flow
+from stvsr.ops.flow import flow_warp, midpoint_motion, resize_flow
 from stvsr.registry import register_model
 from stvsr.weights import WeightsSpec, register_weights
 
@@ -73,21 +73,14 @@ class MidFetch(nn.Module):
     def forward(self, g0: Tensor, g1: Tensor, x0: Tensor, x1: Tensor, y0: Tensor, y1: Tensor,
                 f01: Tensor, f10: Tensor) -> Tensor:
         s = self.scale
-        ft0 = 0.25 * (f10 - f01)  # flow from the middle frame to frame 0 (linear motion)
-        ft1 = -ft0
-        e0 = (f01 + flow_warp(f10, f01, padding_mode="border")).norm(dim=1, keepdim=True)
-        e1 = (f10 + flow_warp(f01, f10, padding_mode="border")).norm(dim=1, keepdim=True)
-        e0t = flow_warp(e0, ft0, padding_mode="border")
-        e1t = flow_warp(e1, ft1, padding_mode="border")
-        ones = torch.ones_like(e0)
-        w0 = flow_warp(ones, ft0) * torch.exp(-(e0t / self.sigma) ** 2)
-        w1 = flow_warp(ones, ft1) * torch.exp(-(e1t / self.sigma) ** 2)
-        prior = torch.log(w0 + 1e-4) - torch.log(w1 + 1e-4)
+        m = midpoint_motion(f01, f10, self.sigma)
+        ft0, ft1 = m.ft0, m.ft1
+        prior = torch.log(m.w0 + 1e-4) - torch.log(m.w1 + 1e-4)
 
         feats = torch.cat([
             flow_warp(g0, ft0, padding_mode="border"), flow_warp(g1, ft1, padding_mode="border"),
             flow_warp(x0, ft0, padding_mode="border"), flow_warp(x1, ft1, padding_mode="border"),
-            torch.tanh(e0t), torch.tanh(e1t), ft0,
+            torch.tanh(m.e0t), torch.tanh(m.e1t), ft0,
         ], dim=1)
         z = self.lrelu(self.conv_in(feats))
         z = self.conv_out(self.body(z))
@@ -163,9 +156,8 @@ def init_from_basicvsr(model: SFNetS, state: dict[str, Tensor]) -> list[str]:
 def export_head(checkpoint: str | Path, out: str | Path) -> str:
     """Write the ``head.*`` tensors of a full sfnet-s checkpoint to ``out`` (safetensors).
 
-    The backbone must be the official :data:`BACKBONE_WEIGHTS` (checked tensor by tensor, up to
-    float rounding), since that is what a head-only file is completed with on load. Returns the
-    file's sha256.
+    The backbone must be the official :data:`BACKBONE_WEIGHTS` (checked tensor by tensor),
+    since that is what a head-only file is completed with on load. Returns the file's sha256.
     """
     from safetensors.torch import save_file
 
@@ -175,8 +167,7 @@ def export_head(checkpoint: str | Path, out: str | Path) -> str:
     backbone = read_checkpoint(pull(BACKBONE_WEIGHTS, quiet=True))
     for k, v in backbone.items():
         mine = state.get(f"vsr.{k}")
-        # rtol: an EMA of frozen weights drifts by float rounding (~1e-5) in older runs
-        if mine is None or not torch.allclose(mine.to(v.dtype), v, rtol=1e-3, atol=1e-7):
+        if mine is None or not torch.equal(mine.to(v.dtype), v):
             raise StvsrError(f"{checkpoint}: vsr.{k} differs from the official {BACKBONE_WEIGHTS} "
                              "weights; a head-only export would not reproduce this model")
     head = {k: v.contiguous() for k, v in state.items() if k.startswith("head.")}

@@ -17,7 +17,7 @@ import torch
 from torch import Tensor, nn
 
 from stvsr.errors import StvsrError
-from stvsr.ops.flow import flow_warp, resize_flow
+from stvsr.ops.flow import flow_warp, midpoint_motion, resize_flow
 from stvsr.registry import register_model
 
 __all__ = ["BicubicSTVSR", "TwoStageSTVSR", "interleave", "build_twostage"]
@@ -69,8 +69,9 @@ class TwoStageSTVSR(nn.Module):
 
     1. Flows ``F01 = spynet(x_i, x_{i+1})`` and ``F10 = spynet(x_{i+1}, x_i)`` (convention
        ``I0(p) ≈ I1(p + F01(p))``) are computed on the **LR inputs** (``flow_on="lr"``, the
-       same resolution BasicVSR's own alignment uses, 16× cheaper than on HR) and resized ×4;
-       ``flow_on="hr"`` runs SpyNet on the clamped HR outputs instead.
+       same resolution BasicVSR's own alignment uses, 16× cheaper than on HR; BasicVSR's own
+       flows are reused, not recomputed) and resized ×4; ``flow_on="hr"`` runs SpyNet on the
+       clamped HR outputs instead.
     2. Flows from the middle frame, Super-SloMo's linear combination at ``t = 1/2``:
        ``F_t0 = -¼ F01 + ¼ F10``, ``F_t1 = ¼ F01 - ¼ F10``; both neighbours are backward-warped
        to ``t`` (border padding).
@@ -113,34 +114,39 @@ class TwoStageSTVSR(nn.Module):
 
     def interpolate(self, i0: Tensor, i1: Tensor, f01: Tensor, f10: Tensor) -> Tensor:
         """Middle frame of ``i0, i1 (N, 3, H, W)`` given HR flows ``f01, f10 (N, 2, H, W)``."""
-        ft0 = 0.25 * (f10 - f01)
-        ft1 = -ft0
-        w0i = flow_warp(i0, ft0, padding_mode="border")
-        w1i = flow_warp(i1, ft1, padding_mode="border")
-        e0 = (f01 + flow_warp(f10, f01, padding_mode="border")).norm(dim=1, keepdim=True)
-        e1 = (f10 + flow_warp(f01, f10, padding_mode="border")).norm(dim=1, keepdim=True)
-        e0t = flow_warp(e0, ft0, padding_mode="border")
-        e1t = flow_warp(e1, ft1, padding_mode="border")
-        ones = torch.ones_like(e0)
-        v0 = flow_warp(ones, ft0, padding_mode="zeros")
-        v1 = flow_warp(ones, ft1, padding_mode="zeros")
-        w0 = v0 * torch.exp(-(e0t / self.sigma) ** 2)
-        w1 = v1 * torch.exp(-(e1t / self.sigma) ** 2)
+        m = midpoint_motion(f01, f10, self.sigma)
+        w0i = flow_warp(i0, m.ft0, padding_mode="border")
+        w1i = flow_warp(i1, m.ft1, padding_mode="border")
         eps = 1e-4
-        return (w0 * w0i + w1 * w1i + eps * 0.5 * (w0i + w1i)) / (w0 + w1 + eps)
+        return (m.w0 * w0i + m.w1 * w1i + eps * 0.5 * (w0i + w1i)) / (m.w0 + m.w1 + eps)
+
+    def _restore(self, x: Tensor) -> tuple[Tensor, tuple[Tensor, Tensor] | None]:
+        """Restored inputs and, when the S-VSR model exposes them, its own LR flows."""
+        if self.flow_on == "lr" and hasattr(self.vsr, "compute_flows"):
+            b, n, c, h, w = x.shape
+            flows = self.vsr.compute_flows(x)
+            hr = x.new_empty(b, n, c, 4 * h, 4 * w)
+            for i, g in enumerate(self.vsr.iter_features(x, flows)):
+                hr[:, i] = self.vsr.reconstruct(g, x[:, i])
+            return hr, flows
+        return self.vsr(x), None
 
     def forward(self, x: Tensor) -> Tensor:
         _check_input(x, "stvsr-twostage")
         b, n, c, h, w = x.shape
-        hr = self.vsr(x)
+        hr, flows = self._restore(x)
         big = hr.shape[-2:]
-        if self.flow_on == "lr":
-            a, z = x[:, :-1].reshape(-1, c, h, w), x[:, 1:].reshape(-1, c, h, w)
+        if flows is not None:  # BasicVSR's SpyNet flows between the LR inputs: reused
+            f01 = flows[0].reshape(-1, 2, h, w)
+            f10 = flows[1].reshape(-1, 2, h, w)
         else:
-            a = hr[:, :-1].reshape(-1, c, *big).clamp(0, 1)
-            z = hr[:, 1:].reshape(-1, c, *big).clamp(0, 1)
-        f01 = self._spynet(a, z)
-        f10 = self._spynet(z, a)
+            if self.flow_on == "lr":
+                a, z = x[:, :-1].reshape(-1, c, h, w), x[:, 1:].reshape(-1, c, h, w)
+            else:
+                a = hr[:, :-1].reshape(-1, c, *big).clamp(0, 1)
+                z = hr[:, 1:].reshape(-1, c, *big).clamp(0, 1)
+            f01 = self._spynet(a, z)
+            f10 = self._spynet(z, a)
         if self.flow_on == "lr":
             f01 = resize_flow(f01, tuple(big))
             f10 = resize_flow(f10, tuple(big))

@@ -8,10 +8,12 @@ flow(p))``, i.e. every output pixel fetches its value from the displaced positio
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import torch
 from torch.nn import functional as F  # noqa: N812
 
-__all__ = ["flow_warp", "resize_flow"]
+__all__ = ["Midpoint", "flow_warp", "midpoint_motion", "resize_flow"]
 
 
 def _grid_dtype(x: torch.Tensor, flow: torch.Tensor) -> torch.dtype:
@@ -105,3 +107,35 @@ def resize_flow(
     out = F.interpolate(flow, size=(nh, nw), mode=mode, **kw)
     scale = torch.tensor([nw / w, nh / h], dtype=out.dtype, device=out.device)
     return out * scale.view(1, 2, 1, 1)
+
+
+class Midpoint(NamedTuple):
+    """Motion from the middle frame ``t = 1/2`` of a pair (see :func:`midpoint_motion`)."""
+
+    ft0: torch.Tensor  # (B, 2, H, W) flow from t to frame 0
+    ft1: torch.Tensor  # (B, 2, H, W) flow from t to frame 1
+    e0t: torch.Tensor  # (B, 1, H, W) forward-backward inconsistency of frame 0, seen from t
+    e1t: torch.Tensor  # (B, 1, H, W) same for frame 1
+    w0: torch.Tensor  # (B, 1, H, W) blending weight of frame 0 (0 where unreliable)
+    w1: torch.Tensor  # (B, 1, H, W) blending weight of frame 1
+
+
+def midpoint_motion(f01: torch.Tensor, f10: torch.Tensor, sigma: float) -> Midpoint:
+    """Linear-motion flows to ``t = 1/2`` and occlusion-aware blending weights for a frame pair.
+
+    ``f01`` warps frame 1 onto frame 0 (``I0(p) ≈ I1(p + f01(p))``), ``f10`` the reverse, both
+    ``(B, 2, H, W)`` in pixels. Super-SloMo's combination at ``t = 1/2``: ``ft0 = ¼(f10 - f01)``,
+    ``ft1 = -ft0``. Forward–backward errors ``e0 = |f01 + warp(f10, f01)|`` (frame-0 grid) and
+    ``e1`` likewise are warped to ``t``; ``w_j = v_j · exp(-(e_jt / sigma)²)`` where ``v_j`` is 1
+    where the sample lies inside frame ``j``. ``sigma`` is in pixels of the flows.
+    """
+    ft0 = 0.25 * (f10 - f01)
+    ft1 = -ft0
+    e0 = (f01 + flow_warp(f10, f01, padding_mode="border")).norm(dim=1, keepdim=True)
+    e1 = (f10 + flow_warp(f01, f10, padding_mode="border")).norm(dim=1, keepdim=True)
+    e0t = flow_warp(e0, ft0, padding_mode="border")
+    e1t = flow_warp(e1, ft1, padding_mode="border")
+    ones = torch.ones_like(e0)
+    w0 = flow_warp(ones, ft0, padding_mode="zeros") * torch.exp(-(e0t / sigma) ** 2)
+    w1 = flow_warp(ones, ft1, padding_mode="zeros") * torch.exp(-(e1t / sigma) ** 2)
+    return Midpoint(ft0, ft1, e0t, e1t, w0, w1)
