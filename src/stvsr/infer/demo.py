@@ -45,7 +45,8 @@ def run_demo(out: str | Path = "out/demo", *, model: str = DEFAULT_MODEL,
     """
     from stvsr.registry import create_model
 
-    spacetime = create_model(model, weights=None).kind == "spacetime"
+    net = create_model(model)  # built once, handed to the engine
+    spacetime = net.kind == "spacetime"
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     src = sample_video()
@@ -66,7 +67,7 @@ def run_demo(out: str | Path = "out/demo", *, model: str = DEFAULT_MODEL,
                 writer.write(tensor_to_frame(lr), time=frame.time)
     how = "x4 in space and x2 in time" if spacetime else "x4"
     print(f"2/3 upscaling it {how} with {model}")
-    summary = upscale_video(lr_path, sr_path, model=model, precision=precision,
+    summary = upscale_video(lr_path, sr_path, model=net, precision=precision,
                             progress=progress)
     print("3/3 comparing with the original")
     report = _compare(src, lr_path, sr_path, out / "comparison.png", seconds, model, keep)
@@ -96,14 +97,20 @@ def _compare(src: Path, lr_path: Path, sr_path: Path, png: Path, seconds: float,
     panel = None
     with VideoReader(src, end=seconds) as a, VideoReader(lr_path) as b, \
             VideoReader(sr_path) as c:
-        bic = [tensor_to_frame(imresize(frame_to_tensor(f.rgb).unsqueeze(0), 4.0)[0])
-               for f in b]
+        # Bicubic x4 of the input frames, streamed: only input frames j and j+1 are held.
+        bicubic = (tensor_to_frame(imresize(frame_to_tensor(f.rgb).unsqueeze(0), 4.0)[0])
+                   for f in b)
+        cur, nxt = next(bicubic, None), None
         for k, (fa, fc) in enumerate(zip(a, c)):
             j, new = divmod(k, keep)
-            if new and j + 1 >= len(bic):
+            if j and not new:  # moved on to input frame j
+                cur, nxt = nxt if nxt is not None else next(bicubic, None), None
+            if new and nxt is None:
+                nxt = next(bicubic, None)
+            if cur is None or (new and nxt is None):
                 break
-            base = bic[j] if not new else (
-                (bic[j].astype(np.uint16) + bic[j + 1] + 1) // 2).astype(np.uint8)
+            base = cur if not new else (
+                (cur.astype(np.uint16) + nxt + 1) // 2).astype(np.uint8)
             tag = "new" if new else "in"
             scores[f"bic_{tag}"].append(psnr(base, fa.rgb, y_channel=True))
             scores[f"sr_{tag}"].append(psnr(fc.rgb, fa.rgb, y_channel=True))
