@@ -6,13 +6,11 @@ import os
 import socket
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
-
-from stvsr.data.video import write_image
+from _helpers import write_panning_clips
 
 TINY = {"num_feat": 8, "num_fe": 1, "num_ds": 1, "num_rec": 1, "fetch_frames": 2}
 
@@ -63,14 +61,7 @@ def _free_port() -> int:
 @pytest.mark.skipif(not dist.is_available() or not dist.is_gloo_available(),
                     reason="torch.distributed with gloo is not available")
 def test_ddp_matches_single_process(tmp_path: Path) -> None:
-    rng = np.random.default_rng(0)
-    root = tmp_path / "data"
-    for c in range(4):
-        d = root / f"clip{c}"
-        d.mkdir(parents=True)
-        base = np.kron(rng.integers(0, 256, (6, 6, 3)), np.ones((4, 4, 1))).astype(np.uint8)
-        for t in range(5):
-            write_image(d / f"{t}.png", np.roll(base, t, axis=1))
+    root = write_panning_clips(tmp_path / "data", 4, 5, (6, 6))
     result = tmp_path / "ddp.pt"
     mp.spawn(_worker, args=(2, _free_port(), str(root), str(tmp_path / "ddp"), str(result)),
              nprocs=2, join=True)

@@ -4,24 +4,11 @@ from __future__ import annotations
 
 import pytest
 import torch
+from _helpers import TemporalBox
 from torch import nn
 
 from stvsr.errors import StvsrError
 from stvsr.infer.runner import restore_stream
-
-
-class TemporalBox(nn.Module):
-    """Toy recurrent model: output t = x_t + 0.1 · Σ_{|d|<=2} x_{t+d} (zero outside the clip)."""
-
-    kind, scale, num_frames = "recurrent", 1, 0
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        t = x.shape[1]
-        out = x.clone()
-        for d in range(-2, 3):
-            lo, hi = max(0, -d), min(t, t - d)
-            out[:, lo:hi] += 0.1 * x[:, lo + d:hi + d]
-        return out
 
 
 class ToySpaceTime(nn.Module):

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from _helpers import write_panning_clips
 from safetensors.torch import save_file
 
 import stvsr
@@ -150,19 +151,11 @@ def test_shipped_model_beats_its_untrained_head_on_vid4(vid4_dir: Path, pull_wei
 def test_recipe_trains_only_the_head(tmp_path: Path, pull_weights) -> None:
     """configs/sfnet_s_cpu.yaml on a tiny folder: BasicVSR loaded strictly and left untouched,
     the head moves."""
-    import numpy as np
-
-    from stvsr.data.video import write_image
     from stvsr.train.config import load_config
     from stvsr.train.trainer import Trainer
 
     pull_weights("basicvsr-vimeo-bi")
-    rng = np.random.default_rng(0)
-    clip = tmp_path / "clips" / "a"
-    clip.mkdir(parents=True)
-    big = np.kron(rng.integers(0, 256, (12, 12, 3)), np.ones((4, 4, 1)))
-    for t in range(7):
-        write_image(clip / f"{t:03d}.png", np.roll(big, t, axis=1).astype(np.uint8))
+    write_panning_clips(tmp_path / "clips", 1, 7, (12, 12))
     repo = Path(__file__).resolve().parents[1]
     cfg = load_config(repo / "configs" / "sfnet_s_cpu.yaml", [
         f"data.root={tmp_path / 'clips'}", "data.lr_patch=8", "data.batch_size=1",

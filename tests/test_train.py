@@ -11,8 +11,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from _helpers import write_panning_clips
 
-from stvsr.data.video import write_image
 from stvsr.train.config import ConfigError, config_from_dict, load_config
 from stvsr.train.schedule import cosine_restart_factor
 from stvsr.train.trainer import StepSampler, Trainer
@@ -23,16 +23,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 @pytest.fixture(scope="module")
 def data_root(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("train_clips")
-    rng = np.random.default_rng(0)
-    for c in range(3):
-        d = root / f"clip{c}"
-        d.mkdir()
-        base = rng.integers(0, 256, (10, 12, 3)).astype(np.float32)
-        big = np.kron(base, np.ones((4, 4, 1)))
-        for t in range(7):
-            write_image(d / f"{t:03d}.png", np.roll(big, t, axis=1).astype(np.uint8))
-    return root
+    return write_panning_clips(tmp_path_factory.mktemp("train_clips"), 3, 7, (10, 12))
 
 
 def tiny_cfg(root: Path, **sections) -> dict:

@@ -11,6 +11,7 @@ import av
 import numpy as np
 import pytest
 import torch
+from _helpers import TemporalBox
 from torch import nn
 
 from stvsr import create_model
@@ -90,21 +91,6 @@ def decode(path: Path) -> tuple[list[np.ndarray], list[Fraction], VideoReader]:
         frames.append(f.rgb)
         times.append(f.time)
     return frames, times, r
-
-
-class TemporalBox(nn.Module):
-    """Toy recurrent ×2 model with temporal reach 2: out_t = up(x_t + 0.1 Σ_{|d|<=2} x_{t+d})."""
-
-    kind, scale, num_frames = "recurrent", 2, 0
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        t = x.shape[1]
-        out = x.clone()
-        for d in range(-2, 3):
-            lo, hi = max(0, -d), min(t, t - d)
-            out[:, lo:hi] += 0.1 * x[:, lo + d:hi + d]
-        out = out / 1.5
-        return out.repeat_interleave(2, dim=-1).repeat_interleave(2, dim=-2)
 
 
 def test_fps_exact_midpoints_audio_and_segment_join(tmp_path: Path) -> None:
@@ -196,7 +182,7 @@ def test_scale_option_resizes(tmp_path: Path) -> None:
 
 
 def _run_resumable(src: Path, out: Path, **kw) -> dict:
-    return upscale_video(src, out, model=TemporalBox(), codec="ffv1", chunk=3, overlap=2,
+    return upscale_video(src, out, model=TemporalBox(scale=2), codec="ffv1", chunk=3, overlap=2,
                          segment_frames=4, scene_detect=False, **FAST, **kw)
 
 
@@ -227,7 +213,7 @@ def test_interrupted_then_resumed_equals_uninterrupted(tmp_path: Path,
         np.testing.assert_array_equal(x, y)
     # context at segment borders: equal to running the model on the whole clip (no seams)
     x = torch.stack([torch.from_numpy(f).permute(2, 0, 1).float() / 255 for f in inputs])
-    whole = TemporalBox()(x[None])[0]
+    whole = TemporalBox(scale=2)(x[None])[0]
     for k, y in enumerate(b):
         diff = np.abs(tensor_to_frame(whole[k]).astype(int) - y.astype(int)).max()
         assert diff <= 1
@@ -242,7 +228,7 @@ def test_changed_options_start_over(tmp_path: Path, monkeypatch: pytest.MonkeyPa
         _run_resumable(src, out)
     monkeypatch.delenv("STVSR_INTERRUPT_AFTER_SEGMENTS")
     with pytest.warns(RuntimeWarning, match="starting over"):
-        s = upscale_video(src, out, model=TemporalBox(), codec="ffv1", chunk=3, overlap=1,
+        s = upscale_video(src, out, model=TemporalBox(scale=2), codec="ffv1", chunk=3, overlap=1,
                           segment_frames=4, scene_detect=False, **FAST)
     assert s["resumed_segments"] == 0 and out.exists()
 
