@@ -168,5 +168,7 @@ def test_recipe_trains_only_the_head(tmp_path: Path, pull_weights) -> None:
     after = trainer.module.state_dict()
     official = read_checkpoint(cached_path("basicvsr-vimeo-bi"))
     assert all(torch.equal(after[f"vsr.{k}"], v) for k, v in official.items())
+    ema = trainer.ema.state_dict()  # the EMA of frozen weights is exact too (no rounding drift)
+    assert all(torch.equal(ema[f"vsr.{k}"], v) for k, v in official.items())
     assert not torch.equal(after["head.conv_out.weight"], before["head.conv_out.weight"])
     assert (tmp_path / "run" / "model.safetensors").is_file()
