@@ -122,6 +122,49 @@ class DcnTimer:
             h.remove()
 
 
+def spread_offsets(model: nn.Module, window: torch.Tensor, std: float, seed: int = 0) -> dict:
+    """Give every ``DCNv2Pack`` random offset/mask predictors whose offsets on ``window`` have a
+    standard deviation of about ``std`` pixels (a fresh EDVR predicts all-zero offsets, which
+    samples the map on the pixel grid: the cheapest, least realistic access pattern).
+
+    Returns the measured mean |offset| and std per pack after calibration.
+    """
+    packs = [m for m in model.modules() if isinstance(m, DCNv2Pack)]
+    gen = torch.Generator().manual_seed(seed)
+    stats: dict[str, list[float]] = {}
+
+    def grab(name):
+        def hook(_m, _inp, out):
+            n = out.shape[1] // 3
+            o = out[:, : 2 * n].float()
+            stats[name] = [float(o.abs().mean()), float(o.std())]
+        return hook
+
+    with torch.no_grad():
+        for p in packs:
+            w = p.conv_offset.weight
+            w.copy_(torch.randn(w.shape, generator=gen) * 0.01)
+        for _ in range(2):  # the levels feed each other: calibrate twice
+            handles = [
+                p.conv_offset.register_forward_hook(grab(n))
+                for n, p in model.named_modules() if isinstance(p, DCNv2Pack)
+            ]
+            model(window)
+            for h in handles:
+                h.remove()
+            for n, p in model.named_modules():
+                if isinstance(p, DCNv2Pack) and stats[n][1] > 0:
+                    p.conv_offset.weight.mul_(std / stats[n][1])
+        handles = [
+            p.conv_offset.register_forward_hook(grab(n))
+            for n, p in model.named_modules() if isinstance(p, DCNv2Pack)
+        ]
+        model(window)
+        for h in handles:
+            h.remove()
+    return {n: {"mean_abs": a, "std": s} for n, (a, s) in stats.items()}
+
+
 def set_impl(model: nn.Module, impl: str) -> int:
     """Set the DCN implementation of every deformable conv in ``model``; returns their count."""
     n = 0
@@ -141,10 +184,17 @@ def bench_preset(
     model = stvsr.create_model(name, weights=None)
     n = int(model.num_frames)
     h, w = args.height, args.width
-    gen = torch.Generator().manual_seed(0)
-    window = torch.rand(1, n, 3, h, w, generator=gen)
-    clip = torch.rand(args.clip, 3, h, w, generator=gen)
+    frames = real_frames(args.frames_dir, max(n, args.clip), h, w)
+    if frames is None:
+        gen = torch.Generator().manual_seed(0)
+        frames = torch.rand(max(n, args.clip), 3, h, w, generator=gen)
+    window = frames[:n][None]
+    clip = frames[: args.clip]
     rows = []
+    if args.offset_std > 0:
+        offs = spread_offsets(model, window, args.offset_std)
+        mean_abs = sum(v["mean_abs"] for v in offs.values()) / max(1, len(offs))
+        print(f"{name}: random offset predictors, mean |offset| {mean_abs:.2f} px", flush=True)
     with torch.no_grad():
         # warm-up (kernel selection, allocator) on a small input
         model(torch.rand(1, n, 3, 32, 32))
@@ -152,6 +202,13 @@ def bench_preset(
             set_impl(model, impl)
             for prec in args.precisions:
                 base = {"preset": name, "impl": impl, "precision": prec, "size": f"{h}x{w}"}
+                if args.agree_impls and impls[0] != impl:
+                    set_impl(model, impls[0])
+                    ref = model(window, precision=prec)
+                    set_impl(model, impl)
+                    diff = float((model(window, precision=prec) - ref).abs().max())
+                    print(f"{name} {prec}: max |{impl} - {impls[0]}| = {diff:.2e}", flush=True)
+                    base["max_abs_diff_vs_" + impls[0]] = diff
                 if "window" in args.modes:
                     timer = DcnTimer(model)
                     res = measure(lambda prec=prec: model(window, precision=prec), args.repeat)
@@ -197,25 +254,45 @@ def _print_row(r: dict) -> None:
 DEFAULT_CLIP = Path(__file__).resolve().parents[2] / "shared/data/REDS/LR_x4_demo/000"
 
 
-def fp32_bf16_agreement(name: str, clip_dir: Path) -> dict:
-    """Y-PSNR (dB) between the fp32 and bf16 outputs of ``name`` (random init, seed 0) on the
-    first ``num_frames`` PNG frames of ``clip_dir``; also the max abs difference."""
+def real_frames(clip_dir: Path | None, n: int, h: int, w: int) -> torch.Tensor | None:
+    """The first ``n`` PNG frames of ``clip_dir`` cropped to ``h x w`` as ``(n, 3, h, w)`` in
+    [0, 1], or None (no folder, too few or too small frames)."""
+    if clip_dir is None or not clip_dir.is_dir():
+        return None
     import numpy as np
     from PIL import Image
 
+    files = sorted(clip_dir.glob("*.png"))[:n]
+    if len(files) < n:
+        return None
+    arrs = [np.asarray(Image.open(f).convert("RGB")) for f in files]
+    if any(a.shape[0] < h or a.shape[1] < w for a in arrs):
+        return None
+    x = torch.stack([torch.from_numpy(a[:h, :w].copy()).permute(2, 0, 1) for a in arrs])
+    return x.float() / 255.0
+
+
+def fp32_bf16_agreement(name: str, clip_dir: Path, offset_std: float) -> dict:
+    """Y-PSNR (dB) between the fp32 and bf16 outputs of ``name`` (random init, seed 0, offsets
+    spread as in the timing runs) on the first ``num_frames`` PNG frames of ``clip_dir``; also
+    the max abs difference."""
     from stvsr.metrics import psnr, to_uint8
 
     torch.manual_seed(0)
     model = stvsr.create_model(name, weights=None).eval()
     n = int(model.num_frames)
-    files = sorted(clip_dir.glob("*.png"))[:n]
+    files = sorted(clip_dir.glob("*.png"))
     if len(files) < n:
         raise SystemExit(f"{clip_dir} has fewer than {n} PNG frames")
-    frames = [
-        torch.from_numpy(np.asarray(Image.open(f).convert("RGB")).copy()).permute(2, 0, 1)
-        for f in files
-    ]
-    x = (torch.stack(frames).float() / 255.0)[None]
+    import numpy as np
+    from PIL import Image
+
+    hh, ww = np.asarray(Image.open(files[0])).shape[:2]
+    frames = real_frames(clip_dir, n, hh - hh % 4, ww - ww % 4)
+    assert frames is not None
+    x = frames[None]
+    if offset_std > 0:
+        spread_offsets(model, x, offset_std)
     with torch.no_grad():
         a = model(x, precision="fp32")[0]
         b = model(x, precision="bf16")[0]
@@ -233,10 +310,18 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--width", type=int, default=320)
     p.add_argument("--precisions", nargs="+", default=["fp32", "bf16"])
     p.add_argument("--impls", nargs="+", default=None,
-                   help="DCN implementations (default: pure, plus torchvision if it imports)")
+                   help="DCN implementations (default: pure, plus native if it builds and "
+                   "torchvision if it imports)")
     p.add_argument("--modes", nargs="+", default=["window", "naive", "cached"],
                    choices=["window", "naive", "cached"])
     p.add_argument("--clip", type=int, default=5, help="frames in the sliding-window clip")
+    p.add_argument("--frames-dir", type=Path, default=DEFAULT_CLIP,
+                   help="PNG frames timed (cropped to the size; random frames if unusable)")
+    p.add_argument("--agree-impls", action="store_true",
+                   help="also report each implementation's max abs output difference from the "
+                   "first one (one extra forward per implementation and precision)")
+    p.add_argument("--offset-std", type=float, default=2.0,
+                   help="std (px) of the random DCN offsets; 0 keeps a fresh model's zeros")
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--repeat", type=int, default=1)
     p.add_argument("--json", type=Path, default=None, help="write the results here")
@@ -255,10 +340,18 @@ def main(argv: list[str] | None = None) -> None:
     from stvsr.ops.memory import tune_cpu_allocator
 
     tuned = tune_cpu_allocator(not args.no_tune_malloc)
-    impls = args.impls or (["pure", "torchvision"] if dcn.torchvision_available() else ["pure"])
+    from stvsr.ops import native
+
+    impls = args.impls or (
+        ["pure"] + (["native"] if native.available() else [])
+        + (["torchvision"] if dcn.torchvision_available() else [])
+    )
     for impl in impls:
         if impl == "torchvision" and not dcn.torchvision_available():
             raise SystemExit("torchvision does not import here; drop it from --impls")
+        if impl == "native" and not native.available():
+            raise SystemExit(f"the native DCN kernel is unavailable ({native.unavailable_reason()})"
+                             "; drop it from --impls")
     try:
         import stvsr.infer.sliding  # noqa: F401
 
@@ -271,6 +364,7 @@ def main(argv: list[str] | None = None) -> None:
         "machine": platform.processor() or platform.machine(),
         "load_avg_start": list(__import__("os").getloadavg()),
         "torchvision": dcn.torchvision_available(),
+        "native_dcn": native.available(),
         "sliding": sliding_ok,
         "malloc_tuned": tuned and not args.no_tune_malloc,
     }
@@ -284,7 +378,7 @@ def main(argv: list[str] | None = None) -> None:
     clip_dir = DEFAULT_CLIP if clip_arg is None else Path(clip_arg)
     if clip_arg != "none" and not args.quick and clip_dir.is_dir():
         for name in args.presets:
-            agree.append(fp32_bf16_agreement(name, clip_dir))
+            agree.append(fp32_bf16_agreement(name, clip_dir, args.offset_std))
             r = agree[-1]
             print(f"{name}: fp32 vs bf16 output agreement on {r['clip']} ({r['lr_size']}): "
                   f"Y-PSNR {r['y_psnr_fp32_vs_bf16_db']:.2f} dB, max abs diff "
@@ -292,7 +386,7 @@ def main(argv: list[str] | None = None) -> None:
     info["load_avg_end"] = list(__import__("os").getloadavg())
     print(f"load avg at end: {info['load_avg_end']}")
     if args.json:
-        meta = vars(args) | {"json": str(args.json)}
+        meta = {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()}
         doc = {"info": info, "args": meta, "results": rows, "agreement": agree}
         args.json.write_text(json.dumps(doc, indent=1))
         print(f"wrote {args.json}")

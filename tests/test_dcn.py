@@ -348,10 +348,10 @@ def test_mixed_dtypes():
     case = _random_case(6, 1, 8, 4, 9, 9, 3, 1, 1, 1, 2)
     x, offset, mask, weight, bias = (t.float() for t in case)
     ob, mb = offset.bfloat16(), mask.bfloat16()
-    for grad in (False, True):
+    for grad, impl in ((False, "pure"), (True, "pure"), (False, "auto")):
         xx = x.clone().requires_grad_(grad)
-        out = modulated_deform_conv2d(xx, ob, mb, weight, bias, 1, 1, 1, 2)
-        ref = modulated_deform_conv2d(x, ob.float(), mb.float(), weight, bias, 1, 1, 1, 2)
+        out = modulated_deform_conv2d(xx, ob, mb, weight, bias, 1, 1, 1, 2, impl=impl)
+        ref = modulated_deform_conv2d(x, ob.float(), mb.float(), weight, bias, 1, 1, 1, 2, impl)
         assert out.dtype == torch.float32
         assert (out - ref).abs().max().item() <= 1e-6
     out = modulated_deform_conv2d(x, offset.double(), mask.double(), weight, bias, 1, 1, 1, 2)

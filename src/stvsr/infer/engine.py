@@ -479,6 +479,9 @@ def upscale_video(
             t1 = Fraction(end) if end is not None else (info.duration or t0)
             n_in = max(1, math.ceil((t1 - t0) * in_rate))
         n_out = 2 * n_in - 1 if interpolate else n_in
+        from stvsr.ops.dcn import backend_summary
+
+        dcn_line = backend_summary(net, device)
         est = _estimate(net, info, {"device": device}, chunk, overlap, (oh, ow))
         secs = est["seconds_per_input_frame"] * n_in
         summary = {
@@ -490,6 +493,7 @@ def upscale_video(
             "output_frames": n_out, "codec": "png" if mode == "folder" else enc,
             "bits": 16 if (high and mode == "folder") else (10 if high else 8),
             "estimated_seconds": secs, "estimated_memory_bytes": est["memory_bytes"],
+            "dcn_backend": dcn_line,
             "estimate_method": "timed forward pass on a 64x64 crop scaled by pixel count; "
                                "memory = frames held x (input + 2x features + output) x 4 B",
         }
@@ -497,6 +501,8 @@ def upscale_video(
             f"{float(in_rate):.3f} fps ({in_rate}), {n_in} frames, audio streams: "
             f"{info.audio_streams}, rotation {info.rotation}")
         say(f"model : {name} ({kind}, x{model_scale}) on {device} {precision}")
+        if dcn_line:
+            say(f"        {dcn_line}")
         say(f"output: {out_path} {ow}x{oh} {float(out_rate):.3f} fps ({out_rate}), {n_out} frames, "
             f"{summary['codec']} {summary['bits']}-bit")
         say(f"estimate: {secs:.1f} s (timed 64x64 crop, scaled by pixels), peak memory about "

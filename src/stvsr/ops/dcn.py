@@ -16,6 +16,7 @@ from torch import Tensor, nn
 from torch.nn import functional as F  # noqa: N812
 
 from stvsr.errors import StvsrError
+from stvsr.ops import native
 
 log = logging.getLogger(__name__)
 
@@ -24,7 +25,7 @@ try:  # optional: the torchvision wheel here is a CUDA build and does not import
 except Exception:  # noqa: BLE001 - any import failure just disables the path
     _tv_deform_conv2d = None
 
-IMPLS = ("auto", "pure", "torchvision")
+IMPLS = ("auto", "pure", "native", "torchvision")
 
 
 def torchvision_available() -> bool:
@@ -62,7 +63,7 @@ def _coord_dtype(dtype: torch.dtype) -> torch.dtype:
 # faults than the arithmetic (4-16 MiB chunks measured alike; 64 MiB was 1.5x slower). With
 # autograd every chunk's grid_sample backward returns a full-size input gradient, so chunks are
 # larger there; on CUDA the caching allocator makes one chunk best.
-_CHUNK_BYTES = {"cpu": 16 << 20, "cpu_grad": 32 << 20, "cuda": 1 << 30}
+_CHUNK_BYTES = {"cpu": 16 << 20, "cpu_grad": 32 << 20, "cuda": 1 << 30, "cpu_native": 8 << 20}
 
 
 def _autocast_dtype(device_type: str) -> torch.dtype | None:
@@ -357,6 +358,105 @@ def _deform_conv_pure(
     return out
 
 
+def backend_summary(model: nn.Module, device: str | torch.device = "cpu") -> str | None:
+    """One line saying which DCN implementation ``model``'s inference will use on ``device``
+    (None when it has no deformable convolutions)."""
+    impls = {m.impl for m in model.modules() if isinstance(m, ModulatedDeformConv2d)}
+    if not impls:
+        return None
+    dev = torch.device(device).type
+    if impls != {"auto"}:
+        return f"deformable conv: {', '.join(sorted(impls))} (set on the model)"
+    if dev == "cuda" and _tv_deform_conv2d is not None:
+        return "deformable conv: torchvision"
+    if dev == "cpu" and native.available():
+        return "deformable conv: native C kernel (inference), pure PyTorch for training"
+    why = native.unavailable_reason() if dev == "cpu" else f"{dev}"
+    return f"deformable conv: pure PyTorch ({why})"
+
+
+def _native_ok(
+    x: Tensor, offset: Tensor, mask: Tensor, weight: Tensor, bias: Tensor | None
+) -> bool:
+    """Whether :func:`_deform_conv_native` can run these inputs (CPU, no autograd, one conv
+    group, float32/bfloat16 or all-float64) and the native kernel loads."""
+    tensors = (x, offset, mask, weight) if bias is None else (x, offset, mask, weight, bias)
+    if torch.is_grad_enabled() and any(t.requires_grad for t in tensors):
+        return False
+    if x.device.type != "cpu" or weight.shape[1] != x.shape[1]:
+        return False
+    mm_dtype = _autocast_dtype("cpu") or x.dtype
+    odt = torch.promote_types(offset.dtype, mask.dtype)
+    ok_dtypes = all(d == torch.float64 for d in (x.dtype, odt, mm_dtype)) or all(
+        d in (torch.float32, torch.bfloat16) for d in (x.dtype, odt, mm_dtype)
+    )
+    return ok_dtypes and offset.shape[1] // 2 <= native.max_pairs()
+
+
+def _deform_conv_native(
+    x: Tensor,
+    offset: Tensor,
+    mask: Tensor,
+    weight: Tensor,
+    bias: Tensor | None,
+    stride: tuple[int, int],
+    padding: tuple[int, int],
+    dilation: tuple[int, int],
+    dg: int,
+    chunk_bytes: int | None = None,
+    mask_logits: bool = False,
+    abs_sums: list[Tensor] | None = None,
+) -> Tensor:
+    """DCNv2 from the native deformable im2col (:mod:`stvsr.ops.native`) + a matmul per chunk of
+    output rows; same arguments and result as :func:`_deform_conv_pure` (inference only, one
+    conv group; check :func:`_native_ok` first).
+
+    The kernel reads ``x`` channels-last (converted once if it is not), ``offset``/``mask``
+    through their strides (a channel slice of a channels-last map as is), computes coordinates
+    in float32 (float64 for float64 inputs) and writes the samples in the matmul's dtype with
+    columns ordered (group, tap, channel); the weight is permuted to match. ``abs_sums`` gets
+    one float64 tensor: ``|offset|_1``.
+    """
+    b, cin, h, w = x.shape
+    cout, _, kh, kw = weight.shape
+    k = kh * kw
+    ho, wo = offset.shape[-2:]
+    mm_dtype = _autocast_dtype("cpu") or x.dtype
+    odt = torch.promote_types(offset.dtype, mask.dtype)
+    offset, mask = offset.to(odt), mask.to(odt)
+    nhwc = x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous()
+    xl = x if x.is_contiguous(memory_format=torch.channels_last) else x.contiguous(
+        memory_format=torch.channels_last
+    )
+    wmat_t = (
+        weight.to(mm_dtype).reshape(cout, dg, cin // dg, k).permute(0, 1, 3, 2)
+        .reshape(cout, cin * k).t()
+    )
+    out = torch.empty(b, cout, ho, wo, dtype=mm_dtype, memory_format=torch.channels_last)
+    if chunk_bytes is None:
+        chunk_bytes = _CHUNK_BYTES["cpu_native"]
+    rows = max(1, min(ho, chunk_bytes // max(1, wo * cin * k * out.element_size())))
+    buf = torch.empty(rows * wo, cin * k, dtype=mm_dtype)
+    total = 0.0
+    with torch.autocast("cpu", enabled=False):
+        for bi in range(b):
+            xi = xl[bi].permute(1, 2, 0)  # (H, W, Cin), unit channel stride
+            out_rows = out[bi].permute(1, 2, 0).view(ho * wo, cout)
+            for r0 in range(0, ho, rows):
+                r1 = min(ho, r0 + rows)
+                cols = buf[: (r1 - r0) * wo]
+                total += native.deform_cols(
+                    xi, offset[bi], mask[bi], (kh, kw), stride, padding, dilation, dg, (r0, r1),
+                    cols, mask_logits,
+                )
+                torch.mm(cols, wmat_t, out=out_rows[r0 * wo : r1 * wo])
+        if bias is not None:
+            out.add_(bias.to(mm_dtype).view(1, cout, 1, 1))
+    if abs_sums is not None:
+        abs_sums.append(torch.tensor(total, dtype=torch.float64))
+    return out if nhwc or b * ho * wo == 0 else out.contiguous()
+
+
 def _check(x: Tensor, offset: Tensor, mask: Tensor, weight: Tensor, dg: int) -> tuple[int, int]:
     if x.dim() != 4 or offset.dim() != 4 or mask.dim() != 4 or weight.dim() != 4:
         raise StvsrError("deform conv expects 4-D x, offset, mask and weight tensors")
@@ -374,6 +474,31 @@ def _check(x: Tensor, offset: Tensor, mask: Tensor, weight: Tensor, dg: int) -> 
     if offset.shape[-2:] != mask.shape[-2:] or offset.shape[0] != x.shape[0]:
         raise StvsrError("offset and mask must share batch size and output size with x")
     return kh, kw
+
+
+def _pick_impl(
+    impl: str, x: Tensor, offset: Tensor, mask: Tensor, weight: Tensor, bias: Tensor | None
+) -> str:
+    """``"torchvision"``, ``"native"`` or ``"pure"`` for these inputs (see
+    :func:`modulated_deform_conv2d`); a clear error when an explicit choice cannot run."""
+    if impl == "torchvision":
+        if _tv_deform_conv2d is None:
+            raise StvsrError("impl='torchvision' needs an importable torchvision; use impl='pure'")
+        return impl
+    if impl == "native":
+        if not _native_ok(x, offset, mask, weight, bias):
+            why = native.unavailable_reason() or (
+                "it runs CPU inference only (no autograd, one conv group, float32/bfloat16 or "
+                "float64)"
+            )
+            raise StvsrError(f"impl='native' cannot run here: {why}; use impl='pure'")
+        return impl
+    if impl == "auto":
+        if _tv_deform_conv2d is not None and x.is_cuda:
+            return "torchvision"
+        if _native_ok(x, offset, mask, weight, bias):
+            return "native"
+    return "pure"
 
 
 def modulated_deform_conv2d(
@@ -396,9 +521,11 @@ def modulated_deform_conv2d(
         mask: ``(B, dg * kh * kw, Ho, Wo)``, modulation scalars (usually in [0, 1]).
         weight: ``(Cout, Cin / groups, kh, kw)``; ``groups`` is inferred from the shapes.
         bias: ``(Cout,)`` or None.
-        impl: ``"pure"`` (PyTorch ops, CPU/GPU, autograd), ``"torchvision"`` (needs an
-            importable torchvision) or ``"auto"``: torchvision on CUDA when it imports, else
-            pure (on CPU the pure path is ~3x faster than torchvision's kernel).
+        impl: ``"pure"`` (PyTorch ops, CPU/GPU, autograd), ``"native"`` (the C kernel of
+            :mod:`stvsr.ops.native`: CPU inference, built on first use when a C compiler is
+            present), ``"torchvision"`` (needs an importable torchvision) or ``"auto"``:
+            torchvision on CUDA when it imports; on CPU without autograd native when it builds,
+            else pure (on CPU pure is ~3x faster than torchvision's kernel, native faster still).
 
     Returns:
         ``(B, Cout, Ho, Wo)`` in the input's dtype (the autocast dtype under autocast).
@@ -408,12 +535,10 @@ def modulated_deform_conv2d(
     dg = int(deform_groups)
     _check(x, offset, mask, weight, dg)
     stride_, padding_, dilation_ = _pair(stride), _pair(padding), _pair(dilation)
-    if impl == "torchvision" and _tv_deform_conv2d is None:
-        raise StvsrError("impl='torchvision' needs an importable torchvision; use impl='pure'")
-    use_tv = impl == "torchvision" or (
-        impl == "auto" and _tv_deform_conv2d is not None and x.is_cuda
-    )
-    if use_tv:
+    path = _pick_impl(impl, x, offset, mask, weight, bias)
+    if path == "native":
+        return _deform_conv_native(x, offset, mask, weight, bias, stride_, padding_, dilation_, dg)
+    if path == "torchvision":
         # low-precision inputs run in float32 so that the sampling coordinates stay float32
         cdt = _coord_dtype(x.dtype)
         with torch.autocast(x.device.type, enabled=False):
@@ -539,13 +664,15 @@ class DCNv2Pack(ModulatedDeformConv2d):
                 log.warning("DCNv2Pack: offsets exceed max_offset=%g and are clamped", lim)
                 self._clamp_warned = True
             offset = offset.clamp(-lim, lim)
-        pure = self.impl == "pure" or (
-            self.impl == "auto" and not (_tv_deform_conv2d is not None and x.is_cuda)
-        )
-        if pure:  # the op applies the sigmoid itself (cheaper, see _deform_conv_pure)
+        if self.impl in IMPLS and self.impl != "torchvision":
+            path = _pick_impl(self.impl, x, offset, logits, self.weight, self.bias)
+        else:
+            path = "module"
+        if path in ("pure", "native"):  # the op applies the sigmoid itself (cheaper)
             _check(x, offset, logits, self.weight, self.deformable_groups)
             sums: list[Tensor] = []
-            res = _deform_conv_pure(
+            fn = _deform_conv_native if path == "native" else _deform_conv_pure
+            res = fn(
                 x, offset, logits, self.weight, self.bias, self.stride, self.padding,
                 self.dilation, self.deformable_groups, mask_logits=True, abs_sums=sums,
             )

@@ -1,0 +1,38 @@
+"""The EDVR speed benchmark runs end to end on a tiny size and writes its JSON."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+from stvsr.ops import native
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _load(name: str):
+    spec = importlib.util.spec_from_file_location(name, ROOT / "benchmarks" / f"{name}.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_edvr_speed_quick(tmp_path, capsys):
+    bench = _load("edvr_speed")
+    out = tmp_path / "speed.json"
+    bench.main([
+        "--quick", "--presets", "edvr-m", "--modes", "window", "cached", "--agree-impls",
+        "--no-tune-malloc", "--agreement-clip", "none", "--frames-dir", str(tmp_path / "none"),
+        "--json", str(out),
+    ])
+    doc = json.loads(out.read_text())
+    impls = {r["impl"] for r in doc["results"]}
+    assert "pure" in impls and ("native" in impls) == native.available()
+    assert doc["info"]["native_dcn"] == native.available()
+    for r in doc["results"]:
+        assert r["min_s"] > 0 and r["mode"] in ("window", "cached")
+        if r["impl"] == "native":  # same network, same random offsets: same output
+            tol = 1e-4 if r["precision"] == "fp32" else 5e-2
+            assert r["max_abs_diff_vs_pure"] < tol
+    assert "s/frame" in capsys.readouterr().out
