@@ -268,3 +268,14 @@ def test_untrained_model_says_so(tmp_path, capsys) -> None:
                             log=lines.append)
     assert out.is_file() and summary["frames_out"] == 5
     assert any("random initialisation" in line for line in lines)
+    # the plan names the deformable-conv implementation that will run
+    from stvsr.ops import native
+
+    lines.clear()
+    plan = upscale_video(src, tmp_path / "plan.mp4", model="edvr-m", weights=None,
+                         progress="none", log=lines.append, dry_run=True)
+    expected = "native C kernel" if native.available() else "pure PyTorch"
+    assert expected in plan["dcn_backend"] and any(expected in line for line in lines)
+    plan = upscale_video(src, tmp_path / "plan.mp4", model="bicubic", progress="none",
+                         dry_run=True)
+    assert plan["dcn_backend"] is None
