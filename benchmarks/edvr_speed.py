@@ -129,7 +129,7 @@ def spread_offsets(model: nn.Module, window: torch.Tensor, std: float, seed: int
 
     Returns the measured mean |offset| and std per pack after calibration.
     """
-    packs = [m for m in model.modules() if isinstance(m, DCNv2Pack)]
+    packs = {n: m for n, m in model.named_modules() if isinstance(m, DCNv2Pack)}
     gen = torch.Generator().manual_seed(seed)
     stats: dict[str, list[float]] = {}
 
@@ -141,27 +141,18 @@ def spread_offsets(model: nn.Module, window: torch.Tensor, std: float, seed: int
         return hook
 
     with torch.no_grad():
-        for p in packs:
+        for p in packs.values():
             w = p.conv_offset.weight
             w.copy_(torch.randn(w.shape, generator=gen) * 0.01)
-        for _ in range(2):  # the levels feed each other: calibrate twice
-            handles = [
-                p.conv_offset.register_forward_hook(grab(n))
-                for n, p in model.named_modules() if isinstance(p, DCNv2Pack)
-            ]
+        # measure, rescale, twice (the levels feed each other), then measure the result
+        for rnd in range(3):
+            handles = [p.conv_offset.register_forward_hook(grab(n)) for n, p in packs.items()]
             model(window)
             for h in handles:
                 h.remove()
-            for n, p in model.named_modules():
-                if isinstance(p, DCNv2Pack) and stats[n][1] > 0:
+            for n, p in packs.items():
+                if rnd < 2 and stats[n][1] > 0:
                     p.conv_offset.weight.mul_(std / stats[n][1])
-        handles = [
-            p.conv_offset.register_forward_hook(grab(n))
-            for n, p in model.named_modules() if isinstance(p, DCNv2Pack)
-        ]
-        model(window)
-        for h in handles:
-            h.remove()
     return {n: {"mean_abs": a, "std": s} for n, (a, s) in stats.items()}
 
 

@@ -203,3 +203,15 @@ def test_unwritable_cache_still_builds(monkeypatch, tmp_path):
     monkeypatch.setenv("STVSR_CACHE", str(blocker))
     monkeypatch.setattr(native, "_state", {})
     assert native.library() is not None  # built into a private temporary folder instead
+
+
+@needs_native
+def test_damaged_cached_library_is_rebuilt(monkeypatch, tmp_path):
+    """A cached file cut short (e.g. by a full disk) is rebuilt, not fatal."""
+    monkeypatch.setenv("STVSR_CACHE", str(tmp_path))
+    monkeypatch.setattr(native, "_state", {})
+    cc = native._compiler()
+    so = native._lib_path(cc)
+    native._build(cc, so)
+    so.write_bytes(so.read_bytes()[:100])  # never loaded in this process before
+    assert native.library() is not None and so.stat().st_size > 100

@@ -109,10 +109,8 @@ def _build(cc: str, lib_path: Path) -> None:
     raise RuntimeError(f"{cc} failed: {errors}")
 
 
-def _load() -> ctypes.CDLL:
-    cc = _compiler()
-    if cc is None:
-        raise RuntimeError("no C compiler found (set STVSR_CC or install gcc/clang)")
+def _lib_path(cc: str) -> Path:
+    """Where the library built by ``cc`` for this source and CPU is cached."""
     try:
         version = subprocess.run(
             [cc, "--version"], capture_output=True, text=True, timeout=60
@@ -122,8 +120,15 @@ def _load() -> ctypes.CDLL:
     key = hashlib.sha256(
         SOURCE.read_bytes() + repr((cc, version, _FLAG_SETS, _cpu_id())).encode()
     ).hexdigest()[:16]
-    name = f"dcn_native_{key}.so"
-    lib_path = kernel_dir() / name
+    return kernel_dir() / f"dcn_native_{key}.so"
+
+
+def _load() -> ctypes.CDLL:
+    cc = _compiler()
+    if cc is None:
+        raise RuntimeError("no C compiler found (set STVSR_CC or install gcc/clang)")
+    lib_path = _lib_path(cc)
+    name = lib_path.name
     if not lib_path.exists():
         log.info("building the native DCN kernel with %s (once; a few seconds)", cc)
         try:
@@ -131,7 +136,13 @@ def _load() -> ctypes.CDLL:
         except OSError:  # unwritable cache: build into a private temporary folder
             lib_path = Path(tempfile.mkdtemp(prefix="stvsr-kernels-")) / name
             _build(cc, lib_path)
-    lib = ctypes.CDLL(str(lib_path))
+    try:
+        lib = ctypes.CDLL(str(lib_path))
+    except OSError:  # a damaged cached file (e.g. cut short by a full disk): build it again
+        log.info("rebuilding the native DCN kernel (%s did not load)", lib_path)
+        lib_path.unlink(missing_ok=True)
+        _build(cc, lib_path)
+        lib = ctypes.CDLL(str(lib_path))
     if lib.dcn_abi_version() != ABI_VERSION:
         raise RuntimeError(f"{lib_path} has ABI {lib.dcn_abi_version()}, expected {ABI_VERSION}")
     i64, i32, vp = ctypes.c_int64, ctypes.c_int, ctypes.c_void_p
