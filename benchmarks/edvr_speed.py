@@ -294,6 +294,44 @@ def fp32_bf16_agreement(name: str, clip_dir: Path, offset_std: float) -> dict:
     }
 
 
+def precision_vs_gt(name: str, gt_dir: Path, offset_std: float, max_frames: int) -> dict:
+    """Mean Y-PSNR against the ground truth of one HR clip (BI x4 inputs, cached sliding
+    window) for fp32 and bf16, same random weights (seed 0, offsets spread as in the timing
+    runs): how much the precision alone moves the score. Random weights restore nothing; the
+    difference between the two numbers is what this measures."""
+    import numpy as np
+    from PIL import Image
+
+    from stvsr.data.degradations import degrade_bi, modcrop
+    from stvsr.infer.sliding import SlidingWindowRunner, window_indices
+    from stvsr.metrics import psnr, to_uint8
+
+    files = sorted(gt_dir.glob("*.png"))[:max_frames]
+    if not files:
+        raise SystemExit(f"no PNG frames in {gt_dir}")
+    hr = torch.stack([
+        torch.from_numpy(np.asarray(Image.open(f).convert("RGB")).copy()).permute(2, 0, 1)
+        for f in files
+    ]).float() / 255.0
+    hr = modcrop(hr, 4)
+    lr = degrade_bi(hr, 4)
+    torch.manual_seed(0)
+    model = stvsr.create_model(name, weights=None).eval()
+    if offset_std > 0:
+        idx = window_indices(len(lr) // 2, len(lr), int(model.num_frames))
+        spread_offsets(model, lr[idx][None], offset_std)
+    res: dict[str, object] = {"preset": name, "clip": str(gt_dir), "frames": len(files)}
+    for prec in ("fp32", "bf16"):
+        runner = SlidingWindowRunner(model, cache=True, precision=prec)
+        scores = [
+            psnr(to_uint8(out), to_uint8(gt), y_channel=True)
+            for out, gt in zip(runner.run(lr), hr, strict=True)
+        ]
+        res[f"y_psnr_{prec}_db"] = float(np.mean(scores))
+    res["bf16_minus_fp32_db"] = res["y_psnr_bf16_db"] - res["y_psnr_fp32_db"]  # type: ignore[operator]
+    return res
+
+
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--presets", nargs="+", default=["edvr-m", "edvr-l"])
@@ -303,7 +341,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--impls", nargs="+", default=None,
                    help="DCN implementations (default: pure, plus native if it builds and "
                    "torchvision if it imports)")
-    p.add_argument("--modes", nargs="+", default=["window", "naive", "cached"],
+    p.add_argument("--modes", nargs="*", default=["window", "naive", "cached"],
                    choices=["window", "naive", "cached"])
     p.add_argument("--clip", type=int, default=5, help="frames in the sliding-window clip")
     p.add_argument("--frames-dir", type=Path, default=DEFAULT_CLIP,
@@ -311,6 +349,10 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--agree-impls", action="store_true",
                    help="also report each implementation's max abs output difference from the "
                    "first one (one extra forward per implementation and precision)")
+    p.add_argument("--gt-clip", type=Path, default=None,
+                   help="HR clip folder (e.g. ../shared/data/Vid4/GT/calendar): also score fp32 "
+                   "and bf16 against it (BI x4 inputs)")
+    p.add_argument("--gt-frames", type=int, default=1000, help="first N frames of --gt-clip")
     p.add_argument("--offset-std", type=float, default=2.0,
                    help="std (px) of the random DCN offsets; 0 keeps a fresh model's zeros")
     p.add_argument("--threads", type=int, default=None)
@@ -374,11 +416,20 @@ def main(argv: list[str] | None = None) -> None:
             print(f"{name}: fp32 vs bf16 output agreement on {r['clip']} ({r['lr_size']}): "
                   f"Y-PSNR {r['y_psnr_fp32_vs_bf16_db']:.2f} dB, max abs diff "
                   f"{r['max_abs_diff']:.4f}", flush=True)
+    vs_gt = []
+    if args.gt_clip is not None:
+        for name in args.presets:
+            vs_gt.append(precision_vs_gt(name, args.gt_clip, args.offset_std, args.gt_frames))
+            r = vs_gt[-1]
+            print(f"{name}: Y-PSNR vs GT on {r['clip']} ({r['frames']} frames, BI x4, random "
+                  f"weights): fp32 {r['y_psnr_fp32_db']:.4f} dB, bf16 {r['y_psnr_bf16_db']:.4f} "
+                  f"dB, difference {r['bf16_minus_fp32_db']:+.4f} dB", flush=True)
     info["load_avg_end"] = list(__import__("os").getloadavg())
     print(f"load avg at end: {info['load_avg_end']}")
     if args.json:
         meta = {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()}
-        doc = {"info": info, "args": meta, "results": rows, "agreement": agree}
+        doc = {"info": info, "args": meta, "results": rows, "agreement": agree,
+               "precision_vs_gt": vs_gt}
         args.json.write_text(json.dumps(doc, indent=1))
         print(f"wrote {args.json}")
 

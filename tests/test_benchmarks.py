@@ -6,6 +6,9 @@ import importlib.util
 import json
 from pathlib import Path
 
+import numpy as np
+from PIL import Image
+
 from stvsr.ops import native
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -21,12 +24,20 @@ def _load(name: str):
 def test_edvr_speed_quick(tmp_path, capsys):
     bench = _load("edvr_speed")
     out = tmp_path / "speed.json"
+    gt = tmp_path / "gt"
+    gt.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(3):
+        Image.fromarray(rng.integers(0, 256, (32, 48, 3), dtype=np.uint8)).save(gt / f"{i}.png")
     bench.main([
         "--quick", "--presets", "edvr-m", "--modes", "window", "cached", "--agree-impls",
         "--no-tune-malloc", "--agreement-clip", "none", "--frames-dir", str(tmp_path / "none"),
-        "--json", str(out),
+        "--gt-clip", str(gt), "--json", str(out),
     ])
     doc = json.loads(out.read_text())
+    (vs_gt,) = doc["precision_vs_gt"]
+    assert vs_gt["frames"] == 3 and abs(vs_gt["bf16_minus_fp32_db"]) < 0.05
+    assert vs_gt["y_psnr_fp32_db"] > 0
     impls = {r["impl"] for r in doc["results"]}
     assert "pure" in impls and ("native" in impls) == native.available()
     assert doc["info"]["native_dcn"] == native.available()
