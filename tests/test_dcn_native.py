@@ -215,3 +215,27 @@ def test_damaged_cached_library_is_rebuilt(monkeypatch, tmp_path):
     native._build(cc, so)
     so.write_bytes(so.read_bytes()[:100])  # never loaded in this process before
     assert native.library() is not None and so.stat().st_size > 100
+
+
+@needs_native
+def test_build_without_openmp_splits_rows_over_python_threads(monkeypatch, tmp_path):
+    """A compiler that rejects -fopenmp: the next flag set builds, rows go to Python threads,
+    results are unchanged."""
+    import shutil
+    import stat
+
+    gcc = shutil.which("gcc") or shutil.which("cc")
+    wrapper = tmp_path / "cc-no-openmp"
+    wrapper.write_text(
+        "#!/bin/sh\nfor a in \"$@\"; do [ \"$a\" = -fopenmp ] && exit 1; done\n"
+        f"exec {gcc} \"$@\"\n"
+    )
+    wrapper.chmod(wrapper.stat().st_mode | stat.S_IEXEC)
+    x, offset, mask, weight, bias = _random_case(8, 2, 16, 5, 9, 11, 3, 1, 1, 1, 2)
+    ref = naive_mdcn(x, offset, mask, weight, bias, 1, 1, 1, 2)
+    monkeypatch.setenv("STVSR_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("STVSR_CC", str(wrapper))
+    monkeypatch.setattr(native, "_state", {})
+    assert native.library() is not None and native._state["openmp"] is False
+    out = modulated_deform_conv2d(x, offset, mask, weight, bias, 1, 1, 1, 2, impl="native")
+    assert (out - ref).abs().max().item() <= 1e-10
