@@ -6,6 +6,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F  # noqa: N812
 
+from stvsr.ops.dcn import conv_act, has_forward_hooks
+
 
 def default_init(module: nn.Module, scale: float = 1.0) -> None:
     """Kaiming-normal init of every conv/linear in ``module``, weights scaled by ``scale``."""
@@ -32,6 +34,21 @@ class ResidualBlockNoBN(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x + self.conv2(F.relu(self.conv1(x))) * self.res_scale
+
+
+def run_res_blocks(blocks: nn.Sequential, x: torch.Tensor) -> torch.Tensor:
+    """``blocks(x)`` for a chain of :class:`ResidualBlockNoBN` with fused oneDNN conv + ReLU and
+    conv + residual-add kernels (same maths: ``x + conv2(relu(conv1(x)))``); ``(B, C, h, w) ->
+    (B, C, h, w)``. A block of another type, with ``res_scale != 1`` or with hooks runs as a
+    module, and so does the whole chain when it has hooks."""
+    if has_forward_hooks(blocks):
+        return blocks(x)
+    for blk in blocks:
+        if type(blk) is ResidualBlockNoBN and blk.res_scale == 1.0 and not has_forward_hooks(blk):
+            x = conv_act(blk.conv2, conv_act(blk.conv1, x, "relu"), add=x)
+        else:
+            x = blk(x)
+    return x
 
 
 def make_layer(block: type[nn.Module], num: int, **kwargs) -> nn.Sequential:

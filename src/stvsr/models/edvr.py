@@ -29,8 +29,8 @@ from torch import Tensor, nn
 from torch.nn import functional as F  # noqa: N812
 
 from stvsr.errors import StvsrError
-from stvsr.models.blocks import ResidualBlockNoBN, make_layer
-from stvsr.ops.dcn import DCNv2Pack, _has_hooks, conv_act
+from stvsr.models.blocks import ResidualBlockNoBN, make_layer, run_res_blocks
+from stvsr.ops.dcn import DCNv2Pack, conv_act, has_forward_hooks
 from stvsr.registry import register_model
 
 Pyramid = tuple[Tensor, Tensor, Tensor]
@@ -46,17 +46,6 @@ def _up2(x: Tensor) -> Tensor:
 def _lrelu(x: Tensor) -> Tensor:
     """LeakyReLU(0.1), in place when autograd is off (every caller owns a fresh tensor)."""
     return F.leaky_relu(x, 0.1) if torch.is_grad_enabled() else F.leaky_relu_(x, 0.1)
-
-
-def _resblocks(blocks: nn.Sequential, x: Tensor) -> Tensor:
-    """Run ``ResidualBlockNoBN`` blocks with fused conv+ReLU and conv+residual-add kernels
-    (identical maths: ``x + conv2(relu(conv1(x)))``); other blocks run as they are."""
-    for blk in blocks:
-        if type(blk) is ResidualBlockNoBN and blk.res_scale == 1.0:
-            x = conv_act(blk.conv2, conv_act(blk.conv1, x, "relu"), add=x)
-        else:
-            x = blk(x)
-    return x
 
 
 def _phase_major(conv: nn.Conv2d) -> nn.Conv2d:
@@ -95,7 +84,7 @@ def _conv_lrelu_shuffle(conv: nn.Conv2d, x: Tensor) -> Tensor:
     kernel for fp32 at 360x640; same numbers, a permutation).
     """
     cl = x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous()
-    if torch.is_grad_enabled() or not cl or _has_hooks(conv) or conv.out_channels % 4:
+    if torch.is_grad_enabled() or not cl or has_forward_hooks(conv) or conv.out_channels % 4:
         return F.pixel_shuffle(conv_act(conv, x, "lrelu"), 2)
     y = conv_act(_phase_major(conv), x, "lrelu")  # (B, 4c, H, W), channel (2i + j)·c + ch
     b, c4, h, w = y.shape
@@ -481,7 +470,7 @@ class EDVR(nn.Module):
                 if self.hr_in:
                     l1 = conv_act(self.stride_conv_hr1, l1, "lrelu")
                     l1 = conv_act(self.stride_conv_hr2, l1, "lrelu")
-            l1 = _resblocks(self.feature_extraction, l1)
+            l1 = run_res_blocks(self.feature_extraction, l1)
             l2 = conv_act(self.conv_l2_2, conv_act(self.conv_l2_1, l1, "lrelu"), "lrelu")
             l3 = conv_act(self.conv_l3_2, conv_act(self.conv_l3_1, l2, "lrelu"), "lrelu")
         levels = [lv.unflatten(0, (b, t)) for lv in (l1, l2, l3)]
@@ -525,7 +514,7 @@ class EDVR(nn.Module):
             else:
                 feat = conv_act(self.fusion, torch.cat(aligned, dim=1))
             del aligned
-            out = _resblocks(self.reconstruction, feat)
+            out = run_res_blocks(self.reconstruction, feat)
             out = _conv_lrelu_shuffle(self.upconv1, out)
             out = _conv_lrelu_shuffle(self.upconv2, out)
             out = conv_act(self.conv_hr, out, "lrelu")

@@ -29,8 +29,13 @@ from torch import Tensor, nn
 from torch.nn import functional as F  # noqa: N812
 
 from stvsr.errors import StvsrError
-from stvsr.models.blocks import ConvResidualBlocks, ResidualBlockNoBN, make_layer
-from stvsr.ops.dcn import DCNv2Pack, _has_hooks, conv_act
+from stvsr.models.blocks import (
+    ConvResidualBlocks,
+    ResidualBlockNoBN,
+    make_layer,
+    run_res_blocks,
+)
+from stvsr.ops.dcn import DCNv2Pack, conv_act, has_forward_hooks
 from stvsr.registry import register_model
 
 __all__ = [
@@ -98,22 +103,6 @@ def _fmt(x: Tensor) -> torch.memory_format:
     if x.dim() == 4 and x.is_contiguous(memory_format=torch.channels_last):
         return torch.channels_last
     return torch.contiguous_format
-
-
-def _res_body(body: nn.Sequential, x: Tensor) -> Tensor:
-    """``body(x)`` for a chain of :class:`ResidualBlockNoBN` with fused conv + ReLU / + skip.
-
-    ``(B, C, h, w) -> (B, C, h, w)``; same maths as calling the blocks (a block with hooks or a
-    ``res_scale`` other than 1 is called as a module).
-    """
-    if _has_hooks(body):
-        return body(x)
-    for blk in body:
-        if not isinstance(blk, ResidualBlockNoBN) or blk.res_scale != 1.0 or _has_hooks(blk):
-            x = blk(x)
-            continue
-        x = conv_act(blk.conv2, conv_act(blk.conv1, x, "relu"), add=x)
-    return x
 
 
 def _lrelu() -> nn.LeakyReLU:
@@ -305,7 +294,7 @@ class Reconstruction(nn.Module):
     def forward(self, x: Tensor, add: Tensor | None = None) -> Tensor:
         """``(B, C, h, w) -> (B, 3, s·h, s·w)``; ``add`` (same shape as the output) is added to
         the result inside the last conv (fused on CPU without autograd)."""
-        out = _res_body(self.body, x)
+        out = run_res_blocks(self.body, x)
         for i, f in enumerate(self.shuffles):
             conv = self.upconv1 if i == 0 else self.upconv2
             # LeakyReLU commutes with the pixel shuffle, so it is fused into the conv
@@ -364,7 +353,8 @@ class RecurrentModule(nn.Module):
         parts = [feat, adj]
         if self.use_df:
             parts.append(fetched if fetched is not None else torch.zeros_like(feat))
-        return _res_body(self.ds_body, conv_act(self.ds_fuse, torch.cat(parts, dim=1), "lrelu"))
+        fused = conv_act(self.ds_fuse, torch.cat(parts, dim=1), "lrelu")
+        return run_res_blocks(self.ds_body, fused)
 
 
 # --------------------------------------------------------------------------- the network
@@ -470,9 +460,9 @@ class SFNet(nn.Module):
     def _fe(self, x: Tensor) -> Tensor:
         """FE ``(N, 3, h, w) -> (N, C, h, w)`` with fused convs (same maths as ``self.fe``)."""
         main = self.fe.main
-        if _has_hooks(self.fe) or _has_hooks(main) or _has_hooks(main[1]):
+        if has_forward_hooks(self.fe) or has_forward_hooks(main) or has_forward_hooks(main[1]):
             return self.fe(x)
-        return _res_body(main[2], conv_act(main[0], x, "lrelu"))
+        return run_res_blocks(main[2], conv_act(main[0], x, "lrelu"))
 
     def _fetch(self, mod: RecurrentModule, feat: Tensor, k: int,
                stores: Sequence[dict[int, tuple[Tensor, Tensor]]],

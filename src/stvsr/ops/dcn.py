@@ -122,7 +122,7 @@ def cached_weight(
     return wc, bc
 
 
-def _has_hooks(m: nn.Module) -> bool:
+def has_forward_hooks(m: nn.Module) -> bool:
     g = nn.modules.module
     return bool(
         m._forward_hooks or m._forward_pre_hooks or getattr(g, "_global_forward_hooks", None)
@@ -152,7 +152,7 @@ def conv_act(
     Returns:
         ``(B, Cout, Ho, Wo)`` in the autocast dtype (else ``x``'s), ``x``'s memory format.
     """
-    if part is None and with_bias and _has_hooks(conv):  # hooks see the module's own output
+    if part is None and with_bias and has_forward_hooks(conv):  # hooks see the module's own output
         y = conv(x)  # out of place below: a hook may keep ``y``
         if add is not None:
             y = y + add.to(y.dtype)
@@ -234,8 +234,7 @@ def _deform_conv_pure(
     ho, wo = offset.shape[-2:]
     cdt = _coord_dtype(x.dtype)
     dev = x.device
-    tensors = (x, offset, mask, weight) if bias is None else (x, offset, mask, weight, bias)
-    fast = not (torch.is_grad_enabled() and any(t.requires_grad for t in tensors))
+    fast = not _needs_grad(x, offset, mask, weight, bias)
     mm_dtype = _autocast_dtype(dev.type) or x.dtype
     wmat = weight.to(mm_dtype).reshape(groups, cout // groups, cin_g * k)
 
@@ -379,22 +378,24 @@ def backend_summary(model: nn.Module, device: str | torch.device = "cpu") -> str
     return f"deformable conv: pure PyTorch ({why})"
 
 
+def _needs_grad(*tensors: Tensor | None) -> bool:
+    """Whether autograd will record an op on these tensors (``None`` entries are skipped)."""
+    return torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors)
+
+
 def _native_ok(
     x: Tensor, offset: Tensor, mask: Tensor, weight: Tensor, bias: Tensor | None
 ) -> bool:
     """Whether :func:`_deform_conv_native` can run these inputs (CPU, no autograd, one conv
     group, float32/bfloat16 or all-float64) and the native kernel loads."""
-    tensors = (x, offset, mask, weight) if bias is None else (x, offset, mask, weight, bias)
-    if torch.is_grad_enabled() and any(t.requires_grad for t in tensors):
+    if _needs_grad(x, offset, mask, weight, bias) or x.device.type != "cpu":
         return False
-    if x.device.type != "cpu" or weight.shape[1] != x.shape[1]:
+    if weight.shape[1] != x.shape[1]:  # grouped conv
         return False
-    mm_dtype = _autocast_dtype("cpu") or x.dtype
-    odt = torch.promote_types(offset.dtype, mask.dtype)
-    ok_dtypes = all(d == torch.float64 for d in (x.dtype, odt, mm_dtype)) or all(
-        d in (torch.float32, torch.bfloat16) for d in (x.dtype, odt, mm_dtype)
+    return native.supports(
+        x.dtype, torch.promote_types(offset.dtype, mask.dtype), _autocast_dtype("cpu") or x.dtype,
+        offset.shape[1] // 2,
     )
-    return ok_dtypes and offset.shape[1] // 2 <= native.max_pairs()
 
 
 def _deform_conv_native(
@@ -485,6 +486,8 @@ def _pick_impl(
 ) -> str:
     """``"torchvision"``, ``"native"`` or ``"pure"`` for these inputs (see
     :func:`modulated_deform_conv2d`); a clear error when an explicit choice cannot run."""
+    if impl not in IMPLS:
+        raise StvsrError(f"unknown deform conv impl {impl!r}; choose one of {', '.join(IMPLS)}")
     if impl == "torchvision":
         if _tv_deform_conv2d is None:
             raise StvsrError("impl='torchvision' needs an importable torchvision; use impl='pure'")
@@ -534,8 +537,6 @@ def modulated_deform_conv2d(
     Returns:
         ``(B, Cout, Ho, Wo)`` in the input's dtype (the autocast dtype under autocast).
     """
-    if impl not in IMPLS:
-        raise StvsrError(f"unknown deform conv impl {impl!r}; choose one of {', '.join(IMPLS)}")
     dg = int(deform_groups)
     _check(x, offset, mask, weight, dg)
     stride_, padding_, dilation_ = _pair(stride), _pair(padding), _pair(dilation)
@@ -668,10 +669,7 @@ class DCNv2Pack(ModulatedDeformConv2d):
                 log.warning("DCNv2Pack: offsets exceed max_offset=%g and are clamped", lim)
                 self._clamp_warned = True
             offset = offset.clamp(-lim, lim)
-        if self.impl in IMPLS and self.impl != "torchvision":
-            path = _pick_impl(self.impl, x, offset, logits, self.weight, self.bias)
-        else:
-            path = "module"
+        path = _pick_impl(self.impl, x, offset, logits, self.weight, self.bias)
         if path in ("pure", "native"):  # the op applies the sigmoid itself (cheaper)
             _check(x, offset, logits, self.weight, self.deformable_groups)
             sums: list[Tensor] = []

@@ -48,7 +48,9 @@ _FLAG_SETS = (
 _CODES = {torch.float32: "f", torch.bfloat16: "b", torch.float64: "d"}
 
 _lock = threading.Lock()
-_state: dict[str, object] = {}  # "lib": CDLL | None once tried, "why": reason when None
+# once tried: "lib" (CDLL or None), "why" (reason when None); when loaded also "openmp" (rows
+# shared out by the kernel itself) and "max_t" (most (group, tap) pairs per pixel)
+_state: dict[str, object] = {}
 
 
 def enabled_by_env() -> bool:
@@ -154,8 +156,6 @@ def _load() -> ctypes.CDLL:
                 fn = getattr(lib, f"dcn_cols_{xc}{oc}{cc_}")
                 fn.argtypes, fn.restype = argtypes, None
     lib.dcn_cols_ddd.argtypes, lib.dcn_cols_ddd.restype = argtypes, None
-    _state["openmp"] = bool(lib.dcn_openmp())
-    T_MAX[0] = int(lib.dcn_max_t())
     return lib
 
 
@@ -169,16 +169,13 @@ def library() -> ctypes.CDLL | None:
                 _state.update(lib=None, why="disabled by STVSR_NATIVE=0")
             else:
                 try:
-                    _state.update(lib=_load(), why="")
+                    lib = _load()
+                    _state.update(lib=lib, why="", openmp=bool(lib.dcn_openmp()),
+                                  max_t=int(lib.dcn_max_t()))
                 except Exception as e:  # noqa: BLE001 - any failure means "use the pure path"
                     _state.update(lib=None, why=str(e))
                     log.info("native DCN kernel unavailable, using pure PyTorch: %s", e)
     return _state["lib"]  # type: ignore[return-value]
-
-
-def max_pairs() -> int:
-    """The most ``deform_groups * kh * kw`` the kernel takes (0 when it is unavailable)."""
-    return T_MAX[0] if library() is not None else 0
 
 
 def available() -> bool:
@@ -193,7 +190,6 @@ def unavailable_reason() -> str:
 
 
 _pool: ThreadPoolExecutor | None = None
-T_MAX = [0]  # the library's most (group, tap) pairs per pixel, once loaded
 
 
 def _executor(n: int) -> ThreadPoolExecutor:
@@ -203,15 +199,16 @@ def _executor(n: int) -> ThreadPoolExecutor:
     return _pool
 
 
-def supports(x: Tensor, offset: Tensor, mask: Tensor, cols_dtype: torch.dtype) -> bool:
-    """Whether :func:`deform_cols` handles these dtypes/devices (CPU; float32/bfloat16, or
-    float64 throughout)."""
-    if not (x.device.type == offset.device.type == mask.device.type == "cpu"):
-        return False
-    dts = (x.dtype, offset.dtype, mask.dtype, cols_dtype)
-    if all(d == torch.float64 for d in dts):
-        return True
-    return all(d in (torch.float32, torch.bfloat16) for d in dts) and offset.dtype == mask.dtype
+def supports(x_dtype: torch.dtype, om_dtype: torch.dtype, cols_dtype: torch.dtype,
+             pairs: int) -> bool:
+    """Whether the kernel loads and has a variant for features ``x_dtype``, offsets/mask
+    ``om_dtype`` and samples ``cols_dtype`` (each float32 or bfloat16, or all float64) with
+    ``pairs = deform_groups * kh * kw`` (group, tap) pairs per pixel."""
+    dts = (x_dtype, om_dtype, cols_dtype)
+    ok = all(d == torch.float64 for d in dts) or all(
+        d in (torch.float32, torch.bfloat16) for d in dts
+    )
+    return ok and library() is not None and pairs <= int(_state["max_t"])
 
 
 def deform_cols(
@@ -262,8 +259,8 @@ def deform_cols(
         fn = getattr(lib, f"dcn_cols_{_CODES[x.dtype]}{_CODES[offset.dtype]}{_CODES[cols.dtype]}")
     if r1 <= r0:
         return 0.0
-    if T_MAX[0] and offset.shape[0] // 2 > T_MAX[0]:
-        raise ValueError(f"native DCN supports at most {T_MAX[0]} (group, tap) pairs per pixel")
+    if offset.shape[0] // 2 > int(_state["max_t"]):
+        raise ValueError(f"native DCN supports at most {_state['max_t']} (group, tap) pairs")
     n = 1 if _state.get("openmp") else max(1, min(threads or torch.get_num_threads(), r1 - r0))
     bounds = [r0 + (r1 - r0) * i // n for i in range(n + 1)]
     sums = (ctypes.c_double * n)()
