@@ -245,22 +245,28 @@ def _print_row(r: dict) -> None:
 DEFAULT_CLIP = Path(__file__).resolve().parents[2] / "shared/data/REDS/LR_x4_demo/000"
 
 
-def real_frames(clip_dir: Path | None, n: int, h: int, w: int) -> torch.Tensor | None:
-    """The first ``n`` PNG frames of ``clip_dir`` cropped to ``h x w`` as ``(n, 3, h, w)`` in
-    [0, 1], or None (no folder, too few or too small frames)."""
+def real_frames(
+    clip_dir: Path | None, n: int | None = None, h: int | None = None, w: int | None = None
+) -> torch.Tensor | None:
+    """The first ``n`` frames (all when ``None``) of the image folder ``clip_dir`` as
+    ``(n, 3, h, w)`` in [0, 1], cropped to ``h x w`` when given; None when there is no such
+    folder or its frames are too few or too small."""
+    from stvsr.data.video import VideoError, list_frame_files, read_image
+    from stvsr.infer.engine import frame_to_tensor
+
     if clip_dir is None or not clip_dir.is_dir():
         return None
-    import numpy as np
-    from PIL import Image
-
-    files = sorted(clip_dir.glob("*.png"))[:n]
-    if len(files) < n:
+    try:
+        files = list_frame_files(clip_dir)[:n]
+    except VideoError:
         return None
-    arrs = [np.asarray(Image.open(f).convert("RGB")) for f in files]
-    if any(a.shape[0] < h or a.shape[1] < w for a in arrs):
+    if n is not None and len(files) < n:
         return None
-    x = torch.stack([torch.from_numpy(a[:h, :w].copy()).permute(2, 0, 1) for a in arrs])
-    return x.float() / 255.0
+    x = torch.stack([frame_to_tensor(read_image(f)) for f in files])
+    h, w = h or x.shape[-2], w or x.shape[-1]
+    if x.shape[-2] < h or x.shape[-1] < w:
+        return None
+    return x[..., :h, :w].contiguous()
 
 
 def fp32_bf16_agreement(name: str, clip_dir: Path, offset_std: float) -> dict:
@@ -272,15 +278,9 @@ def fp32_bf16_agreement(name: str, clip_dir: Path, offset_std: float) -> dict:
     torch.manual_seed(0)
     model = stvsr.create_model(name, weights=None).eval()
     n = int(model.num_frames)
-    files = sorted(clip_dir.glob("*.png"))
-    if len(files) < n:
-        raise SystemExit(f"{clip_dir} has fewer than {n} PNG frames")
-    import numpy as np
-    from PIL import Image
-
-    hh, ww = np.asarray(Image.open(files[0])).shape[:2]
-    frames = real_frames(clip_dir, n, hh - hh % 4, ww - ww % 4)
-    assert frames is not None
+    frames = real_frames(clip_dir, n)
+    if frames is None:
+        raise SystemExit(f"{clip_dir} has fewer than {n} frames")
     x = frames[None]
     if offset_std > 0:
         spread_offsets(model, x, offset_std)
@@ -300,27 +300,22 @@ def precision_vs_gt(name: str, gt_dir: Path, offset_std: float, max_frames: int)
     runs): how much the precision alone moves the score. Random weights restore nothing; the
     difference between the two numbers is what this measures."""
     import numpy as np
-    from PIL import Image
 
     from stvsr.data.degradations import degrade_bi, modcrop
     from stvsr.infer.sliding import SlidingWindowRunner, window_indices
     from stvsr.metrics import psnr, to_uint8
 
-    files = sorted(gt_dir.glob("*.png"))[:max_frames]
-    if not files:
-        raise SystemExit(f"no PNG frames in {gt_dir}")
-    hr = torch.stack([
-        torch.from_numpy(np.asarray(Image.open(f).convert("RGB")).copy()).permute(2, 0, 1)
-        for f in files
-    ]).float() / 255.0
-    hr = modcrop(hr, 4)
+    hr = real_frames(gt_dir)
+    if hr is None:
+        raise SystemExit(f"no image frames in {gt_dir}")
+    hr = modcrop(hr[:max_frames], 4)
     lr = degrade_bi(hr, 4)
     torch.manual_seed(0)
     model = stvsr.create_model(name, weights=None).eval()
     if offset_std > 0:
         idx = window_indices(len(lr) // 2, len(lr), int(model.num_frames))
         spread_offsets(model, lr[idx][None], offset_std)
-    res: dict[str, object] = {"preset": name, "clip": str(gt_dir), "frames": len(files)}
+    res: dict[str, object] = {"preset": name, "clip": str(gt_dir), "frames": len(hr)}
     for prec in ("fp32", "bf16"):
         runner = SlidingWindowRunner(model, cache=True, precision=prec)
         scores = [

@@ -6,8 +6,7 @@ import importlib.util
 import json
 from pathlib import Path
 
-import numpy as np
-from PIL import Image
+from _helpers import write_panning_clips
 
 from stvsr.ops import native
 
@@ -24,11 +23,7 @@ def _load(name: str):
 def test_edvr_speed_quick(tmp_path, capsys):
     bench = _load("edvr_speed")
     out = tmp_path / "speed.json"
-    gt = tmp_path / "gt"
-    gt.mkdir()
-    rng = np.random.default_rng(0)
-    for i in range(3):
-        Image.fromarray(rng.integers(0, 256, (32, 48, 3), dtype=np.uint8)).save(gt / f"{i}.png")
+    gt = write_panning_clips(tmp_path / "gt", 1, 3, (8, 12)) / "clip0"  # 3 frames, 32x48
     bench.main([
         "--quick", "--presets", "edvr-m", "--modes", "window", "cached", "--agree-impls",
         "--no-tune-malloc", "--agreement-clip", "none", "--frames-dir", str(tmp_path / "none"),

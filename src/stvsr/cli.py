@@ -91,10 +91,11 @@ def _cmd_eval(args: argparse.Namespace) -> None:
     from stvsr import create_model
     from stvsr.evaluate import format_table, write_json
     from stvsr.ops.memory import tune_cpu_allocator
+    from stvsr.registry import is_untrained
 
     tune_cpu_allocator()  # feature maps reuse heap memory instead of faulting in fresh pages
     model = create_model(args.model, weights=args.weights, device=args.device)
-    if not model.pretrained and any(True for _ in model.parameters()):
+    if is_untrained(model):
         print(f"warning: {args.model} has no trained weights (random initialisation); "
               "pass --weights FILE for meaningful scores", file=sys.stderr)
     out_dir = args.out_dir or (str(Path(args.json).with_suffix("")) + "_figures"

@@ -141,3 +141,9 @@ def create_model(
     if device is not None:
         model.to(device)
     return model
+
+
+def is_untrained(model: nn.Module) -> bool:
+    """Whether ``model`` has parameters but no loaded weights (a preset built with random
+    initialisation); modules not built by :func:`create_model` count as trained."""
+    return not getattr(model, "pretrained", True) and any(True for _ in model.parameters())

@@ -100,13 +100,11 @@ def _compare(src: Path, lr_path: Path, sr_path: Path, png: Path, seconds: float,
         # Bicubic x4 of the input frames, streamed: only input frames j and j+1 are held.
         bicubic = (tensor_to_frame(imresize(frame_to_tensor(f.rgb).unsqueeze(0), 4.0)[0])
                    for f in b)
-        cur, nxt = next(bicubic, None), None
+        j_cur, cur, nxt = 0, next(bicubic, None), next(bicubic, None)
         for k, (fa, fc) in enumerate(zip(a, c)):
             j, new = divmod(k, keep)
-            if j and not new:  # moved on to input frame j
-                cur, nxt = nxt if nxt is not None else next(bicubic, None), None
-            if new and nxt is None:
-                nxt = next(bicubic, None)
+            if j > j_cur:  # moved on to input frame j
+                j_cur, cur, nxt = j, nxt, next(bicubic, None)
             if cur is None or (new and nxt is None):
                 break
             base = cur if not new else (

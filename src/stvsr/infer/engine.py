@@ -409,6 +409,7 @@ def upscale_video(
     See the module docstring for the pipeline, resume and colour handling.
     """
     from stvsr import create_model
+    from stvsr.registry import is_untrained
 
     say = log or (lambda s: print(s, file=sys.stderr))
     if progress is True:
@@ -425,8 +426,7 @@ def upscale_video(
     else:
         net = model.eval()
     name = getattr(net, "preset", type(net).__name__)
-    untrained = not getattr(net, "pretrained", True) and any(True for _ in net.parameters())
-    if untrained:
+    if is_untrained(net):
         say(f"warning: {name} has no trained weights (random initialisation): the output only "
             "shows that the pipeline runs; pass --weights FILE for real results")
     kind = net.kind

@@ -147,8 +147,13 @@ class BasicVSR(nn.Module):
         """``(B, T, 3, h, w)`` in ``[0, 1]`` -> ``(B, T, 3, 4h, 4w)``."""
         if x.dim() != 5 or x.shape[2] != 3:
             raise ValueError(f"BasicVSR expects (B, T, 3, h, w); got {tuple(x.shape)}")
+        return self.restore(x, self.compute_flows(x))
+
+    def restore(
+        self, x: torch.Tensor, flows: tuple[torch.Tensor, torch.Tensor] | None
+    ) -> torch.Tensor:
+        """:meth:`forward` given :meth:`compute_flows`'s flows (for callers that reuse them)."""
         b, t, _, h, w = x.shape
-        flows = self.compute_flows(x)
         out = x.new_empty(b, t, 3, 4 * h, 4 * w)
         for i, fused in enumerate(self.iter_features(x, flows)):
             out[:, i] = self.reconstruct(fused, x[:, i])

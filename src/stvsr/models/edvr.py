@@ -30,7 +30,13 @@ from torch.nn import functional as F  # noqa: N812
 
 from stvsr.errors import StvsrError
 from stvsr.models.blocks import ResidualBlockNoBN, make_layer, run_res_blocks
-from stvsr.ops.dcn import DCNv2Pack, conv_act, has_forward_hooks
+from stvsr.ops.dcn import (
+    DCNv2Pack,
+    conv_act,
+    has_forward_hooks,
+    param_version,
+    weight_format,
+)
 from stvsr.registry import register_model
 
 Pyramid = tuple[Tensor, Tensor, Tensor]
@@ -52,15 +58,13 @@ def _phase_major(conv: nn.Conv2d) -> nn.Conv2d:
     """A frozen copy of ``conv`` (``4c`` outputs) with output channel ``4·ch + 2i + j`` moved to
     ``(2i + j)·c + ch``; rebuilt when ``conv``'s parameters change, kept out of the module tree."""
     w, b = conv.weight, conv.bias
-    key = (w.data_ptr(), w._version, w.stride(), None if b is None else (b.data_ptr(), b._version))
+    key = param_version(conv)
     hit = conv.__dict__.get("_stvsr_phase_major")
     if hit is not None and hit[0] == key:
         return hit[1]
     c = w.shape[0] // 4
     with torch.no_grad():
-        fmt = torch.channels_last if w.is_contiguous(memory_format=torch.channels_last) and not (
-            w.is_contiguous()
-        ) else torch.contiguous_format
+        fmt = weight_format(w)
         wp = w.detach().unflatten(0, (c, 4)).transpose(0, 1).flatten(0, 1)
         shadow = nn.Conv2d(
             conv.in_channels, 4 * c, conv.kernel_size, conv.stride, conv.padding, conv.dilation,

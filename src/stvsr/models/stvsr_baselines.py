@@ -122,13 +122,9 @@ class TwoStageSTVSR(nn.Module):
 
     def _restore(self, x: Tensor) -> tuple[Tensor, tuple[Tensor, Tensor] | None]:
         """Restored inputs and, when the S-VSR model exposes them, its own LR flows."""
-        if self.flow_on == "lr" and hasattr(self.vsr, "compute_flows"):
-            b, n, c, h, w = x.shape
+        if self.flow_on == "lr" and hasattr(self.vsr, "restore"):
             flows = self.vsr.compute_flows(x)
-            hr = x.new_empty(b, n, c, 4 * h, 4 * w)
-            for i, g in enumerate(self.vsr.iter_features(x, flows)):
-                hr[:, i] = self.vsr.reconstruct(g, x[:, i])
-            return hr, flows
+            return self.vsr.restore(x, flows), flows
         return self.vsr(x), None
 
     def forward(self, x: Tensor) -> Tensor:

@@ -85,6 +85,20 @@ _PW = getattr(getattr(torch.ops, "mkldnn", None), "_convolution_pointwise", None
 _FUSED_DTYPES = (torch.float32, torch.bfloat16)
 
 
+def param_version(conv: nn.Module) -> tuple:
+    """Identity of ``conv``'s current weight and bias values (storage, version counter,
+    strides): it changes when a state dict is loaded or a parameter is updated in place, so
+    it keys caches of tensors derived from them."""
+    w, b = conv.weight, conv.bias
+    return (w.data_ptr(), w._version, w.stride(), None if b is None else (b.data_ptr(), b._version))
+
+
+def weight_format(w: Tensor) -> torch.memory_format:
+    """``torch.channels_last`` for a (strictly) channels-last 4-D weight, else contiguous."""
+    cl = w.is_contiguous(memory_format=torch.channels_last) and not w.is_contiguous()
+    return torch.channels_last if cl else torch.contiguous_format
+
+
 def cached_weight(
     conv: nn.Module, dtype: torch.dtype, part: slice | None = None, with_bias: bool = True
 ) -> tuple[Tensor, Tensor | None]:
@@ -100,25 +114,17 @@ def cached_weight(
     if torch.is_grad_enabled() and w.requires_grad:
         wp = w if part is None else w[:, part]
         return wp.to(dtype), None if b is None else b.to(dtype)
-    key = (
-        part.start if part else None, part.stop if part else None, dtype, with_bias,
-        w.data_ptr(), w._version, w.stride(),
-        None if b is None else (b.data_ptr(), b._version),
-    )
+    what = (part.start if part else None, part.stop if part else None, dtype, with_bias)
+    version = param_version(conv)
     cache = conv.__dict__.setdefault("_stvsr_wcache", {})
-    hit = cache.get(key[:4])
-    if hit is not None and hit[0] == key:
+    hit = cache.get(what)
+    if hit is not None and hit[0] == version:
         return hit[1], hit[2]
     with torch.no_grad():
         wp = w if part is None else w[:, part]
-        fmt = (
-            torch.channels_last
-            if w.is_contiguous(memory_format=torch.channels_last) and not w.is_contiguous()
-            else torch.contiguous_format
-        )
-        wc = wp.to(dtype).contiguous(memory_format=fmt)
+        wc = wp.to(dtype).contiguous(memory_format=weight_format(w))
         bc = None if b is None else b.to(dtype)
-    cache[key[:4]] = (key, wc, bc)
+    cache[what] = (version, wc, bc)
     return wc, bc
 
 
