@@ -543,10 +543,10 @@ class EDVR(nn.Module):
 
     def _nbr_terms(self, pyr: Sequence[Tensor], cache: bool) -> list[Tensor]:
         """PCD neighbour terms of one frame, from / into its :class:`FeaturePyramid` cache."""
-        w = self.pcd_align.offset_conv1["l1"].weight
         dev = pyr[0].device.type
         dt = torch.get_autocast_dtype(dev) if torch.is_autocast_enabled(dev) else pyr[0].dtype
-        key = (id(self), dt, w.data_ptr(), w._version)
+        convs = self.pcd_align.offset_conv1
+        key = (id(self), dt, *(param_version(convs[f"l{i}"]) for i in (1, 2, 3)))
         store = getattr(pyr, "__dict__", None)
         if store is not None:
             hit = store.get("_pcd_nbr_terms")
