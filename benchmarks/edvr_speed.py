@@ -24,9 +24,13 @@ the growth of ``ru_maxrss``, which misses peaks below an earlier one).
 Usage::
 
     .venv/bin/python benchmarks/edvr_speed.py [--presets edvr-m edvr-l] [--height 180]
-        [--width 320] [--precisions fp32 bf16] [--impls pure torchvision] [--clip 5]
+        [--width 320] [--precisions fp32 bf16] [--impls pure native torchvision] [--clip 5]
         [--modes window naive cached] [--threads 2] [--repeat 1] [--json out.json] [--quick]
-        [--no-tune-malloc] [--agreement-clip DIR | --agreement-clip none]
+        [--no-tune-malloc] [--agreement-clip DIR | --agreement-clip none] [--frames-dir DIR]
+        [--offset-std 2.0] [--agree-impls] [--gt-clip HR_DIR [--gt-frames N]]
+
+Timed frames are the REDS demo clip (``--frames-dir``) when present, and every DCN gets random
+offset predictors calibrated to ``--offset-std`` pixels (a fresh model predicts zero offsets).
 
 Wall-clock numbers depend on what else runs on the machine: compare ratios within one run.
 """
