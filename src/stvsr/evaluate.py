@@ -22,7 +22,7 @@ import torch
 from torch import nn
 
 from stvsr.data.degradations import degrade, modcrop
-from stvsr.data.video import list_frame_files, read_image
+from stvsr.data.images import list_frame_files, read_image
 from stvsr.errors import DataError
 from stvsr.infer.runner import restore_stream
 from stvsr.metrics import MetricAverager, frame_metrics, psnr, to_uint8

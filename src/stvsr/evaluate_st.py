@@ -47,7 +47,7 @@ import torch
 from torch import nn
 
 from stvsr.data.degradations import degrade, modcrop
-from stvsr.data.video import list_frame_files, read_image
+from stvsr.data.images import list_frame_files, read_image
 from stvsr.errors import DataError, StvsrError
 from stvsr.metrics import MetricAverager, frame_metrics, to_uint8
 from stvsr.models.sfnet import sfnet_windowed

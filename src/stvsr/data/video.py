@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import math
 import os
-import re
 import shutil
 import tempfile
 import uuid
@@ -46,8 +45,14 @@ from typing import Any
 import av
 import numpy as np
 from av.video.reformatter import ColorRange, Colorspace, Interpolation, VideoReformatter
-from PIL import Image
 
+from stvsr.data.images import (
+    IMAGE_EXTENSIONS,
+    _check_rgb,
+    list_frame_files,
+    read_image,
+    write_image,
+)
 from stvsr.errors import VideoError
 
 __all__ = [
@@ -65,7 +70,6 @@ __all__ = [
     "write_image",
 ]
 
-IMAGE_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"})
 VIDEO_EXTENSIONS = frozenset({".mp4", ".mkv", ".mov", ".avi"})
 # NUT is written too (exact time bases, any codec): the intermediate segments of ``stvsr upscale``.
 _WRITE_EXTENSIONS = VIDEO_EXTENSIONS | {".nut"}
@@ -155,97 +159,6 @@ _HDR_TRC = {"smpte2084", "arib-std-b67"}
 # Accurate rounding and full chroma interpolation: ~0.5 grey levels better round trips.
 _SWS_FLAGS = Interpolation.BICUBIC | Interpolation.ACCURATE_RND | Interpolation.FULL_CHR_H_INT
 _MAX_BAD_PACKETS = 100
-
-
-# --------------------------------------------------------------------------------------------
-# Images and frame folders
-# --------------------------------------------------------------------------------------------
-
-
-def _natural_key(name: str) -> tuple[Any, ...]:
-    parts = re.split(r"([0-9]+)", name)
-    key = tuple((0, int(p), "") if p.isdigit() else (1, 0, p.casefold()) for p in parts if p)
-    return key + ((2, 0, name),)
-
-
-def list_frame_files(folder: str | Path) -> list[Path]:
-    """Image files of ``folder`` in natural order (``Frame 2.png`` before ``Frame 10.png``)."""
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise VideoError(f"frame folder not found: {folder} (give an existing folder of images)")
-    files = [
-        p
-        for p in folder.iterdir()
-        if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file() and not p.name.startswith(".")
-    ]
-    if not files:
-        exts = " ".join(sorted(IMAGE_EXTENSIONS))
-        raise VideoError(f"no image files ({exts}) in folder {folder}")
-    return sorted(files, key=lambda p: _natural_key(p.name))
-
-
-def _png_bit_depth(path: Path) -> int:
-    """Bit depth from a PNG's IHDR chunk; 8 for anything that is not a PNG."""
-    try:
-        with open(path, "rb") as fh:
-            head = fh.read(26)
-    except OSError:
-        return 8
-    if len(head) == 26 and head[:8] == b"\x89PNG\r\n\x1a\n" and head[12:16] == b"IHDR":
-        return int(head[24])
-    return 8
-
-
-def read_image(path: str | Path, *, high_bit_depth: bool = False) -> np.ndarray:
-    """Read an image as ``(H, W, 3)`` RGB ``uint8``; 16-bit PNGs as ``uint16`` when
-    ``high_bit_depth`` (otherwise rounded to 8 bits). Alpha is dropped, grey is expanded."""
-    path = Path(path)
-    if not path.is_file():
-        raise VideoError(f"image not found: {path}")
-    if _png_bit_depth(path) == 16:
-        try:
-            with av.open(str(path)) as container:
-                frame = next(container.decode(video=0))
-                rgb16 = frame.to_ndarray(format="rgb48le")
-        except (av.FFmpegError, StopIteration, OSError) as exc:
-            raise VideoError(f"cannot read image {path}: {_one_line(exc)}") from None
-        if high_bit_depth:
-            return np.ascontiguousarray(rgb16)
-        return ((rgb16.astype(np.uint32) + 128) // 257).astype(np.uint8)
-    try:
-        with Image.open(path) as img:
-            if img.mode.startswith("I;16"):  # 16-bit grey (TIFF)
-                grey = np.asarray(img).astype(np.uint16)
-                rgb16 = np.repeat(grey[..., None], 3, axis=2)
-                if high_bit_depth:
-                    return rgb16
-                return ((rgb16.astype(np.uint32) + 128) // 257).astype(np.uint8)
-            if img.mode != "RGB":
-                img = img.convert("RGB")
-            return np.asarray(img, dtype=np.uint8).copy()
-    except (OSError, ValueError, Image.DecompressionBombError) as exc:
-        raise VideoError(f"cannot read image {path}: {_one_line(exc)}") from None
-
-
-def write_image(path: str | Path, rgb: np.ndarray, *, compress_level: int = 3) -> None:
-    """Write ``(H, W, 3)`` RGB ``uint8`` (8-bit PNG) or ``uint16`` (16-bit PNG) to ``path``."""
-    path = Path(path)
-    rgb = _check_rgb(rgb)
-    try:
-        if rgb.dtype == np.uint8:
-            Image.fromarray(rgb).save(path, format="PNG", compress_level=compress_level)
-            return
-        frame = av.VideoFrame.from_ndarray(rgb, format="rgb48le")
-        ctx = av.CodecContext.create("png", "w")
-        ctx.width, ctx.height, ctx.pix_fmt = rgb.shape[1], rgb.shape[0], "rgb48be"
-        ctx.options = {"compression_level": str(compress_level)}
-        frame = frame.reformat(format="rgb48be")
-        data = b"".join(bytes(p) for p in ctx.encode(frame)) + b"".join(
-            bytes(p) for p in ctx.encode(None)
-        )
-        path.write_bytes(data)
-    except (OSError, av.FFmpegError) as exc:
-        raise VideoError(f"cannot write image {path}: {_one_line(exc)}") from None
 
 
 # --------------------------------------------------------------------------------------------
@@ -748,15 +661,6 @@ def count_frames(path: str | Path, *, decode: bool = False) -> int:
 # --------------------------------------------------------------------------------------------
 # Writing
 # --------------------------------------------------------------------------------------------
-
-
-def _check_rgb(rgb: np.ndarray) -> np.ndarray:
-    if not isinstance(rgb, np.ndarray) or rgb.ndim != 3 or rgb.shape[2] != 3:
-        shape = getattr(rgb, "shape", None)
-        raise ValueError(f"expected an (H, W, 3) RGB array, got shape {shape}")
-    if rgb.dtype not in (np.uint8, np.uint16):
-        raise ValueError(f"expected uint8 or uint16 RGB, got {rgb.dtype}")
-    return np.ascontiguousarray(rgb)
 
 
 def _norm_name(value: str | int, names: dict[int, str], what: str) -> str:

@@ -20,7 +20,8 @@ from stvsr.errors import StvsrError
 from stvsr.ops.flow import flow_warp, midpoint_motion, resize_flow
 from stvsr.registry import register_model
 
-__all__ = ["BicubicSTVSR", "TwoStageSTVSR", "interleave", "build_twostage"]
+__all__ = ["BicubicSTVSR", "TwoStageRIFE", "TwoStageSTVSR", "build_twostage",
+           "build_twostage_rife", "interleave"]
 
 
 def _check_input(x: Tensor, name: str) -> None:
@@ -162,8 +163,46 @@ def build_twostage(pretrained: bool = True, vsr_preset: str = "basicvsr-vimeo-bi
     return TwoStageSTVSR(vsr, **kwargs)
 
 
+class TwoStageRIFE(nn.Module):
+    """Two-stage ST-VSR with RIFE: S-VSR model, then RIFE between the restored frames.
+
+    ``(B, n, 3, h, w) -> (B, 2n-1, 3, 4h, 4w)``. Even outputs are exactly ``vsr(x)``; output
+    ``2i+1`` is ``rife.interpolate(clamp(y_i), clamp(y_{i+1}), ½)`` on the restored HR frames.
+    """
+
+    kind = "spacetime"
+    scale = 4
+    num_frames = 0
+
+    def __init__(self, vsr: nn.Module, rife: nn.Module) -> None:
+        super().__init__()
+        self.vsr = vsr
+        self.rife = rife
+
+    def forward(self, x: Tensor) -> Tensor:
+        _check_input(x, "stvsr-twostage-rife")
+        b, n, c = x.shape[:3]
+        hr = self.vsr(x)
+        big = hr.shape[-2:]
+        y = hr.clamp(0, 1)
+        mid = self.rife.interpolate(y[:, :-1].reshape(-1, c, *big), y[:, 1:].reshape(-1, c, *big))
+        return interleave(hr, mid.view(b, n - 1, c, *big))
+
+
+def build_twostage_rife(pretrained: bool = True, vsr_preset: str = "basicvsr-vimeo-bi",
+                        rife_preset: str = "rife") -> TwoStageRIFE:
+    """``stvsr-twostage-rife`` builder: official BasicVSR + official RIFE 3.9 (strict)."""
+    from stvsr.registry import create_model
+
+    w = "default" if pretrained else None
+    return TwoStageRIFE(create_model(vsr_preset, weights=w), create_model(rife_preset, weights=w))
+
+
 register_model("stvsr-bicubic", BicubicSTVSR, scale=4,
                description="ST-VSR baseline: MATLAB bicubic x4, in-between = mean of neighbours")
 register_model("stvsr-twostage", build_twostage, pretrained=True,
                description="ST-VSR baseline: official BasicVSR (Vimeo BI) + SpyNet flow "
                            "interpolation with occlusion-aware blending")
+register_model("stvsr-twostage-rife", build_twostage_rife, pretrained=True,
+               description="ST-VSR baseline: official BasicVSR (Vimeo BI) + RIFE 3.9 between "
+                           "the restored frames")

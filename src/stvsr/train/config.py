@@ -48,7 +48,9 @@ class ModelConfig:
     ``init``: a checkpoint path or registered weights name to start from. ``init_mode``:
     ``strict`` (every key must fit), ``partial`` (load the keys whose names and shapes match,
     as BasicSR's ``strict_load: false`` — used to start EDVR-M from EDVR-M-woTSA) or
-    ``basicvsr`` (SFNet warm start from BasicVSR weights via ``init_from_basicvsr``).
+    ``basicvsr`` (SFNet warm start from BasicVSR weights via ``init_from_basicvsr``) or
+    ``pretrained`` (no ``init`` file: the model module's ``init_pretrained`` loads the official
+    weights of its frozen parts, as sfnet-s v2's BasicVSR and RIFE).
     """
 
     preset: str = ""
@@ -260,7 +262,7 @@ def _build(cls: type, data: Any, where: str, source: str) -> Any:
 
 
 _CHOICES: dict[str, tuple[str, ...]] = {
-    "model.init_mode": ("strict", "partial", "basicvsr"),
+    "model.init_mode": ("strict", "partial", "basicvsr", "pretrained"),
     "data.type": ("vimeo", "reds", "folder"),
     "data.mode": ("auto", "svsr", "sequence", "stvsr"),
     "data.degradation": ("bi", "bd", "bd-duf"),

@@ -77,7 +77,17 @@ def build_model(cfg: Config, log=print) -> nn.Module:
         model = create_model(cfg.model.preset, weights=None, **cfg.model.overrides)
     except TypeError as exc:
         raise ConfigError(f"model.overrides do not fit {cfg.model.preset!r}: {exc}") from None
-    if cfg.model.init:
+    if cfg.model.init_mode == "pretrained":
+        fn = getattr(sys.modules[type(model).__module__], "init_pretrained", None)
+        if fn is None:
+            raise ConfigError(f"{cfg.model.preset} has no pretrained parts to start from; use "
+                              "init_mode strict, partial or basicvsr with model.init")
+        done = fn(model)
+        log(f"init: {len(done)}/{len(model.state_dict())} tensors from the official weights "
+            "of the pretrained parts")
+        model.pretrained = True
+        model.weights_source = "pretrained parts"
+    elif cfg.model.init:
         path = _resolve_weights(cfg.model.init)
         mode = cfg.model.init_mode
         if mode == "strict":
