@@ -276,8 +276,10 @@ class Trainer:
         if dev.type == "cuda":
             if not torch.cuda.is_available():
                 raise ConfigError("train.device is cuda but no CUDA device is available")
-            if self.distributed and dev.index is None:
-                dev = torch.device("cuda", int(os.environ.get("LOCAL_RANK", self.rank)))
+            if dev.index is None:
+                index = int(os.environ.get("LOCAL_RANK", self.rank)) if self.distributed \
+                    else torch.cuda.current_device()
+                dev = torch.device("cuda", index)
             torch.cuda.set_device(dev)
             torch.backends.cuda.matmul.allow_tf32 = True  # fp32 recipes: TF32 tensor cores
             torch.backends.cudnn.allow_tf32 = True
