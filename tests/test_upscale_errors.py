@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 import stvsr.data.video as video
+import stvsr.data.video.reader as video_reader
 import stvsr.infer.engine as engine
 from stvsr.cli import main
 from stvsr.data.video import VideoReader, read_image
@@ -55,14 +56,14 @@ def test_no_frame_count_in_header(tmp_path: Path) -> None:
 def test_wrong_frame_count_in_header(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     src = tmp_path / "in.mp4"
     make_clip(src, 5)
-    real = video._container_info
+    real = video_reader.container_info  # what VideoReader calls
 
     def lying(*a, **k):
         info = real(*a, **k)
         info.num_frames = 50
         return info
 
-    monkeypatch.setattr(video, "_container_info", lying)
+    monkeypatch.setattr(video_reader, "container_info", lying)
     assert VideoReader(src).info.num_frames == 50
     out = tmp_path / "o.mp4"
     s = upscale_video(src, out, model="stvsr-bicubic", **FAST)

@@ -19,6 +19,7 @@ from PIL import Image
 from stvsr.data.video import (
     VideoReader,
     VideoWriter,
+    concat_segments,
     count_frames,
     list_frame_files,
     probe,
@@ -167,6 +168,53 @@ def test_doubled_rate_has_exact_midpoints(tmp_path: Path, ext: str) -> None:
     back = VideoReader(out)
     assert back.info.frame_rate == Fraction(48000, 1001)
     assert [f.time for f in back] == [k * half for k in range(16)]
+
+
+def _declared_rate(path: Path) -> Fraction:
+    with av.open(str(path)) as c:
+        rate = c.streams.video[0].average_rate
+    assert rate is not None
+    return Fraction(rate)
+
+
+def _assert_rate_reads_back(path: Path, fps: Fraction, n: int) -> None:
+    reader = VideoReader(path)
+    assert reader.info.frame_rate == fps
+    assert [f.time for f in reader] == [k / fps for k in range(n)]
+    declared = _declared_rate(path)
+    if path.suffix == ".mkv":
+        # FFmpeg's Matroska demuxer derives the rate from the DefaultDuration (whole ns) and
+        # reduces it to terms of at most 30000 (48000/1001 -> 7001/146): exact is impossible,
+        # so the declared rate must be the nearest such value (and the reader snaps it back)
+        assert abs(declared - fps) <= fps * Fraction(1, 10**6)
+    else:
+        assert declared == fps
+
+
+@pytest.mark.parametrize("fps", [Fraction(48000, 1001), Fraction(60000, 1001)])
+@pytest.mark.parametrize("ext", [".mkv", ".mp4", ".mov"])
+def test_declared_rate_reads_back_exactly(tmp_path: Path, fps: Fraction, ext: str) -> None:
+    path = tmp_path / f"rate{ext}"
+    with VideoWriter(path, fps=fps, preset="ultrafast") as w:
+        for i in range(12):
+            w.write(smooth(i, 16, 16))
+    _assert_rate_reads_back(path, fps, 12)
+
+
+@pytest.mark.parametrize("ext", [".mkv", ".mp4", ".mov"])
+def test_joined_segments_declare_the_exact_rate(tmp_path: Path, ext: str) -> None:
+    fps = Fraction(48000, 1001)
+    segments = []
+    for s in range(2):  # B-frames (preset medium) make decode order differ from display order
+        seg = tmp_path / f"seg{s}.nut"
+        times = [Fraction(6 * s + k) / fps for k in range(6)]
+        with VideoWriter(seg, fps=fps, time_base=Fraction(1, 720000)) as w:
+            for k, t in enumerate(times):
+                w.write(smooth(6 * s + k, 16, 16), t)
+        segments.append((seg, times))
+    out = tmp_path / f"joined{ext}"
+    assert concat_segments(segments, out, fps=fps, time_base=Fraction(1, 720000)) == 12
+    _assert_rate_reads_back(out, fps, 12)
 
 
 def test_variable_frame_rate_times_survive_mp4(tmp_path: Path) -> None:
@@ -601,7 +649,8 @@ def test_disk_full_mid_write_leaves_nothing(
         def __getattr__(self, name: str) -> object:
             return getattr(self.inner, name)
 
-    monkeypatch.setattr(w, "_container", FullDisk(w._container))
+    muxer = w._muxer  # the component that writes the container
+    monkeypatch.setattr(muxer, "container", FullDisk(muxer.container))
     with pytest.raises(VideoError, match="No space left") as exc:
         for i in range(1, 40):  # x264 buffers frames: the failure comes once packets flow
             w.write(smooth(i))
