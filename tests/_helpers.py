@@ -19,9 +19,10 @@ def randomize_params(model: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
 
 
 def write_panning_clips(root: Path, clips: int, frames: int, blocks: tuple[int, int],
-                        seed: int = 0) -> Path:
+                        seed: int = 0, step: int = 1) -> Path:
     """Write ``clips`` PNG folders ``root/clip{c}`` of a random 4×4-block texture (``blocks``
-    rows × columns of blocks) panning right by one pixel per frame; returns ``root``."""
+    rows × columns of blocks) panning right by ``step`` pixels per frame (wrapping around);
+    returns ``root``."""
     from stvsr.data.video import write_image
 
     rng = np.random.default_rng(seed)
@@ -30,7 +31,7 @@ def write_panning_clips(root: Path, clips: int, frames: int, blocks: tuple[int, 
         d.mkdir(parents=True)
         big = np.kron(rng.integers(0, 256, (*blocks, 3)), np.ones((4, 4, 1))).astype(np.uint8)
         for t in range(frames):
-            write_image(d / f"{t:03d}.png", np.roll(big, t, axis=1))
+            write_image(d / f"{t:03d}.png", np.roll(big, step * t, axis=1))
     return root
 
 

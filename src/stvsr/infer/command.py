@@ -7,7 +7,7 @@ import json
 import sys
 from collections.abc import Callable
 
-from stvsr.infer.defaults import DEFAULT_MODEL
+from stvsr.infer.defaults import DEFAULT_MODEL, INTERPOLATION_MODEL
 
 
 def add_upscale_parser(sub, add_run_options: Callable[[argparse.ArgumentParser], None]) -> None:
@@ -16,12 +16,15 @@ def add_upscale_parser(sub, add_run_options: Callable[[argparse.ArgumentParser],
     p = sub.add_parser(
         "upscale", help="restore a video file or image folder (resumable, streaming)",
         description="Upscale (and, with a space-time model, double the frame rate of) a video "
-                    "file or a folder of frames. Output is written in segments to "
-                    "OUTPUT.stvsr-work/; re-running an interrupted command resumes it.")
+                    "file or a folder of frames; with --scale 1, interpolate frames only, by any "
+                    "rational factor (--fps-factor 5/2: 24000/1001 -> 60000/1001 fps). Output is "
+                    "written in segments to OUTPUT.stvsr-work/; re-running an interrupted "
+                    "command resumes it.")
     p.add_argument("input", help="video file or folder of frames")
     p.add_argument("output", help="video file (.mp4/.mkv/.mov/.avi) or a name without "
                                   "extension for a folder of PNG frames")
-    p.add_argument("--model", default=DEFAULT_MODEL, help=f"preset (default: {DEFAULT_MODEL})")
+    p.add_argument("--model", default=None,
+                   help=f"preset (default: {DEFAULT_MODEL}; {INTERPOLATION_MODEL} with --scale 1)")
     add_run_options(p)
     p.add_argument("--codec", default="libx264", help="libx264, libx265, ffv1 (default libx264)")
     p.add_argument("--crf", type=int, default=18, help="x264/x265 quality (default 18)")
@@ -33,8 +36,13 @@ def add_upscale_parser(sub, add_run_options: Callable[[argparse.ArgumentParser],
     p.add_argument("--scale", type=float, default=None,
                    help="output scale factor (default: the model's; others resize its output "
                         "with MATLAB bicubic)")
-    p.add_argument("--fps-factor", type=int, choices=[1, 2], default=None,
-                   help="2 doubles the frame rate (space-time models; their default), 1 keeps it")
+    p.add_argument("--fps-factor", default=None, metavar="F",
+                   help="frame-rate factor: 1 keeps the rate, 2 doubles it (space-time models; "
+                        "their default); any rational >= 1 such as 2.5 or 5/2 with a model that "
+                        f"interpolates at any time ({INTERPOLATION_MODEL})")
+    p.add_argument("--output-fps", default=None, metavar="RATE",
+                   help="output frame rate instead of --fps-factor, e.g. 60000/1001 or 60 "
+                        "(factor = RATE / input rate)")
     p.add_argument("--start", type=float, default=None, help="start time in seconds")
     p.add_argument("--end", type=float, default=None, help="end time in seconds")
     p.add_argument("--segment-frames", type=int, default=None,
@@ -63,7 +71,8 @@ def run_upscale(args: argparse.Namespace) -> None:
     summary = upscale_video(
         args.input, args.output, model=args.model, weights=args.weights, device=args.device,
         precision=args.precision, chunk=args.chunk, overlap=args.overlap, tile=args.tile,
-        scale=args.scale, fps_factor=args.fps_factor, codec=args.codec, crf=args.crf,
+        scale=args.scale, fps_factor=args.fps_factor, output_fps=args.output_fps,
+        codec=args.codec, crf=args.crf,
         preset=args.preset, pix_fmt=args.pix_fmt, lossless=args.lossless, start=args.start,
         end=args.end, segment_frames=args.segment_frames,
         scene_detect=not args.no_scene_detect, scene_threshold=args.scene_threshold,

@@ -22,6 +22,13 @@ Time: output frames carry the input's own timestamps; a space-time model at ``fp
 adds in-between frames at the exact midpoints, and the nominal rate is exactly twice the input's
 rational rate. Across a scene cut the in-between frame repeats the previous frame.
 
+Any rational ``fps_factor`` (``5/2``: 24000/1001 → 60000/1001) with a model that interpolates at
+any time (``rife``; the default model when ``scale=1``): the output is the exact uniform grid
+``k / (fps_factor · rate)``, input frames on the grid are copied unchanged, the others are
+interpolated at their local time fraction, and nothing is blended across a scene cut (the nearest
+frame is taken). Such a model always takes this path when the rate changes (also at ×2, and for
+variable-frame-rate input, which then becomes constant-rate); see :mod:`stvsr.infer.retime`.
+
 Colour: frames are read at their bit depth (10-bit → ``uint16``), converted with the input's own
 YUV matrix and range, restored in float and written back at that bit depth when the codec allows
 (x264 high10, x265, FFV1, 16-bit PNG) with the input's range/matrix/primaries/transfer tags.
@@ -68,7 +75,15 @@ from stvsr.data.video import (
     count_frames,
 )
 from stvsr.errors import StvsrError, VideoError
-from stvsr.infer.defaults import DEFAULT_MODEL
+from stvsr.infer.defaults import DEFAULT_MODEL, INTERPOLATION_MODEL
+from stvsr.infer.retime import (
+    count_retimed,
+    interpolate_batch,
+    local_fraction,
+    parse_rational,
+    retime_plan,
+    time_interpolator,
+)
 from stvsr.infer.runner import restore_stream
 from stvsr.infer.scenes import detect_cuts, frame_distance, luma_thumbnail
 from stvsr.infer.segments import (
@@ -87,6 +102,8 @@ __all__ = ["CHUNK", "OVERLAP", "Progress", "frame_to_tensor", "tensor_to_frame",
 CHUNK, OVERLAP = 30, 5
 #: Input frames per resumable segment (default: 4 chunks).
 SEGMENT_CHUNKS = 4
+#: Frame pairs interpolated in one call when retiming by a rational factor.
+RETIME_BATCH = 4
 _CONTAINER_FORMAT = {".mp4": "mp4", ".mov": "mov", ".mkv": "matroska", ".avi": "avi"}
 _INTERRUPT_ENV = "STVSR_INTERRUPT_AFTER_SEGMENTS"
 
@@ -285,7 +302,8 @@ def _out_bits(info: VideoInfo, pix_fmt: str | None, mode: str) -> bool:
 
 
 def _estimate(net: nn.Module, info: VideoInfo, fn_kwargs: dict[str, Any], chunk: int,
-              overlap: int, out_hw: tuple[int, int]) -> dict[str, float]:
+              overlap: int, out_hw: tuple[int, int], held: int | None = None
+              ) -> dict[str, float]:
     """Seconds per input frame from a timed forward pass on a small crop, scaled by pixel count;
     peak memory from the frames held at once × (input + features + output)."""
     h, w = info.height, info.width
@@ -299,9 +317,8 @@ def _estimate(net: nn.Module, info: VideoInfo, fn_kwargs: dict[str, Any], chunk:
         net(x.to(dev))
         dt = time.perf_counter() - t0
     per_frame = dt / (1 if net.kind == "window" else x.shape[1]) * (h * w) / (ch * cw)
-    held = 1 if net.kind == "window" else chunk + 2 * overlap
-    if net.kind == "window":
-        held = int(net.num_frames)
+    if held is None:  # input frames held at once
+        held = int(net.num_frames) if net.kind == "window" else chunk + 2 * overlap
     feat = int(getattr(net, "mid_channels", getattr(net, "num_feat", 64)) or 64)
     oh, ow = out_hw
     mem = held * (h * w * (3 + 2 * feat) + oh * ow * 3 * 2) * 4
@@ -373,7 +390,7 @@ def upscale_video(
     input: str | Path,
     output: str | Path,
     *,
-    model: str | nn.Module = DEFAULT_MODEL,
+    model: str | nn.Module | None = None,
     weights: str | None = "default",
     device: str = "cpu",
     precision: str = "fp32",
@@ -382,7 +399,8 @@ def upscale_video(
     tile: int | None = None,
     tile_overlap: int = 16,
     scale: float | None = None,
-    fps_factor: int | None = None,
+    fps_factor: int | float | Fraction | str | None = None,
+    output_fps: int | float | Fraction | str | None = None,
     codec: str = "libx264",
     crf: int = 18,
     preset: str = "medium",
@@ -401,9 +419,13 @@ def upscale_video(
     """Restore ``input`` (video file or image folder) into ``output`` (video file, or a folder of
     PNGs when it has no video extension). Returns a summary dict.
 
-    ``scale`` is the output scale factor (default: the model's; another value resizes the model
-    output with MATLAB bicubic). ``fps_factor`` 2 (the default for space-time models) doubles the
-    frame rate and needs a ``kind="spacetime"`` model; 1 keeps the input frames only.
+    ``model``: a preset name or a built network; default ``"rife"`` (frame interpolation only)
+    when ``scale == 1``, else ``"sfnet-s"``. ``scale`` is the output scale factor (default: the
+    model's; another value resizes the model output with MATLAB bicubic). ``fps_factor`` 2 (the
+    default for space-time models) doubles the frame rate and needs a ``kind="spacetime"`` model;
+    1 keeps the input frames only; any other rational ``>= 1`` (``2.5``, ``"5/2"``, a
+    :class:`Fraction`) needs a model that interpolates at any time (``rife``). ``output_fps``
+    (e.g. ``"60000/1001"``) instead sets the factor to ``output_fps / input rate``.
     ``progress``: ``"bar"``, ``"json"`` or ``"none"`` (``True``/``False`` = bar/none).
     ``dry_run`` prints and returns the plan and an estimate of time and memory, writing nothing.
     See the module docstring for the pipeline, resume and colour handling.
@@ -418,6 +440,12 @@ def upscale_video(
         progress = "none"
     in_path, out_path = Path(input), Path(output)
     mode = _check_output(out_path, in_path, codec, lossless)
+    if fps_factor is not None and output_fps is not None:
+        raise StvsrError("give --fps-factor or --output-fps, not both")
+    factor = None if fps_factor is None else parse_rational(fps_factor, "--fps-factor")
+    target = None if output_fps is None else parse_rational(output_fps, "--output-fps")
+    if model is None:
+        model = INTERPOLATION_MODEL if scale is not None and float(scale) == 1 else DEFAULT_MODEL
     reader = VideoReader(in_path, start=start, end=end, high_bit_depth=True,
                          fps_for_folders=fps_for_folders)
     info = reader.info
@@ -431,21 +459,37 @@ def upscale_video(
             "shows that the pipeline runs; pass --weights FILE for real results")
     kind = net.kind
     spacetime = kind == "spacetime"
-    if fps_factor is None:
-        fps_factor = 2 if spacetime else 1
-    if fps_factor not in (1, 2):
-        raise StvsrError(f"--fps-factor must be 1 or 2, got {fps_factor}")
-    if fps_factor == 2 and not spacetime:
+    in_rate = info.frame_rate or Fraction(fps_for_folders)
+    if target is not None:
+        factor = target / in_rate
+    if factor is None:
+        factor = Fraction(2 if spacetime else 1)
+    if factor < 1:
         raise StvsrError(
-            f"--fps-factor 2 needs a space-time model (e.g. stvsr-bicubic, sfnet-s); "
-            f"{name} is a {kind} model that only upscales in space"
+            f"the frame-rate factor must be >= 1 (frames are never dropped), got {factor}"
+            + (f" = {target} / {in_rate} fps" if target is not None else "")
         )
-    interpolate = spacetime and fps_factor == 2
+    if factor != 1 and not spacetime:
+        raise StvsrError(
+            f"--fps-factor {factor} needs a space-time model (e.g. rife with --scale 1, "
+            f"stvsr-bicubic, sfnet-s); {name} is a {kind} model that only upscales in space"
+        )
+    interp_fn = time_interpolator(net) if factor != 1 else None
+    if factor not in (1, 2) and interp_fn is None:
+        raise StvsrError(
+            f"--fps-factor {factor} needs a model that interpolates at any time (rife, e.g. "
+            f"--model rife --scale 1, or just --scale 1); {name} only makes frames halfway "
+            "between its inputs (factor 2)"
+        )
+    retime = interp_fn is not None  # any rational factor on the exact output grid
+    interpolate = spacetime and factor == 2 and not retime
     chunk = chunk or CHUNK
     overlap = OVERLAP if overlap is None else overlap
     if chunk < 1 or overlap < 0:
         raise StvsrError("--chunk must be >= 1 and --overlap >= 0")
-    if kind == "window":
+    if retime:
+        ctx_l, ctx_r = 0, 1  # a pair interpolator sees only the two frames around a slot
+    elif kind == "window":
         nf = int(net.num_frames)
         centre = int(getattr(net, "center_frame_idx", nf // 2))
         ctx_l = ctx_r = max(centre, nf - 1 - centre)
@@ -466,8 +510,7 @@ def upscale_video(
     if info.rotation % 90:
         warnings.warn(f"rotation {info.rotation}° is not a multiple of 90; ignored",
                       RuntimeWarning, stacklevel=2)
-    in_rate = info.frame_rate or Fraction(fps_for_folders)
-    out_rate = in_rate * fps_factor
+    out_rate = target if target is not None else in_rate * factor
     enc = CODEC_ALIASES[codec.lower()]
 
     if dry_run:
@@ -478,19 +521,27 @@ def upscale_video(
             t0 = Fraction(start or 0)
             t1 = Fraction(end) if end is not None else (info.duration or t0)
             n_in = max(1, math.ceil((t1 - t0) * in_rate))
-        n_out = 2 * n_in - 1 if interpolate else n_in
+        if retime:
+            n_out = count_retimed((n_in - 1) / in_rate, out_rate)
+        else:
+            n_out = 2 * n_in - 1 if interpolate else n_in
         from stvsr.ops.dcn import backend_summary
 
         dcn_line = backend_summary(net, device)
-        est = _estimate(net, info, {"device": device}, chunk, overlap, (oh, ow))
+        est = _estimate(net, info, {"device": device}, chunk, overlap, (oh, ow),
+                        held=RETIME_BATCH + 2 if retime else None)
         secs = est["seconds_per_input_frame"] * n_in
+        if retime:  # one pair interpolation per new frame (a forward of 3 frames makes 2)
+            new = max(0, n_out - math.ceil(n_in / factor.denominator))
+            secs = est["seconds_per_input_frame"] * 3 / 2 * new
         summary = {
             "dry_run": True, "input": str(in_path), "model": name, "kind": kind,
             "input_size": f"{info.width}x{info.height}", "input_fps": str(in_rate),
             "input_frames": n_in, "pix_fmt": info.pix_fmt, "bit_depth": info.bit_depth,
             "color": info.color, "rotation": info.rotation, "audio_streams": info.audio_streams,
             "output": str(out_path), "output_size": f"{ow}x{oh}", "output_fps": str(out_rate),
-            "output_frames": n_out, "codec": "png" if mode == "folder" else enc,
+            "fps_factor": str(factor), "output_frames": n_out,
+            "codec": "png" if mode == "folder" else enc,
             "bits": 16 if (high and mode == "folder") else (10 if high else 8),
             "estimated_seconds": secs, "estimated_memory_bytes": est["memory_bytes"],
             "dcn_backend": dcn_line,
@@ -505,18 +556,25 @@ def upscale_video(
             say(f"        {dcn_line}")
         say(f"output: {out_path} {ow}x{oh} {float(out_rate):.3f} fps ({out_rate}), {n_out} frames, "
             f"{summary['codec']} {summary['bits']}-bit")
+        if retime:
+            say(f"time  : x{factor} ({float(factor):g}): output frame k at exactly k x "
+                f"{1 / out_rate} s, interpolated at its own time between the inputs around it; "
+                "input frames on that grid copied unchanged")
         say(f"estimate: {secs:.1f} s (timed 64x64 crop, scaled by pixels), peak memory about "
             f"{est['memory_bytes'] / 2**30:.2f} GiB (frames held x feature channels)")
         return summary
 
     options = {
-        "scale": out_scale, "fps_factor": fps_factor, "codec": enc, "crf": crf,
+        "scale": out_scale, "codec": enc, "crf": crf,
+        "fps_factor": int(factor) if factor.denominator == 1 else str(factor),
         "preset": preset, "pix_fmt": pix_fmt, "lossless": lossless, "tile": tile,
         "tile_overlap": tile_overlap, "precision": precision, "chunk": chunk,
         "overlap": overlap, "segment_frames": seg_len, "start": start, "end": end,
         "scene_detect": scene_detect, "scene_threshold": scene_threshold,
         "mode": mode, "fps_for_folders": str(fps_for_folders),
     }
+    if retime:
+        options["retime"] = str(out_rate)
     key = {"input": input_fingerprint(in_path, info),
            "model": {"name": name, "kind": kind, "scale": model_scale,
                      "weights": _model_hash(net)},
@@ -550,7 +608,10 @@ def upscale_video(
     cuts = detect_cuts(dists, threshold=scene_threshold) if scene_detect else []
     segments = plan_segments(n_in, cuts, seg_len)
     rel = [t - times[0] for t in times]  # the output starts at 0 (also after --start)
-    plans = [output_plan(s, rel, interpolate=interpolate) for s in segments]
+    if retime:
+        plans = [retime_plan(s, rel, out_rate) for s in segments]
+    else:
+        plans = [output_plan(s, rel, interpolate=interpolate) for s in segments]
     n_out = sum(len(p) for p in plans)
     out_times = [t for p in plans for (_, _, t) in p]
     tb = _time_base(out_times, out_rate) if mode == "video" else None
@@ -579,10 +640,8 @@ def upscale_video(
         for k, seg in enumerate(pending):
             nxt = pending[k + 1].context(ctx_l, ctx_r)[0] if k + 1 < len(pending) else n_in
             assert feed is not None
-            _run_segment(
-                net, seg, plans[seg.index], feed, work.segment_path(seg.index, seg_suffix),
-                keep_from=nxt, ctx=(ctx_l, ctx_r), interpolate=interpolate, device=device,
-                precision=precision, chunk=chunk, overlap=overlap, tile=tile,
+            common: dict[str, Any] = dict(
+                keep_from=nxt, device=device, precision=precision, tile=tile,
                 tile_overlap=tile_overlap, resize=(oh, ow) if resize else None, high=high,
                 rotation=rotation if mode == "folder" else 0,
                 writer_kw=dict(fps=out_rate, codec=enc, crf=crf, preset=preset,
@@ -590,6 +649,13 @@ def upscale_video(
                                time_base=tb, sample_aspect_ratio=info.sample_aspect_ratio),
                 bar=bar,
             )
+            path = work.segment_path(seg.index, seg_suffix)
+            if retime:
+                assert interp_fn is not None
+                _run_retime_segment(interp_fn, seg, plans[seg.index], rel, feed, path, **common)
+            else:
+                _run_segment(net, seg, plans[seg.index], feed, path, ctx=(ctx_l, ctx_r),
+                             interpolate=interpolate, chunk=chunk, overlap=overlap, **common)
             work.mark_done(seg.index, len(plans[seg.index]))
             trim()
             finished += 1
@@ -710,6 +776,103 @@ def _run_segment(
                     writer.write(rgb, time=wanted[("dup", i)])
                     bar.update(1)
                 del out, rgb  # hold no output while the next chunk is computed
+            if writer.frames_written != len(plan):
+                raise VideoError(
+                    f"segment {seg.index} produced {writer.frames_written} of {len(plan)} frames"
+                )
+
+
+def _run_retime_segment(
+    interp: Callable[..., torch.Tensor],
+    seg: Segment,
+    plan: list[tuple[str, int, Fraction]],
+    times: list[Fraction],
+    feed: _Feed,
+    path: Path,
+    *,
+    keep_from: int,
+    device: str,
+    precision: str,
+    tile: int | None,
+    tile_overlap: int,
+    resize: tuple[int, int] | None,
+    high: bool,
+    rotation: int,
+    writer_kw: dict[str, Any],
+    bar: Progress,
+) -> None:
+    """Write the outputs of a :func:`~stvsr.infer.retime.retime_plan` of ``seg`` to ``path``:
+    input frames copied, the others interpolated in batches of :data:`RETIME_BATCH` pairs.
+    ``times`` are the input times the plan was made from. At most two input frames (plus the
+    pairs of one batch) are held."""
+    lo, hi = seg.context(0, 1)
+    source = feed.frames(lo, hi, keep_from)
+    held: dict[int, tuple[np.ndarray, torch.Tensor | None]] = {}
+    loaded = lo - 1
+
+    def frame(i: int) -> tuple[np.ndarray, torch.Tensor | None]:
+        nonlocal loaded
+        while loaded < i:
+            held[loaded + 1] = (next(source), None)
+            loaded += 1
+        return held[i]
+
+    def tensor(i: int) -> torch.Tensor:
+        rgb, x = frame(i)
+        if x is None:
+            x = frame_to_tensor(rgb)
+            held[i] = (rgb, x)
+        return x
+
+    def emit(writer: VideoWriter, g: Fraction, *, rgb: np.ndarray | None = None,
+             x: torch.Tensor | None = None) -> None:
+        """Write input frame ``rgb`` (as it is when no resize or bit-depth change is asked
+        for) or the float frame ``x``."""
+        if rgb is None or resize is not None or (rgb.dtype == np.uint16) != high:
+            if x is None:
+                assert rgb is not None
+                x = frame_to_tensor(rgb)
+            if resize is not None:
+                from stvsr.ops.resize import imresize
+
+                x = imresize(x.float(), size=resize)
+            rgb = tensor_to_frame(x, high)
+        writer.write(_rotate(rgb, rotation), time=g)
+        bar.update(1)
+
+    writer = VideoWriter(path, **writer_kw)
+    batch: list[tuple[int, Fraction]] = []
+
+    def flush() -> None:
+        if not batch:
+            return
+        mids = interpolate_batch(
+            interp, [tensor(i) for i, _ in batch], [tensor(i + 1) for i, _ in batch],
+            [local_fraction(times, i, g) for i, g in batch], device=device,
+            precision=precision, tile=tile, tile_overlap=tile_overlap)
+        for (_, g), mid in zip(batch, mids, strict=True):
+            emit(writer, g, x=mid)
+        batch.clear()
+
+    with warnings.catch_warnings():
+        if path.suffix == "":
+            warnings.filterwarnings("ignore", message="PNG frame output has no audio")
+        with writer:
+            for what, i, g in plan:
+                # the plan only moves forward: frames before the ones it needs can go
+                for j in [j for j in held if j < i and all(j < b for b, _ in batch)]:
+                    del held[j]
+                if what == "frame":
+                    flush()
+                    emit(writer, g, rgb=frame(i)[0])
+                else:
+                    frame(i + 1)
+                    batch.append((i, g))
+                    if len(batch) >= RETIME_BATCH:
+                        flush()
+            flush()
+            for _ in source:  # the rest of the decode range (keeps the feed's cache in step)
+                pass
             if writer.frames_written != len(plan):
                 raise VideoError(
                     f"segment {seg.index} produced {writer.frames_written} of {len(plan)} frames"
