@@ -51,13 +51,13 @@ def add_parser(sub) -> None:  # noqa: ANN001 - argparse's private subparsers typ
 def run(args: argparse.Namespace) -> None:
     import sys
 
-    from stvsr.export.onnx_export import export_onnx
+    from stvsr.export.onnx_export import export_onnx, has_weights
     from stvsr.registry import create_model, is_untrained
 
     if not str(args.output).endswith(".onnx"):
         raise StvsrError(f"output {args.output} should end in .onnx")
     model = create_model(args.model, weights=args.weights)
-    if is_untrained(model):
+    if is_untrained(model) and not has_weights(model):
         print(f"warning: {args.model} has no trained weights (random initialisation); "
               "pass --weights FILE for a useful model", file=sys.stderr)
     export_onnx(args.model, args.output, frames=args.frames, size=args.size,
