@@ -34,6 +34,9 @@ def build_parser() -> argparse.ArgumentParser:
     from stvsr.infer.command import add_upscale_parser
 
     add_upscale_parser(sub, _add_run_options)
+    sub.choices["upscale"].add_argument(
+        "--report", default=None, metavar="HTML",
+        help="after the run, write an HTML page comparing input and output frames")
 
     p = sub.add_parser("eval", help="score a model on a benchmark (Vid4, Vimeo septuplets)")
     p.add_argument("--model", required=True, help="preset, or 'bicubic' for the baseline")
@@ -49,6 +52,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", default=None, help="write the result here")
     p.add_argument("--out-dir", default=None,
                    help="plots and crops go here (default: beside --json, else ./out/eval)")
+    p.add_argument("--report", default=None, metavar="HTML",
+                   help="also write an HTML report of this result (see stvsr report)")
     _add_run_options(p)
 
     p = sub.add_parser("weights", help="list or fetch pretrained weights")
@@ -69,6 +74,11 @@ def build_parser() -> argparse.ArgumentParser:
     from stvsr.train.command import add_train_parsers
 
     add_train_parsers(sub)
+    from stvsr.export.command import add_parser as add_export_parser
+    from stvsr.report.command import add_parser as add_report_parser
+
+    add_report_parser(sub)
+    add_export_parser(sub)
 
     p = sub.add_parser("demo", help="upscale a real clip end to end and compare with its original")
     p.add_argument("--out", default="out/demo", help="output folder (default out/demo)")
@@ -83,6 +93,10 @@ def _cmd_upscale(args: argparse.Namespace) -> None:
     from stvsr.infer.command import run_upscale
 
     run_upscale(args)
+    if getattr(args, "report", None) and not args.dry_run:
+        from stvsr.report.command import report_after_upscale
+
+        report_after_upscale(args)
 
 
 def _cmd_eval(args: argparse.Namespace) -> None:
@@ -111,7 +125,7 @@ def _cmd_eval(args: argparse.Namespace) -> None:
             result = evaluate_spacetime(
                 model, args.data, protocol=args.protocol, degradation=args.degradation,
                 list_file=args.list_file, device=args.device, max_frames=args.max_frames,
-                crop_border=args.crop_border, progress=not args.quiet, **extra)
+                crop_border=args.crop_border, progress=not args.quiet, out_dir=out_dir, **extra)
     else:
         from stvsr.evaluate import evaluate_svsr
 
@@ -128,8 +142,11 @@ def _cmd_eval(args: argparse.Namespace) -> None:
     if args.json:
         write_json(result, args.json)
         print(f"wrote {args.json}")
-    if args.task == "svsr":
-        print(f"figures in {out_dir}")
+    print(f"figures in {out_dir}")
+    if args.report:
+        from stvsr.report.command import report_after_eval
+
+        report_after_eval(result, args.json, args.report)
 
 
 def _cmd_weights(args: argparse.Namespace) -> None:

@@ -28,6 +28,8 @@ from stvsr.infer.runner import restore_stream
 from stvsr.metrics import MetricAverager, frame_metrics, psnr, to_uint8
 from stvsr.ops.resize import imresize
 
+REPORT_FRAMES = 3  # output frames per clip an eval keeps for `stvsr report`
+
 
 def find_clips(data: str | Path) -> list[tuple[str, Path]]:
     """Clip folders under ``data``: its image-holding subfolders, or ``data`` itself."""
@@ -70,10 +72,13 @@ def evaluate_svsr(
     tile: int | None = None,
     out_dir: str | Path | None = None,
     progress: bool = True,
+    save_frames: int = REPORT_FRAMES,
 ) -> dict[str, Any]:
     """Evaluate ``model`` on every clip of ``data``; returns the JSON-ready result.
 
-    ``out_dir`` (optional) receives a per-frame PSNR plot and a bicubic | model | GT crop per clip.
+    ``out_dir`` (optional) receives a per-frame PSNR plot and a bicubic | model | GT crop per
+    clip, and the model's output for ``save_frames`` evenly spaced frames of each clip (PNG,
+    listed in the result as ``saved_frames``, for ``stvsr report``).
     """
     from tqdm import tqdm
 
@@ -87,9 +92,14 @@ def evaluate_svsr(
     avg = MetricAverager()
     per_frame: dict[str, dict[str, list[float]]] = {}
     crops: dict[str, np.ndarray] = {}
+    saved: dict[str, dict[str, str]] = {}
+    frame_files: dict[str, list[str]] = {}
     t0 = time.perf_counter()
     for name, folder in found:
         files = list_frame_files(folder)[:max_frames]
+        frame_files[name] = [str(f.resolve()) for f in files]
+        keep = set(report_frames(len(files), save_frames)) if out_dir is not None else set()
+        saved[name] = {}
         gt_queue: deque[np.ndarray] = deque()
         lr_queue: deque[torch.Tensor] = deque()
 
@@ -121,12 +131,55 @@ def evaluate_svsr(
             curve["bicubic_psnr_y"].append(psnr(bic, gt, crop_border=crop_border, y_channel=True))
             if idx == mid and out_dir is not None:
                 crops[name] = _side_by_side(bic, sr, gt)
+            if idx in keep:
+                saved[name][str(idx)] = save_report_frame(out_dir, result_model_name(model),
+                                                          name, idx, sr)
         per_frame[name] = curve
     seconds = time.perf_counter() - t0
     result = _result(model, degradation, avg, per_frame, crop_border, seconds)
+    result.update({"scale": scale, "data": str(data), "max_frames": max_frames})
+    if out_dir is not None:
+        result["figures_dir"] = str(out_dir)
+    for name, clip in result["clips"].items():
+        clip["per_frame_bicubic_psnr_y"] = per_frame[name]["bicubic_psnr_y"]
+        clip["frame_files"] = frame_files[name]
+        if saved.get(name):
+            clip["saved_frames"] = saved[name]
     if out_dir is not None:
         _write_figures(Path(out_dir), result, per_frame, crops)
     return result
+
+
+def report_frames(n: int, k: int) -> list[int]:
+    """``k`` evenly spaced frame indices of a clip of ``n`` frames, away from both ends where
+    possible (the frames an eval saves for ``stvsr report``)."""
+    if n <= 0 or k <= 0:
+        return []
+    if k >= n:
+        return list(range(n))
+    return sorted({int(np.floor((i + 1) * n / (k + 1))) for i in range(k)})
+
+
+def result_model_name(model: nn.Module) -> str:
+    """The name an eval result gives ``model`` (its preset, else its class)."""
+    return getattr(model, "preset", None) or type(model).__name__
+
+
+def save_report_frame(out_dir: str | Path, model: str, clip: str, idx: int,
+                      rgb: np.ndarray) -> str:
+    """Write one output frame under ``out_dir/frames/MODEL/CLIP/``; returns its path relative
+    to ``out_dir`` (what the result's ``saved_frames`` lists)."""
+    from stvsr.data.images import write_image
+
+    rel = Path("frames") / _safe(model) / _safe(clip) / f"{idx:06d}.png"
+    path = Path(out_dir) / rel
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_image(path, rgb)
+    return rel.as_posix()
+
+
+def _safe(name: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in name) or "_"
 
 
 def _result(model, degradation, avg, per_frame, crop_border, seconds) -> dict[str, Any]:

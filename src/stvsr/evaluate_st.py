@@ -49,6 +49,7 @@ from torch import nn
 from stvsr.data.degradations import degrade, modcrop
 from stvsr.data.images import list_frame_files, read_image
 from stvsr.errors import DataError, StvsrError
+from stvsr.evaluate import REPORT_FRAMES, report_frames, result_model_name, save_report_frame
 from stvsr.metrics import MetricAverager, frame_metrics, to_uint8
 from stvsr.models.sfnet import sfnet_windowed
 
@@ -170,6 +171,14 @@ def full_plan(n_frames: int) -> tuple[list[int], int | None]:
 # --------------------------------------------------------------------------- evaluation
 
 
+def _mixed(frames: list[int]) -> list[int]:
+    """Frames to save for a report: when they are all input frames or all new frames, the first
+    one moves on by one, so that both kinds are shown."""
+    if len(frames) > 1 and len({f % 2 for f in frames}) == 1 and frames[0] + 1 not in frames:
+        frames = [frames[0] + 1, *frames[1:]]
+    return frames
+
+
 def _to_tensor(rgb: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(rgb)).permute(2, 0, 1).float().div_(255.0)
 
@@ -195,6 +204,8 @@ def evaluate_spacetime(
     chunk: int = 32,
     chunk_overlap: int = 4,
     crop_border: int = 0,
+    out_dir: str | Path | None = None,
+    save_frames: int = REPORT_FRAMES,
 ) -> dict[str, Any]:
     """Score a ``kind="spacetime"`` model on ``data``; returns the JSON-ready result.
 
@@ -207,6 +218,9 @@ def evaluate_spacetime(
         window, stride: windowed protocol (HR frames).
         max_clips, max_frames: evaluate only the first clips / first frames of each clip.
         chunk, chunk_overlap: LR-frame chunking of the full protocol (bounded memory).
+        out_dir, save_frames: when ``out_dir`` is given, the outputs of ``save_frames`` evenly
+            spaced frames of each clip are written there (PNG; ``saved_frames`` in the result)
+            for ``stvsr report``.
 
     Returns:
         ``{"model", "task": "stvsr", "protocol", "degradation", "clips": {name: {psnr_y, ssim_y,
@@ -228,6 +242,9 @@ def evaluate_spacetime(
     model.eval().to(device)
     avg_all, avg_in, avg_new = MetricAverager(), MetricAverager(), MetricAverager()
     per_frame: dict[str, list[dict[str, Any]]] = {}
+    saved: dict[str, dict[str, str]] = {}
+    frame_files: dict[str, list[str]] = {}
+    model_name = result_model_name(model)
     t0 = time.perf_counter()
     outputs = 0
 
@@ -242,6 +259,9 @@ def evaluate_spacetime(
     for clip in bar:
         files = clip.files[:max_frames]
         n = len(files)
+        frame_files[clip.name] = [str(f.resolve()) for f in files]
+        keep = set(_mixed(report_frames(n, save_frames))) if out_dir is not None else set()
+        saved[clip.name] = {}
         gt_u8 = []
         lr_all = []
         for path in files:
@@ -251,8 +271,12 @@ def evaluate_spacetime(
         rows: list[dict[str, Any]] = []
 
         def score(frame: int, out: torch.Tensor, kind: str, name: str = clip.name,
-                  rows: list[dict[str, Any]] = rows, gt_u8: list[np.ndarray] = gt_u8) -> None:
-            m = frame_metrics(to_uint8(out), gt_u8[frame], crop_border=crop_border)
+                  rows: list[dict[str, Any]] = rows, gt_u8: list[np.ndarray] = gt_u8,
+                  keep: set[int] = keep) -> None:
+            sr = to_uint8(out)
+            m = frame_metrics(sr, gt_u8[frame], crop_border=crop_border)
+            if frame in keep:
+                saved[name][str(frame)] = save_report_frame(out_dir, model_name, name, frame, sr)
             avg_all.add(name, frame, m)
             (avg_in if kind == "input" else avg_new).add(name, frame, m)
             rows.append({"frame": frame, "kind": kind, "psnr_y": m["psnr_y"],
@@ -290,6 +314,9 @@ def evaluate_spacetime(
                 res.update(_prefixed(table[name], suffix))
                 res[f"frames_{suffix}"] = table[name]["frames"]
         res["per_frame"] = per_frame[name]
+        res["frame_files"] = frame_files[name]
+        if saved.get(name):
+            res["saved_frames"] = saved[name]
         clip_res[name] = res
     mean: dict[str, Any] = dict(avg_all.mean())
     mean.update(_prefixed(avg_in.mean(), "input"))
@@ -302,6 +329,8 @@ def evaluate_spacetime(
         "degradation": degradation,
         "scale": scale,
         "data": str(data),
+        "max_frames": max_frames,
+        **({"figures_dir": str(out_dir)} if out_dir is not None else {}),
         "clips": clip_res,
         "mean": mean,
         "seconds": seconds,

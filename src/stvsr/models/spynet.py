@@ -102,6 +102,13 @@ class SpyNet(nn.Module):
                 f"{tuple(ref.shape)} and {tuple(supp.shape)}"
             )
         h, w = ref.shape[2:]
+        if torch.jit.is_tracing():  # ONNX export: pad to multiples of 32 with symbolic sizes
+            h32 = (torch.ceil(h / 32.0) * 32).clamp(min=32).long()
+            w32 = (torch.ceil(w / 32.0) * 32).clamp(min=32).long()
+            ref = F.interpolate(ref, size=(h32, w32), mode="bilinear", align_corners=False)
+            supp = F.interpolate(supp, size=(h32, w32), mode="bilinear", align_corners=False)
+            return resize_flow(self.process(ref, supp), (h, w), mode="bilinear",
+                               align_corners=False)
         h32 = max(32, int(math.ceil(h / 32.0)) * 32)
         w32 = max(32, int(math.ceil(w / 32.0)) * 32)
         if (h32, w32) != (h, w):

@@ -176,6 +176,7 @@ def conv_act(
     pad, stride, dil = list(conv.padding), list(conv.stride), list(conv.dilation)
     fused = (
         _PW is not None and x.device.type == "cpu" and dt in _FUSED_DTYPES and not grad
+        and not torch.jit.is_tracing()  # ONNX export traces plain convs
         and conv.groups == 1 and conv.padding_mode == "zeros" and not isinstance(conv.padding, str)
     )
     if fused:

@@ -66,7 +66,10 @@ def flow_warp(
     ys = torch.arange(h, device=flow.device, dtype=dtype).view(1, h, 1)
     gx = xs + f[:, 0]
     gy = ys + f[:, 1]
-    if align_corners:
+    if align_corners and torch.jit.is_tracing():  # ONNX export: sizes stay symbolic
+        gx = gx * (2.0 / (w - 1).clamp(min=1)) - 1.0
+        gy = gy * (2.0 / (h - 1).clamp(min=1)) - 1.0
+    elif align_corners:
         gx = gx * (2.0 / max(w - 1, 1)) - 1.0
         gy = gy * (2.0 / max(h - 1, 1)) - 1.0
     else:
@@ -100,10 +103,15 @@ def resize_flow(
     if flow.dim() != 4 or flow.shape[1] != 2:
         raise ValueError(f"resize_flow expects (B, 2, H, W); got {tuple(flow.shape)}")
     h, w = flow.shape[2:]
+    kw = {"align_corners": align_corners} if mode in ("bilinear", "bicubic") else {}
+    if torch.jit.is_tracing():  # ONNX export: sizes are traced values, keep them symbolic
+        nh, nw = size
+        out = F.interpolate(flow, size=(nh, nw), mode=mode, **kw)
+        scale = torch.stack([torch.as_tensor(nw) / w, torch.as_tensor(nh) / h]).to(out.dtype)
+        return out * scale.view(1, 2, 1, 1)
     nh, nw = int(size[0]), int(size[1])
     if (nh, nw) == (h, w):
         return flow
-    kw = {"align_corners": align_corners} if mode in ("bilinear", "bicubic") else {}
     out = F.interpolate(flow, size=(nh, nw), mode=mode, **kw)
     scale = torch.tensor([nw / w, nh / h], dtype=out.dtype, device=out.device)
     return out * scale.view(1, 2, 1, 1)

@@ -1,0 +1,1 @@
+"""Model export (ONNX): :func:`stvsr.export.onnx_export.export_onnx`, ``stvsr export``."""
