@@ -60,8 +60,9 @@ class MidFusion(nn.Module):
 
     def __init__(self, num_feat: int = 64, mid_feat: int = 64, num_block: int = 10,
                  scale: int = 4, use_df: bool = True, key_channels: int = 32,
-                 value_channels: int = 32, radius: int = 3) -> None:
+                 value_channels: int = 32, radius: int = 3, warp_mode: str = "bicubic") -> None:
         super().__init__()
+        self.warp_mode = warp_mode
         if scale != 4:
             raise StvsrError("MidFusion is built for x4")
         self.scale = scale
@@ -112,8 +113,8 @@ class MidFusion(nn.Module):
         res = self.lrelu(F.pixel_shuffle(self.upconv2(res), 2))
         res = self.conv_last(self.lrelu(self.conv_hr(res)))
         ft = flow + motion[:, :4] * s
-        w0 = flow_warp(y0, ft[:, :2], padding_mode="border")
-        w1 = flow_warp(y1, ft[:, 2:], padding_mode="border")
+        w0 = flow_warp(y0, ft[:, :2], mode=self.warp_mode, padding_mode="border")
+        w1 = flow_warp(y1, ft[:, 2:], mode=self.warp_mode, padding_mode="border")
         a = torch.sigmoid(mask + motion[:, 4:5])
         return a * w0 + (1 - a) * w1 + res
 
@@ -137,13 +138,13 @@ class SFNetS2(nn.Module):
     num_frames = 0
 
     def __init__(self, num_feat: int = 64, num_block: int = 30, mid_feat: int = 64,
-                 mid_block: int = 10, use_rife: bool = True, use_df: bool = True,
-                 sigma: float = 0.5) -> None:
+                 mid_block: int = 10, use_rife: bool = False, use_df: bool = True,
+                 sigma: float = 0.5, warp_mode: str = "bicubic") -> None:
         super().__init__()
         self.vsr = BasicVSR(num_feat=num_feat, num_block=num_block)
         self.rife = RIFE() if use_rife else None
         self.head = MidFusion(num_feat=num_feat, mid_feat=mid_feat, num_block=mid_block,
-                              use_df=use_df)
+                              use_df=use_df, warp_mode=warp_mode)
         self.use_df = use_df
         self.sigma = float(sigma)
 
