@@ -3,7 +3,9 @@
 tool's 64 MiB working-tree limit.
 
 * ``sfnet_s_parts.safetensors``: the official BasicVSR (Vimeo-90K BI x4) and RIFE 3.9 tensors
-  under sfnet-s's names (``vsr.*``, ``rife.*``), taken from the sha256-verified registry files;
+  under sfnet-s's names (``vsr.*``, ``rife.*``), taken from the sha256-verified registry files,
+  plus the shipped head (``head.*``, ``--head``; ``--head none`` for a fresh one), so a GPU
+  window continues training where the shipped model stopped;
 * ``shared/data/Vimeo90K/septuplet_HR/sequences``: the 12 shared septuplets without the smeared
   left band (00001/0001, 0002, 0004, 0006 are left out);
 * ``cache/photos/<wheel>/``: the photographs of ``stvsr.data.prepare.PHOTO_WHEELS`` (fetched
@@ -27,6 +29,9 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--shared", default="../shared")
     ap.add_argument("--out", default=".gpu_pack")
+    ap.add_argument("--head", default="packaged",
+                    help="head to continue from: 'packaged' (the shipped sfnet-s head), a "
+                         "file, or 'none'")
     args = ap.parse_args()
     from safetensors.torch import save_file
 
@@ -38,6 +43,13 @@ def main() -> None:
     out.mkdir(parents=True, exist_ok=True)
     model = create_model("sfnet-s-untrained", weights=None)
     parts = pretrained_parts(model)
+    if args.head != "none":
+        from stvsr.weights import cached_path, read_checkpoint
+
+        head_file = cached_path("sfnet-s") if args.head == "packaged" else Path(args.head)
+        if head_file.is_file():
+            parts.update(read_checkpoint(head_file))
+            print(f"continuing from {head_file}")
     save_file({k: v.contiguous() for k, v in parts.items()}, str(out / "sfnet_s_parts.safetensors"))
     seq = Path(args.shared) / "data" / "Vimeo90K" / "septuplet_HR" / "sequences"
     dst_root = out / "shared" / "data" / "Vimeo90K" / "septuplet_HR" / "sequences"

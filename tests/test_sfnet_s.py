@@ -1,4 +1,5 @@
-"""sfnet-s (the shipped model): structure, BasicVSR equivalence, head-only weights, quality."""
+"""sfnet-s-v1 (the first shipped model): structure, BasicVSR equivalence, head-only weights,
+quality."""
 
 from __future__ import annotations
 
@@ -100,18 +101,18 @@ def test_head_only_checkpoint_gets_the_official_backbone(tmp_path: Path, pull_we
     head = read_checkpoint(tmp_path / "head.safetensors")
     assert head and all(k.startswith("head.") for k in head)
 
-    loaded = stvsr.create_model("sfnet-s", weights=tmp_path / "head.safetensors")
+    loaded = stvsr.create_model("sfnet-s-v1", weights=tmp_path / "head.safetensors")
     for k, v in model.state_dict().items():
         assert torch.equal(loaded.state_dict()[k], v), k
     # A full checkpoint loads strictly as it is; a foreign one is refused with one line.
-    assert stvsr.create_model("sfnet-s", weights=full).pretrained
-    with pytest.raises(CheckpointError, match="does not fit model sfnet-s"):
-        stvsr.create_model("sfnet-s", weights=cached_path("basicvsr-vimeo-bi"))
+    assert stvsr.create_model("sfnet-s-v1", weights=full).pretrained
+    with pytest.raises(CheckpointError, match="does not fit model sfnet-s-v1"):
+        stvsr.create_model("sfnet-s-v1", weights=cached_path("basicvsr-vimeo-bi"))
 
 
 def test_shipped_head_is_packaged_and_verified() -> None:
-    spec = get_weights("sfnet-s")
-    path = cached_path("sfnet-s")
+    spec = get_weights("sfnet-s-v1")
+    path = cached_path("sfnet-s-v1")
     assert path.is_file(), f"{path} is not in the package"
     assert sha256_file(path) == spec.sha256
     head = read_checkpoint(path)
@@ -131,9 +132,9 @@ def test_shipped_model_beats_its_untrained_head_on_vid4(vid4_dir: Path, pull_wei
     hr = torch.stack([torch.from_numpy(read_image(f)).permute(2, 0, 1).float() / 255
                       for f in files])[:, :, 200:392, 200:456]  # 7 frames, 192 x 256 crop
     lr = degrade(hr[0::2], "bi", 4).unsqueeze(0)
-    trained = stvsr.create_model("sfnet-s")
+    trained = stvsr.create_model("sfnet-s-v1")
     assert trained.pretrained
-    untrained = stvsr.create_model("sfnet-s", weights=None)
+    untrained = stvsr.create_model("sfnet-s-v1", weights=None)
     untrained.vsr.load_state_dict(trained.vsr.state_dict())
     bicubic = stvsr.create_model("stvsr-bicubic")
 
@@ -157,7 +158,7 @@ def test_recipe_trains_only_the_head(tmp_path: Path, pull_weights) -> None:
     pull_weights("basicvsr-vimeo-bi")
     write_panning_clips(tmp_path / "clips", 1, 7, (12, 12))
     repo = Path(__file__).resolve().parents[1]
-    cfg = load_config(repo / "configs" / "sfnet_s_cpu.yaml", [
+    cfg = load_config(repo / "configs" / "sfnet_s_v1_cpu.yaml", [
         f"data.root={tmp_path / 'clips'}", "data.lr_patch=8", "data.batch_size=1",
         "data.num_workers=0", "data.repeat=1", "data.intervals=[1]", "train.total_steps=2",
         "schedule.periods=[2]", "schedule.warmup_steps=0", "train.ckpt_every=100",

@@ -1,4 +1,7 @@
-"""SFNet-S: the shipped space-time model (×4 space, ×2 time), built on official BasicVSR.
+"""SFNet-S v1 (preset ``sfnet-s-v1``): the first shipped space-time model, kept for comparison.
+
+The shipped ``sfnet-s`` is now v2 (:mod:`stvsr.models.sfnet_s2`); this module keeps v1's
+architecture and trained head so that its published numbers can be reproduced.
 
 The paper-scale :class:`~stvsr.models.sfnet.SFNet` cannot be trained on a 2-core CPU, so the
 shipped small model keeps SFNet's store-and-fetch structure but takes its propagation from the
@@ -118,10 +121,10 @@ class SFNetS(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         if x.dim() != 5 or x.shape[2] != 3:
-            raise StvsrError(f"sfnet-s expects input (B, n, 3, h, w); got {tuple(x.shape)}")
+            raise StvsrError(f"sfnet-s-v1 expects input (B, n, 3, h, w); got {tuple(x.shape)}")
         b, n, _, h, w = x.shape
         if n < 2:
-            raise StvsrError(f"sfnet-s needs at least 2 input frames, got {n}")
+            raise StvsrError(f"sfnet-s-v1 needs at least 2 input frames, got {n}")
         flows = self.vsr.compute_flows(x)
         assert flows is not None
         out = x.new_empty(b, 2 * n - 1, 3, 4 * h, 4 * w)
@@ -180,7 +183,7 @@ def export_head(checkpoint: str | Path, out: str | Path) -> str:
 
 
 register_weights(WeightsSpec(
-    name="sfnet-s",
+    name="sfnet-s-v1",
     filename="sfnet_s_head.safetensors",
     sha256="ec69302664caa90563002b3f508f8e58118c24b89d68976d764729dec254a37b",
     license="Apache-2.0 (stvsr); backbone: official BasicVSR weights, Apache-2.0 (BasicSR)",
@@ -189,7 +192,7 @@ register_weights(WeightsSpec(
                 "(backbone: basicvsr-vimeo-bi, filled in on load)",
 ))
 register_model(
-    "sfnet-s", SFNetS, weights="sfnet-s",
-    description="SFNet-S x4/x2t: official BasicVSR store/fetch propagation + trained "
-                "mid-frame fetch head (the default model of `stvsr upscale`)",
+    "sfnet-s-v1", SFNetS, weights="sfnet-s-v1",
+    description="SFNet-S v1 x4/x2t: official BasicVSR store/fetch + the first trained "
+                "mid-frame head (kept for comparison; sfnet-s is v2)",
 )

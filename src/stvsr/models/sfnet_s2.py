@@ -42,6 +42,7 @@ from stvsr.models.rife import RIFE
 from stvsr.models.sfnet import DistantFetch, StoreEntry
 from stvsr.ops.flow import flow_warp, midpoint_motion, resize_flow
 from stvsr.registry import register_model
+from stvsr.weights import WeightsSpec, register_weights
 
 __all__ = ["MidFusion", "SFNetS2", "export_head"]
 
@@ -265,4 +266,18 @@ def export_head(checkpoint: str | Path, out: str | Path, model: SFNetS2 | None =
 register_model(
     "sfnet-s-untrained", SFNetS2,
     description="sfnet-s v2 architecture, head randomly initialised (for training)",
+)
+register_weights(WeightsSpec(
+    name="sfnet-s",
+    filename="sfnet_s2_head.safetensors",
+    sha256="0000000000000000000000000000000000000000000000000000000000000000",
+    license="Apache-2.0 (stvsr); backbone: official BasicVSR weights, Apache-2.0 (BasicSR)",
+    packaged="pretrained/sfnet_s2_head.safetensors",
+    description="sfnet-s v2 fusion head trained on the stvsr CPU corpus "
+                "(backbone: basicvsr-vimeo-bi, filled in on load)",
+))
+register_model(
+    "sfnet-s", SFNetS2, weights="sfnet-s",
+    description="SFNet-S v2 x4/x2t: official BasicVSR store/adjacent fetch + trained distant "
+                "fetch and fusion head (the default model of `stvsr upscale`)",
 )
