@@ -132,9 +132,10 @@ def test_shipped_head_is_packaged_and_verified() -> None:
 def test_composite_presets_report_their_weights(pull_weights) -> None:
     pull_weights("basicvsr-vimeo-bi")
     pull_weights("rife-v3.9")
-    for name in ("sfnet-s", "stvsr-twostage-rife"):
+    for name in ("sfnet-s", "stvsr-twostage", "stvsr-twostage-rife"):
         model = stvsr.create_model(name)
-        assert model.pretrained, name
+        assert model.pretrained and model.weights_source, name
+    assert not stvsr.create_model("stvsr-twostage", pretrained=False).pretrained
     two = stvsr.create_model("stvsr-twostage-rife")
     assert isinstance(two.vsr, BasicVSR) and isinstance(two.rife, RIFE)
 

@@ -54,6 +54,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="plots and crops go here (default: beside --json, else ./out/eval)")
     p.add_argument("--report", default=None, metavar="HTML",
                    help="also write an HTML report of this result (see stvsr report)")
+    p.add_argument("--model-arg", action="append", default=[], metavar="KEY=VALUE",
+                   help="builder argument of the preset, e.g. use_df=false (repeatable; "
+                        "values are YAML): evaluate an ablation variant")
     _add_run_options(p)
 
     p = sub.add_parser("weights", help="list or fetch pretrained weights")
@@ -99,6 +102,21 @@ def _cmd_upscale(args: argparse.Namespace) -> None:
         report_after_upscale(args)
 
 
+def _model_args(items: list[str]) -> dict:
+    """``["use_df=false", "warp_mode=bilinear"]`` -> builder keyword arguments."""
+    import yaml
+
+    from stvsr.errors import StvsrError
+
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise StvsrError(f"--model-arg {item!r} must look like KEY=VALUE")
+        out[key.strip()] = yaml.safe_load(value)
+    return out
+
+
 def _cmd_eval(args: argparse.Namespace) -> None:
     from pathlib import Path
 
@@ -108,7 +126,15 @@ def _cmd_eval(args: argparse.Namespace) -> None:
     from stvsr.registry import is_untrained
 
     tune_cpu_allocator()  # feature maps reuse heap memory instead of faulting in fresh pages
-    model = create_model(args.model, weights=args.weights, device=args.device)
+    extra = _model_args(args.model_arg)
+    try:
+        model = create_model(args.model, weights=args.weights, device=args.device, **extra)
+    except TypeError as exc:
+        if not extra:
+            raise
+        from stvsr.errors import StvsrError
+
+        raise StvsrError(f"--model-arg does not fit {args.model}: {exc}") from None
     if is_untrained(model):
         print(f"warning: {args.model} has no trained weights (random initialisation); "
               "pass --weights FILE for meaningful scores", file=sys.stderr)

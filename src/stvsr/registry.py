@@ -135,8 +135,11 @@ def create_model(
             source = text
     if source is not None:
         wreg.load_weights(model, source)
-    model.pretrained = source is not None
-    model.weights_source = source
+    # Composite presets (e.g. stvsr-twostage) load their parts' weights in their builder.
+    parts = [m.weights_source for m in model.modules()
+             if m is not model and getattr(m, "pretrained", False)]
+    model.pretrained = source is not None or (weights == "default" and bool(parts))
+    model.weights_source = source if source is not None else (" + ".join(parts) or None)
     model.eval()
     if device is not None:
         model.to(device)
