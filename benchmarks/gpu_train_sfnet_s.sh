@@ -14,19 +14,25 @@ MIN=${1:-6}
 shift || true
 PY=${PYTHON:-python3}
 DEST=${OUT:-out/gpu}
+PACK=${PACK:-.gpu_pack}          # what benchmarks/gpu_pack.py wrote
+WORK=${WORK:-out}                # corpus and runs go here
+CLIPS=${CLIPS_PER_STILL:-12}
 mkdir -p "$DEST"
 export PYTHONPATH="$PWD/src${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1 TQDM_DISABLE=1
 t0=$(date +%s)
-mkdir -p out/train
-STVSR_CACHE=.gpu_pack/cache $PY -m stvsr data prepare out/corpus_gpu --shared .gpu_pack/shared \
-  --no-videos --no-photo-packages --photo-dir .gpu_pack/cache/photos --clips-per-still 12 --quiet
+mkdir -p "$WORK/train"
+STVSR_CACHE="$PACK/cache" $PY -m stvsr data prepare "$WORK/corpus_gpu" --shared "$PACK/shared" \
+  --no-videos --no-photo-packages --photo-dir "$PACK/cache/photos" --clips-per-still "$CLIPS" \
+  --quiet
 echo "corpus ready in $(( $(date +%s) - t0 )) s"
 
 run() {  # run NAME [--set ...]
   local name=$1
   shift
   $PY -m stvsr train configs/sfnet_s_gpu.yaml --set train.max_minutes="$MIN" \
-    --set train.out_dir="out/train/$name" "$@" >"out/train/$name.log" 2>&1 || echo "run $name failed"
+    --set model.init="$PACK/sfnet_s_parts.safetensors" --set data.root="$WORK/corpus_gpu" \
+    --set train.out_dir="$WORK/train/$name" "$@" >"$WORK/train/$name.log" 2>&1 \
+    || echo "run $name failed"
 }
 if [ "${ABLATIONS:-0}" = 1 ]; then
   run sfnet_s_gpu --set data.num_workers=5 "$@" &
@@ -37,16 +43,16 @@ else
   run sfnet_s_gpu "$@"
 fi
 
-for log in out/train/sfnet_s_gpu*.log; do echo "== $log"; grep -v "UserWarning\|worker_number" "$log" | tail -n 8; done
+for log in "$WORK"/train/sfnet_s_gpu*.log; do echo "== $log"; grep -v "UserWarning\|worker_number" "$log" | tail -n 8; done
 
-$PY - "$DEST" <<'PYEOF'
+$PY - "$DEST" "$WORK" <<'PYEOF'
 import sys
 from pathlib import Path
 
 from safetensors.torch import load_file, save_file
 
-dest = Path(sys.argv[1])
-for run in sorted(p for p in Path("out/train").glob("sfnet_s_gpu*") if p.is_dir()):
+dest, work = Path(sys.argv[1]), Path(sys.argv[2])
+for run in sorted(p for p in (work / "train").glob("sfnet_s_gpu*") if p.is_dir()):
     src = run / "model_ema.safetensors"
     if not src.is_file():
         print(f"{run.name}: no model_ema.safetensors")
@@ -57,7 +63,7 @@ for run in sorted(p for p in Path("out/train").glob("sfnet_s_gpu*") if p.is_dir(
     print(f"{run.name}: head {len(head)} tensors")
 # one text file with every run's log and loss table (the device tool returns few files)
 with open(dest / "train_logs.txt", "w") as out:
-    for run in sorted(p for p in Path("out/train").glob("sfnet_s_gpu*") if p.is_dir()):
+    for run in sorted(p for p in (work / "train").glob("sfnet_s_gpu*") if p.is_dir()):
         for f in (Path(f"{run}.log"), run / "train_log.csv"):
             if f.is_file():
                 out.write(f"===== {f}\n{f.read_text()}\n")

