@@ -96,7 +96,7 @@ def _cmd_upscale(args: argparse.Namespace) -> None:
     from stvsr.infer.command import run_upscale
 
     run_upscale(args)
-    if getattr(args, "report", None) and not args.dry_run:
+    if getattr(args, "report", None) and not args.dry_run and not getattr(args, "rank", 0):
         from stvsr.report.command import report_after_upscale
 
         report_after_upscale(args)
@@ -226,7 +226,8 @@ def main(argv: list[str] | None = None) -> int:
         handler = COMMANDS.get(args.command) or args.handler
         handler(args)
     except StvsrError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        if not getattr(exc, "quiet", False):  # quiet: another rank reports it
+            print(f"error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

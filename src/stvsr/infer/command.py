@@ -6,6 +6,7 @@ import argparse
 import json
 import sys
 from collections.abc import Callable
+from typing import Any
 
 from stvsr.infer.defaults import DEFAULT_MODEL, INTERPOLATION_MODEL
 
@@ -60,7 +61,23 @@ def add_upscale_parser(sub, add_run_options: Callable[[argparse.ArgumentParser],
 
 
 def run_upscale(args: argparse.Namespace) -> None:
-    """Handle ``stvsr upscale`` (errors propagate as :class:`~stvsr.errors.StvsrError`)."""
+    """Handle ``stvsr upscale`` (errors propagate as :class:`~stvsr.errors.StvsrError`).
+    Started by ``torchrun`` or ``srun`` with several ranks, the ranks share the segments
+    (:mod:`stvsr.infer.distributed`)."""
+    from stvsr.infer.distributed import launch_env, run_ranked
+
+    env = launch_env()
+    if env.world > 1 and args.dry_run:
+        if env.rank == 0:
+            _run_upscale(args)
+        return
+    if env.world > 1:
+        run_ranked(args, env, _run_upscale)
+    else:
+        _run_upscale(args)
+
+
+def _run_upscale(args: argparse.Namespace, coordinator: Any = None) -> None:
     from fractions import Fraction
 
     from stvsr.infer.engine import upscale_video
@@ -77,7 +94,11 @@ def run_upscale(args: argparse.Namespace) -> None:
         end=args.end, segment_frames=args.segment_frames,
         scene_detect=not args.no_scene_detect, scene_threshold=args.scene_threshold,
         fps_for_folders=Fraction(args.fps).limit_denominator(1001), progress=progress,
-        dry_run=args.dry_run, log=say)
+        dry_run=args.dry_run, log=say, coordinator=coordinator)
+    if coordinator is not None:
+        if not coordinator.is_main:
+            return
+        summary.update(coordinator.report())
     if args.dry_run:
         if progress == "json":
             print(json.dumps(summary, default=str), file=sys.stderr)
@@ -89,5 +110,7 @@ def run_upscale(args: argparse.Namespace) -> None:
     print(f"wrote {summary['output']}: {summary['frames_out']} frames "
           f"{summary['width']}x{summary['height']} at {summary['fps']} fps, "
           f"{summary['codec']} {summary['bits']}-bit; {summary['segments']} segments "
-          f"({summary['resumed_segments']} resumed), {len(summary['scene_cuts'])} scene cuts; "
+          f"({summary['resumed_segments']} resumed"
+          f"{f', {coordinator.world} ranks' if coordinator is not None else ''}), "
+          f"{len(summary['scene_cuts'])} scene cuts; "
           f"{summary['seconds']:.1f} s ({summary['frames_per_second']:.2f} frames/s)")

@@ -58,7 +58,7 @@ import warnings
 from collections.abc import Callable, Iterator
 from fractions import Fraction
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import av
 import numpy as np
@@ -94,6 +94,9 @@ from stvsr.infer.segments import (
     plan_segments,
 )
 from stvsr.weights import sha256_file
+
+if TYPE_CHECKING:
+    from stvsr.infer.distributed import Coordinator
 
 __all__ = ["CHUNK", "OVERLAP", "Progress", "frame_to_tensor", "tensor_to_frame", "upscale_video"]
 
@@ -415,6 +418,7 @@ def upscale_video(
     progress: str | bool = "bar",
     dry_run: bool = False,
     log: Callable[[str], None] | None = None,
+    coordinator: Coordinator | None = None,
 ) -> dict[str, Any]:
     """Restore ``input`` (video file or image folder) into ``output`` (video file, or a folder of
     PNGs when it has no video extension). Returns a summary dict.
@@ -428,6 +432,8 @@ def upscale_video(
     (e.g. ``"60000/1001"``) instead sets the factor to ``output_fps / input rate``.
     ``progress``: ``"bar"``, ``"json"`` or ``"none"`` (``True``/``False`` = bar/none).
     ``dry_run`` prints and returns the plan and an estimate of time and memory, writing nothing.
+    ``coordinator``: this process is one rank of many sharing the segments
+    (:mod:`stvsr.infer.distributed`); only rank 0 joins and returns the full summary.
     See the module docstring for the pipeline, resume and colour handling.
     """
     from stvsr import create_model
@@ -580,12 +586,13 @@ def upscale_video(
                      "weights": _model_hash(net)},
            "options": options}
     work = WorkDir(out_path)
-    resumed = work.open(key)
     t_start = time.perf_counter()
 
     # ---- 1. scan -----------------------------------------------------------------------------
-    scan = work.load_scan()
-    if scan is None:
+    def scan_input() -> tuple[list[Fraction], list[float]]:
+        scan = work.load_scan()
+        if scan is not None:
+            return scan
         times: list[Fraction] = []
         dists: list[float] = []
         prev = None
@@ -602,8 +609,13 @@ def upscale_video(
             work.remove()
             raise VideoError(f"{in_path} has no frames in the selected range")
         work.save_scan(times, dists)
-    else:
-        times, dists = scan
+        return times, dists
+
+    if coordinator is None:
+        resumed = work.open(key)
+        times, dists = scan_input()
+    else:  # rank 0 opens the work folder and scans, every rank checks it sees the same
+        resumed, times, dists = coordinator.prepare(work, key, scan_input)
     n_in = len(times)
     cuts = detect_cuts(dists, threshold=scene_threshold) if scene_detect else []
     segments = plan_segments(n_in, cuts, seg_len)
@@ -631,15 +643,19 @@ def upscale_video(
     colour = info.color
     feed: _Feed | None = None
     try:
-        if pending:
-            lo0 = pending[0].context(ctx_l, ctx_r)[0]
-            reader = VideoReader(in_path, start=times[lo0], end=end, high_bit_depth=True,
-                                 fps_for_folders=fps_for_folders)
-            feed = _Feed(reader, lo0, times)
-        finished = 0
+        finished, last = 0, -2
         for k, seg in enumerate(pending):
+            if coordinator is not None and not coordinator.claim(seg.index, bar):
+                continue  # another rank has it
+            if feed is None or k != last + 1:  # the first segment, or one after a gap: seek
+                if feed is not None:
+                    feed.close()
+                lo0 = seg.context(ctx_l, ctx_r)[0]
+                reader = VideoReader(in_path, start=times[lo0], end=end, high_bit_depth=True,
+                                     fps_for_folders=fps_for_folders)
+                feed = _Feed(reader, lo0, times)
+            last = k
             nxt = pending[k + 1].context(ctx_l, ctx_r)[0] if k + 1 < len(pending) else n_in
-            assert feed is not None
             common: dict[str, Any] = dict(
                 keep_from=nxt, device=device, precision=precision, tile=tile,
                 tile_overlap=tile_overlap, resize=(oh, ow) if resize else None, high=high,
@@ -672,6 +688,10 @@ def upscale_video(
     finally:
         if feed is not None:
             feed.close()
+    if coordinator is not None and not coordinator.finish(
+            work, [s.index for s in segments], seg_suffix, bar):
+        bar.close()  # not rank 0: rank 0 joins
+        return {"rank": coordinator.rank, "segments_encoded": len(coordinator.claimed)}
     bar.close()
     seconds_model = time.perf_counter() - t_start
 

@@ -140,6 +140,7 @@ class WorkDir:
                 and _canon(old.get("key")) == _canon(key)
             ):
                 self.manifest = old
+                self.merge_markers()
                 return True
             warnings.warn(
                 f"{self.path} belongs to a different input or different options; starting over",
@@ -190,8 +191,46 @@ class WorkDir:
         return str(index) in self.manifest["done"] and self.segment_path(index, suffix).exists()
 
     def mark_done(self, index: int, frames: int) -> None:
+        if self.shared is not None:  # many ranks: a marker file each, see merge_markers()
+            self.write_marker(index, frames, **self.shared)
+            return
         self.manifest["done"][str(index)] = frames
         self.save()
+
+    # ---- many processes (stvsr.infer.distributed) ---------------------------------------
+    #: Set (to what identifies this rank) when several ranks share this folder: only rank 0
+    #: writes the manifest, every rank records a finished segment as ``segNNNNNN.done``.
+    shared: dict[str, Any] | None = None
+
+    def marker_path(self, index: int) -> Path:
+        return self.path / f"seg{index:06d}.done"
+
+    def write_marker(self, index: int, frames: int, **extra: Any) -> None:
+        path = self.marker_path(index)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        try:
+            tmp.write_text(json.dumps({"frames": frames, **extra}))
+            os.replace(tmp, path)
+        except OSError as exc:
+            raise VideoError(f"cannot write {path} ({exc.strerror}); run the same command "
+                             "again to resume") from None
+
+    def merge_markers(self) -> dict[int, dict[str, Any]]:
+        """Fold the ``.done`` markers of other ranks (or of an earlier run with many ranks)
+        into the manifest and remove them; returns what they said, by segment index."""
+        found: dict[int, dict[str, Any]] = {}
+        for path in sorted(self.path.glob("seg*.done")):
+            try:
+                info = json.loads(path.read_text())
+                found[int(path.name[3:-5])] = info
+                self.manifest["done"][str(int(path.name[3:-5]))] = int(info["frames"])
+            except (OSError, ValueError, KeyError, TypeError):
+                continue  # a marker being written: the segment is redone
+        if found:
+            self.save()
+            for index in found:
+                self.marker_path(index).unlink(missing_ok=True)
+        return found
 
     def remove(self) -> None:
         shutil.rmtree(self.path, ignore_errors=True)
