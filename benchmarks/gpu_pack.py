@@ -44,9 +44,10 @@ def main() -> None:
     model = create_model("sfnet-s-untrained", weights=None)
     parts = pretrained_parts(model)
     if args.head != "none":
+        from stvsr.models.sfnet_s2 import HEAD_WEIGHTS
         from stvsr.weights import cached_path, read_checkpoint
 
-        head_file = cached_path("sfnet-s") if args.head == "packaged" else Path(args.head)
+        head_file = cached_path(HEAD_WEIGHTS) if args.head == "packaged" else Path(args.head)
         if head_file.is_file():
             parts.update(read_checkpoint(head_file))
             print(f"continuing from {head_file}")

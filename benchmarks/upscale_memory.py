@@ -93,7 +93,7 @@ def speed_table(models: list[str], n: int, h: int, w: int) -> list[dict]:
     from stvsr import create_model
     from stvsr.infer.runner import restore_stream
     from stvsr.registry import list_models
-    from stvsr.weights import cached_path
+    from stvsr.weights import is_available
 
     rows = []
     g = torch.Generator().manual_seed(0)
@@ -107,8 +107,9 @@ def speed_table(models: list[str], n: int, h: int, w: int) -> list[dict]:
 
         spec = get_spec(name)
         weights: str | None = "default"
-        if spec.weights is None or not cached_path(spec.weights).is_file():
-            weights = None  # random weights: same cost, no download
+        needed = [w for w in (spec.weights, *spec.parts) if w is not None]
+        if spec.weights is None or not all(is_available(w) for w in needed):
+            weights = None  # random weights: same cost (nothing is downloaded when building)
         net = create_model(name, weights=weights)
         t0 = time.perf_counter()
         outs = sum(1 for _ in restore_stream(net, iter(frames), chunk=n, overlap=0))

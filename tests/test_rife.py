@@ -112,7 +112,7 @@ def test_strict_loading(rife_file: Path) -> None:
     refined = stvsr.create_model("rife", refine=True)
     assert sum(p.numel() for p in refined.parameters()) == 5_160_980 + 294_000 + 2_957_875
     with pytest.raises(CheckpointError):
-        stvsr.create_model("rife", weights=stvsr.weights.cached_path("basicvsr-vimeo-bi"))
+        stvsr.create_model("rife", weights="basicvsr-vimeo-bi")
 
 
 def test_padding_helper_and_time_tensor() -> None:

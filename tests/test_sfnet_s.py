@@ -13,7 +13,8 @@ from safetensors.torch import save_file
 import stvsr
 from stvsr.errors import CheckpointError, StvsrError
 from stvsr.models.sfnet_s import MidFetch, SFNetS, export_head
-from stvsr.weights import cached_path, get_weights, read_checkpoint, sha256_file
+from stvsr.registry import get_weights, weights_file
+from stvsr.weights import cached_path, read_checkpoint, sha256_file
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -93,7 +94,7 @@ def test_head_only_checkpoint_gets_the_official_backbone(tmp_path: Path, pull_we
     with pytest.raises(StvsrError, match="differs from the official"):
         export_head(full, tmp_path / "head.safetensors")  # random backbone: refuse
 
-    backbone = read_checkpoint(cached_path("basicvsr-vimeo-bi"))
+    backbone = read_checkpoint(weights_file("basicvsr-vimeo-bi"))
     model.vsr.load_state_dict(backbone)
     save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(full))
     digest = export_head(full, tmp_path / "head.safetensors")
@@ -107,12 +108,12 @@ def test_head_only_checkpoint_gets_the_official_backbone(tmp_path: Path, pull_we
     # A full checkpoint loads strictly as it is; a foreign one is refused with one line.
     assert stvsr.create_model("sfnet-s-v1", weights=full).pretrained
     with pytest.raises(CheckpointError, match="does not fit model sfnet-s-v1"):
-        stvsr.create_model("sfnet-s-v1", weights=cached_path("basicvsr-vimeo-bi"))
+        stvsr.create_model("sfnet-s-v1", weights=weights_file("basicvsr-vimeo-bi"))
 
 
 def test_shipped_head_is_packaged_and_verified() -> None:
     spec = get_weights("sfnet-s-v1")
-    path = cached_path("sfnet-s-v1")
+    path = cached_path(spec)
     assert path.is_file(), f"{path} is not in the package"
     assert sha256_file(path) == spec.sha256
     head = read_checkpoint(path)
@@ -167,7 +168,7 @@ def test_recipe_trains_only_the_head(tmp_path: Path, pull_weights) -> None:
     before = {k: v.clone() for k, v in trainer.module.state_dict().items()}
     trainer.fit()
     after = trainer.module.state_dict()
-    official = read_checkpoint(cached_path("basicvsr-vimeo-bi"))
+    official = read_checkpoint(weights_file("basicvsr-vimeo-bi"))
     assert all(torch.equal(after[f"vsr.{k}"], v) for k, v in official.items())
     ema = trainer.ema.state_dict()  # the EMA of frozen weights is exact too (no rounding drift)
     assert all(torch.equal(ema[f"vsr.{k}"], v) for k, v in official.items())

@@ -16,7 +16,8 @@ from stvsr.models.rife import RIFE
 from stvsr.models.sfnet_s2 import SFNetS2, export_head
 from stvsr.models.stvsr_baselines import TwoStageRIFE, interleave
 from stvsr.ops.flow import flow_warp, midpoint_motion, resize_flow
-from stvsr.weights import cached_path, get_weights, read_checkpoint, sha256_file
+from stvsr.registry import get_weights, weights_file
+from stvsr.weights import cached_path, read_checkpoint, sha256_file
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -103,13 +104,14 @@ def test_head_only_checkpoint_and_export(tmp_path: Path, pull_weights) -> None:
     """export_head keeps head.* only and refuses non-official frozen parts; the head-only file
     loads strictly into the preset (the official BasicVSR is filled in)."""
     pull_weights("basicvsr-vimeo-bi")
+    pull_weights("rife-v3.9")
     model = SFNetS2()
     torch.nn.init.normal_(model.head.conv_last.weight, std=1e-3)
     full = tmp_path / "full.safetensors"
     save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(full))
     with pytest.raises(StvsrError, match="differs from the official"):
         export_head(full, tmp_path / "head.safetensors")
-    model.vsr.load_state_dict(read_checkpoint(cached_path("basicvsr-vimeo-bi")))
+    model.vsr.load_state_dict(read_checkpoint(weights_file("basicvsr-vimeo-bi")))
     save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(full))
     digest = export_head(full, tmp_path / "head.safetensors")
     assert digest == sha256_file(tmp_path / "head.safetensors")
@@ -117,12 +119,12 @@ def test_head_only_checkpoint_and_export(tmp_path: Path, pull_weights) -> None:
     for k, v in model.state_dict().items():
         assert torch.equal(loaded.state_dict()[k], v), k
     with pytest.raises(CheckpointError, match="does not fit model sfnet-s"):
-        stvsr.create_model("sfnet-s", weights=cached_path("basicvsr-vimeo-bi"))
+        stvsr.create_model("sfnet-s", weights=weights_file("basicvsr-vimeo-bi"))
 
 
 def test_shipped_head_is_packaged_and_verified() -> None:
     spec = get_weights("sfnet-s")
-    path = cached_path("sfnet-s")
+    path = cached_path(spec)
     assert path.is_file(), f"{path} is not in the package"
     assert sha256_file(path) == spec.sha256
     head = read_checkpoint(path)
@@ -149,6 +151,7 @@ def test_shipped_model_beats_the_two_stage_on_vid4(vid4_dir: Path, pull_weights)
     from stvsr.metrics import psnr, to_uint8
 
     pull_weights("basicvsr-vimeo-bi")
+    pull_weights("rife-v3.9")
     files = list_frame_files(vid4_dir / "GT" / "calendar")[:7]
     hr = torch.stack([torch.from_numpy(read_image(f)).permute(2, 0, 1).float() / 255
                       for f in files])[:, :, 200:392, 200:456]

@@ -372,6 +372,7 @@ def test_default_model_is_the_shipped_spacetime_model(tmp_path: Path, capsys, pu
     from stvsr.infer.defaults import DEFAULT_MODEL
 
     pull_weights("basicvsr-vimeo-bi")
+    pull_weights("rife-v3.9")
     assert DEFAULT_MODEL == "sfnet-s"
     assert create_model(DEFAULT_MODEL).pretrained  # shipped weights, no download
     src = tmp_path / "a.mp4"

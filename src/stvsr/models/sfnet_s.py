@@ -33,15 +33,16 @@ from torch import Tensor, nn
 from torch.nn import functional as F  # noqa: N812
 
 from stvsr.errors import StvsrError
-from stvsr.models.basicvsr import BasicVSR
+from stvsr.models.basicvsr import VIMEO_BI_WEIGHTS, BasicVSR
 from stvsr.models.blocks import ResidualBlockNoBN, make_layer
 from stvsr.ops.flow import flow_warp, midpoint_motion, resize_flow
 from stvsr.registry import register_model
-from stvsr.weights import WeightsSpec, register_weights
+from stvsr.weights import WeightsSpec
 
-__all__ = ["MidFetch", "SFNetS", "export_head", "init_from_basicvsr"]
+__all__ = ["BACKBONE_WEIGHTS", "HEAD_V1_WEIGHTS", "MidFetch", "SFNetS", "export_head",
+           "init_from_basicvsr"]
 
-BACKBONE_WEIGHTS = "basicvsr-vimeo-bi"
+BACKBONE_WEIGHTS = VIMEO_BI_WEIGHTS  # filled in on load; must have been pulled
 
 
 class MidFetch(nn.Module):
@@ -141,9 +142,9 @@ class SFNetS(nn.Module):
     def convert_state_dict(self, state: dict[str, Tensor]) -> dict[str, Tensor]:
         """A head-only checkpoint (every key ``head.*``) gets the official BasicVSR weights."""
         if state and all(k.startswith("head.") for k in state):
-            from stvsr.weights import pull, read_checkpoint
+            from stvsr.weights import local_path, read_checkpoint
 
-            backbone = read_checkpoint(pull(BACKBONE_WEIGHTS, quiet=True))
+            backbone = read_checkpoint(local_path(BACKBONE_WEIGHTS))
             state = {**{f"vsr.{k}": v for k, v in backbone.items()}, **state}
         return state
 
@@ -164,25 +165,26 @@ def export_head(checkpoint: str | Path, out: str | Path) -> str:
     """
     from safetensors.torch import save_file
 
-    from stvsr.weights import pull, read_checkpoint, sha256_file
+    from stvsr.weights import local_path, read_checkpoint, sha256_file
 
     state = read_checkpoint(checkpoint)
-    backbone = read_checkpoint(pull(BACKBONE_WEIGHTS, quiet=True))
+    backbone = read_checkpoint(local_path(BACKBONE_WEIGHTS))
     for k, v in backbone.items():
         mine = state.get(f"vsr.{k}")
         if mine is None or not torch.equal(mine.to(v.dtype), v):
-            raise StvsrError(f"{checkpoint}: vsr.{k} differs from the official {BACKBONE_WEIGHTS} "
-                             "weights; a head-only export would not reproduce this model")
+            raise StvsrError(f"{checkpoint}: vsr.{k} differs from the official "
+                             f"{BACKBONE_WEIGHTS.name} weights; a head-only export would not "
+                             "reproduce this model")
     head = {k: v.contiguous() for k, v in state.items() if k.startswith("head.")}
     if not head:
         raise StvsrError(f"{checkpoint} has no head.* tensors; is it an sfnet-s checkpoint?")
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    save_file(head, str(out), {"backbone": BACKBONE_WEIGHTS, "source": Path(checkpoint).name})
+    save_file(head, str(out), {"backbone": BACKBONE_WEIGHTS.name, "source": Path(checkpoint).name})
     return sha256_file(out)
 
 
-register_weights(WeightsSpec(
+HEAD_V1_WEIGHTS = WeightsSpec(
     name="sfnet-s-v1",
     filename="sfnet_s_head.safetensors",
     sha256="ec69302664caa90563002b3f508f8e58118c24b89d68976d764729dec254a37b",
@@ -190,9 +192,9 @@ register_weights(WeightsSpec(
     packaged="pretrained/sfnet_s_head.safetensors",
     description="sfnet-s mid-frame head trained on the stvsr CPU corpus "
                 "(backbone: basicvsr-vimeo-bi, filled in on load)",
-))
+)
 register_model(
-    "sfnet-s-v1", SFNetS, weights="sfnet-s-v1",
+    "sfnet-s-v1", SFNetS, weights=HEAD_V1_WEIGHTS, parts=[BACKBONE_WEIGHTS],
     description="SFNet-S v1 x4/x2t: official BasicVSR store/fetch + the first trained "
                 "mid-frame head (kept for comparison; sfnet-s is v2)",
 )

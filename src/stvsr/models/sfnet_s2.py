@@ -36,17 +36,18 @@ from torch import Tensor, nn
 from torch.nn import functional as F  # noqa: N812
 
 from stvsr.errors import StvsrError
-from stvsr.models.basicvsr import BasicVSR
+from stvsr.models.basicvsr import VIMEO_BI_WEIGHTS, BasicVSR
 from stvsr.models.blocks import ResidualBlockNoBN, make_layer
-from stvsr.models.rife import RIFE
+from stvsr.models.rife import RIFE, RIFE_WEIGHTS
 from stvsr.models.sfnet import DistantFetch, StoreEntry
 from stvsr.ops.flow import flow_warp, midpoint_motion, resize_flow
 from stvsr.registry import register_model
-from stvsr.weights import WeightsSpec, register_weights
+from stvsr.weights import WeightsSpec
 
-__all__ = ["MidFusion", "SFNetS2", "export_head"]
+__all__ = ["BACKBONE_WEIGHTS", "HEAD_WEIGHTS", "MidFusion", "SFNetS2", "export_head"]
 
-BACKBONE_WEIGHTS = {"vsr.": "basicvsr-vimeo-bi", "rife.": "rife-v3.9"}
+# the official parts, filled in on load (they must have been pulled: `stvsr weights pull`)
+BACKBONE_WEIGHTS = {"vsr.": VIMEO_BI_WEIGHTS, "rife.": RIFE_WEIGHTS}
 
 
 class MidFusion(nn.Module):
@@ -209,14 +210,14 @@ class SFNetS2(nn.Module):
 
 def pretrained_parts(model: SFNetS2) -> dict[str, Tensor]:
     """The official weights of ``model``'s frozen parts, under their ``vsr.``/``rife.`` keys."""
-    from stvsr.weights import pull, read_checkpoint
+    from stvsr.weights import local_path, read_checkpoint
 
     parts: dict[str, Tensor] = {}
-    for prefix, name in BACKBONE_WEIGHTS.items():
+    for prefix, spec in BACKBONE_WEIGHTS.items():
         module = getattr(model, prefix[:-1])
         if module is None:
             continue
-        state = read_checkpoint(pull(name, quiet=True))
+        state = read_checkpoint(local_path(spec))
         convert = getattr(module, "convert_state_dict", None)
         if convert is not None:
             state = convert(state)
@@ -258,7 +259,7 @@ def export_head(checkpoint: str | Path, out: str | Path, model: SFNetS2 | None =
         raise StvsrError(f"{checkpoint} has no head.* tensors; is it an sfnet-s checkpoint?")
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    save_file(head, str(out), {"backbone": ",".join(BACKBONE_WEIGHTS.values()),
+    save_file(head, str(out), {"backbone": ",".join(w.name for w in BACKBONE_WEIGHTS.values()),
                                "source": Path(checkpoint).name})
     return sha256_file(out)
 
@@ -267,7 +268,7 @@ register_model(
     "sfnet-s-untrained", SFNetS2,
     description="sfnet-s v2 architecture, head randomly initialised (for training)",
 )
-register_weights(WeightsSpec(
+HEAD_WEIGHTS = WeightsSpec(
     name="sfnet-s",
     filename="sfnet_s2_head.safetensors",
     sha256="0000000000000000000000000000000000000000000000000000000000000000",
@@ -275,9 +276,9 @@ register_weights(WeightsSpec(
     packaged="pretrained/sfnet_s2_head.safetensors",
     description="sfnet-s v2 fusion head trained on the stvsr CPU corpus "
                 "(backbone: basicvsr-vimeo-bi, filled in on load)",
-))
+)
 register_model(
-    "sfnet-s", SFNetS2, weights="sfnet-s",
+    "sfnet-s", SFNetS2, weights=HEAD_WEIGHTS, parts=BACKBONE_WEIGHTS.values(),
     description="SFNet-S v2 x4/x2t: official BasicVSR store/adjacent fetch + trained distant "
                 "fetch and fusion head (the default model of `stvsr upscale`)",
 )

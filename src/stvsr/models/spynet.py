@@ -122,21 +122,18 @@ def load_spynet(weights: str | Path = "basicvsr-vimeo-bi") -> SpyNet:
     """A pretrained :class:`SpyNet` (eval mode) taken from a BasicVSR checkpoint.
 
     Args:
-        weights: a registered weights name (pulled and verified on first use, see
-            :func:`stvsr.weights.pull`) or the path of a BasicVSR checkpoint; its ``spynet.*``
-            entries are loaded strictly.
+        weights: a registered weights name (its verified cached file: pulled beforehand with
+            ``stvsr weights pull``, never downloaded here) or the path of a BasicVSR
+            checkpoint; its ``spynet.*`` entries are loaded strictly.
     """
-    from stvsr import weights as wreg
+    from stvsr import weights as wlib
+    from stvsr.registry import resolve_weights
 
-    text = str(weights)
-    if text in wreg.list_weights() and not Path(text).exists():
-        path = wreg.pull(text)
-    else:
-        path = Path(text)
-    state = wreg.read_checkpoint(path)
+    path = resolve_weights(weights)
+    state = wlib.read_checkpoint(path)
     sub = {k[len("spynet."):]: v for k, v in state.items() if k.startswith("spynet.")}
     if not sub:
         sub = state  # a bare SpyNet state dict
     net = SpyNet()
-    wreg.load_state_dict_strict(net, sub, source=f"{path} (spynet.*)")
+    wlib.load_state_dict_strict(net, sub, source=f"{path} (spynet.*)")
     return net.eval()

