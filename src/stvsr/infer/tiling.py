@@ -148,7 +148,7 @@ def tiled_forward(
             if cur is None or (cur >= h and cur >= w):
                 return fn(x).float()
             return _run_tiles(fn, x, scale, cur, overlap, margin)
-        except Exception as exc:  # noqa: BLE001 - only OOM is handled, everything else re-raised
+        except Exception as exc:
             if not is_oom(exc):
                 raise
             start = max(h, w) if cur is None else min(cur, max(h, w))
