@@ -93,6 +93,7 @@ from stvsr.infer.segments import (
     output_plan,
     plan_segments,
 )
+from stvsr.infer.tiling import TileSize
 from stvsr.weights import sha256_file
 
 __all__ = ["CHUNK", "OVERLAP", "Progress", "frame_to_tensor", "tensor_to_frame", "upscale_video"]
@@ -235,7 +236,7 @@ class _Feed:
 # --------------------------------------------------------------------------------------------
 
 
-def _check_output(output: Path, input_path: Path, codec: str, lossless: bool) -> str:
+def _check_output(output: Path, input_path: Path, codec: str) -> str:
     """Validate the output path and codec; returns ``"video"`` or ``"folder"``."""
     if output.resolve() == input_path.resolve():
         raise StvsrError("the output path is the input path; choose another output")
@@ -291,7 +292,7 @@ def _time_base(times: list[Fraction], rate: Fraction) -> Fraction | None:
     return Fraction(1, lcm)
 
 
-def _out_bits(info: VideoInfo, pix_fmt: str | None, mode: str) -> bool:
+def _out_bits(info: VideoInfo, pix_fmt: str | None) -> bool:
     """True when the output keeps more than 8 bits."""
     if pix_fmt:
         try:
@@ -439,7 +440,7 @@ def upscale_video(
     elif progress is False:
         progress = "none"
     in_path, out_path = Path(input), Path(output)
-    mode = _check_output(out_path, in_path, codec, lossless)
+    mode = _check_output(out_path, in_path, codec)
     if fps_factor is not None and output_fps is not None:
         raise StvsrError("give --fps-factor or --output-fps, not both")
     factor = None if fps_factor is None else parse_rational(fps_factor, "--fps-factor")
@@ -503,9 +504,7 @@ def upscale_video(
     oh = max(1, round(info.height * out_scale))
     ow = max(1, round(info.width * out_scale))
     resize = (oh, ow) != (info.height * model_scale, info.width * model_scale)
-    high = _out_bits(info, pix_fmt, mode)
-    if high and mode == "video" and CODEC_ALIASES[codec.lower()] == "libx264" and not pix_fmt:
-        pass  # x264 high10 (yuv420p10le / yuv444p10le) is chosen by VideoWriter
+    high = _out_bits(info, pix_fmt)  # x264 high10 is chosen by VideoWriter
     rotation = info.rotation if info.rotation % 90 == 0 else 0
     if info.rotation % 90:
         warnings.warn(f"rotation {info.rotation}° is not a multiple of 90; ignored",
@@ -630,6 +629,7 @@ def upscale_video(
     bar = Progress(progress, n_out, initial=done_frames)
     colour = info.color
     feed: _Feed | None = None
+    tiles = TileSize(tile, log=say)  # a tile halved after out-of-memory stays halved
     try:
         if pending:
             lo0 = pending[0].context(ctx_l, ctx_r)[0]
@@ -641,7 +641,7 @@ def upscale_video(
             nxt = pending[k + 1].context(ctx_l, ctx_r)[0] if k + 1 < len(pending) else n_in
             assert feed is not None
             common: dict[str, Any] = dict(
-                keep_from=nxt, device=device, precision=precision, tile=tile,
+                keep_from=nxt, device=device, precision=precision, tile=tiles,
                 tile_overlap=tile_overlap, resize=(oh, ow) if resize else None, high=high,
                 rotation=rotation if mode == "folder" else 0,
                 writer_kw=dict(fps=out_rate, codec=enc, crf=crf, preset=preset,
@@ -655,7 +655,7 @@ def upscale_video(
                 _run_retime_segment(interp_fn, seg, plans[seg.index], rel, feed, path, **common)
             else:
                 _run_segment(net, seg, plans[seg.index], feed, path, ctx=(ctx_l, ctx_r),
-                             interpolate=interpolate, chunk=chunk, overlap=overlap, **common)
+                             chunk=chunk, overlap=overlap, **common)
             work.mark_done(seg.index, len(plans[seg.index]))
             trim()
             finished += 1
@@ -716,12 +716,11 @@ def _run_segment(
     *,
     keep_from: int,
     ctx: tuple[int, int],
-    interpolate: bool,
     device: str,
     precision: str,
     chunk: int,
     overlap: int,
-    tile: int | None,
+    tile: TileSize,
     tile_overlap: int,
     resize: tuple[int, int] | None,
     high: bool,
@@ -793,7 +792,7 @@ def _run_retime_segment(
     keep_from: int,
     device: str,
     precision: str,
-    tile: int | None,
+    tile: TileSize,
     tile_overlap: int,
     resize: tuple[int, int] | None,
     high: bool,
