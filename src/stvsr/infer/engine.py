@@ -36,7 +36,9 @@ Rotation: the display matrix is carried over to video outputs (frames stay unrot
 rotate them as they did the input); PNG frames are rotated so that they look upright.
 
 Resume: the work folder's manifest names the input (path, size, mtime, probe), the model
-(preset + weights SHA-256) and the options; re-running the same command skips finished segments.
+(preset + weights SHA-256), the options and the runtime (device, precision, deformable-conv
+implementation); re-running the same command skips finished segments. Changed options start
+over; a changed runtime alone is refused with a one-line error (the frames would differ).
 The environment variable ``STVSR_INTERRUPT_AFTER_SEGMENTS=k`` raises ``KeyboardInterrupt``
 after ``k`` segments of a run (a test hook that simulates Ctrl-C).
 """
@@ -280,6 +282,18 @@ def _model_hash(net: nn.Module) -> str:
         h.update(k.encode())
         h.update(v.detach().cpu().contiguous().numpy().tobytes())
     return "state:" + h.hexdigest()
+
+
+def _runtime_key(net: nn.Module, device: str, precision: str) -> dict[str, Any]:
+    """What the run's frames depend on besides the input, model and options: the device (its
+    type, and the GPU model), the precision and the deformable-conv implementation."""
+    from stvsr.ops.dcn import inference_impl
+
+    dev = torch.device(device)
+    where = dev.type
+    if dev.type == "cuda" and torch.cuda.is_available():
+        where += f" ({torch.cuda.get_device_name(dev)})"
+    return {"device": where, "precision": precision, "dcn": inference_impl(net, dev)}
 
 
 def _time_base(times: list[Fraction], rate: Fraction) -> Fraction | None:
@@ -567,7 +581,7 @@ def upscale_video(
         "scale": out_scale, "codec": enc, "crf": crf,
         "fps_factor": int(factor) if factor.denominator == 1 else str(factor),
         "preset": preset, "pix_fmt": pix_fmt, "lossless": lossless, "tile": tile,
-        "tile_overlap": tile_overlap, "precision": precision, "chunk": chunk,
+        "tile_overlap": tile_overlap, "chunk": chunk,
         "overlap": overlap, "segment_frames": seg_len, "start": start, "end": end,
         "scene_detect": scene_detect, "scene_threshold": scene_threshold,
         "mode": mode, "fps_for_folders": str(fps_for_folders),
@@ -577,9 +591,10 @@ def upscale_video(
     key = {"input": input_fingerprint(in_path, info),
            "model": {"name": name, "kind": kind, "scale": model_scale,
                      "weights": _model_hash(net)},
-           "options": options}
+           "options": options,
+           "runtime": _runtime_key(net, device, precision)}
     work = WorkDir(out_path)
-    resumed = work.open(key)
+    resumed = work.open(key, refuse="runtime")
     t_start = time.perf_counter()
 
     # ---- 1. scan -----------------------------------------------------------------------------
