@@ -396,17 +396,40 @@ def test_cli_dry_run_and_json_progress(tmp_path: Path, capsys: pytest.CaptureFix
     assert lines[-1]["stage"] == "done" and lines[-1]["frames_out"] == 4
 
 
-def test_create_model_used_by_name_matches_module(tmp_path: Path) -> None:
-    """Passing a preset name or the built module gives the same frames (weights hashed)."""
+def test_create_model_used_by_name_matches_module(tmp_path: Path, pull_weights,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """Passing a preset name or the built module gives the same frames, and the resume key
+    holds the SHA-256 of the weights file (a model with weights: BasicVSR, skipped when its
+    official weights cannot be had)."""
+    from stvsr.data.video import read_image
+    from stvsr.infer.engine import _model_hash
+    from stvsr.infer.segments import WorkDir
+    from stvsr.weights import sha256_file
+
+    path = pull_weights("basicvsr-vimeo-bi")
+    keys: list[dict] = []
+    real_open = WorkDir.open
+
+    def recording_open(self, key, **kw):
+        keys.append(key)
+        return real_open(self, key, **kw)
+
+    monkeypatch.setattr(WorkDir, "open", recording_open)
     src = tmp_path / "a.mkv"
     make_clip(src, 3, codec="ffv1", pix_fmt="bgr0")
     o1, o2 = tmp_path / "o1", tmp_path / "o2"
-    upscale_video(src, o1, model="bicubic", **FAST)
-    upscale_video(src, o2, model=create_model("bicubic"), **FAST)
-    from stvsr.data.video import read_image
-
-    for a, b in zip(sorted(o1.glob("*.png")), sorted(o2.glob("*.png")), strict=True):
+    upscale_video(src, o1, model="basicvsr-vimeo-bi", **FAST)
+    net = create_model("basicvsr-vimeo-bi")
+    upscale_video(src, o2, model=net, **FAST)
+    assert keys[0]["model"] == keys[1]["model"]
+    assert keys[0]["model"]["weights"] == "sha256:" + sha256_file(path) == _model_hash(net)
+    a_files, b_files = sorted(o1.glob("*.png")), sorted(o2.glob("*.png"))
+    assert len(a_files) == len(b_files) == 3
+    for a, b in zip(a_files, b_files, strict=True):
         np.testing.assert_array_equal(read_image(a), read_image(b))
+    # other weights, another hash: the random initialisation is hashed from its state dict
+    other = _model_hash(create_model("basicvsr-vimeo-bi", weights=None))
+    assert other.startswith("state:") and other != keys[0]["model"]["weights"]
 
 
 class ToyWindow(nn.Module):
