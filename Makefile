@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 # This machine has a local CPU build of torch 2.13.0 (an unpinned `torch` pulls a multi-GB CUDA
-# build). The package itself only asks for a range; override e.g. TORCH_SPEC='torch>=2.1'.
+# build). The package itself only asks for a range; override e.g. TORCH_SPEC='torch>=2.5'.
 TORCH_SPEC ?= torch==2.13.0
 STAMP  := $(VENV)/.installed-stamp
 

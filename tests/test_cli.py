@@ -61,28 +61,41 @@ def test_eval_missing_folder_is_one_line(capsys, tmp_path: Path) -> None:
     assert err.startswith("error:") and err.count("\n") == 1 and "does not exist" in err
 
 
-def test_eval_unknown_model_and_degradation(capsys, vid4_dir: Path) -> None:
-    code, _, err = _run(capsys, "eval", "--model", "no-such-model", "--data",
-                        str(vid4_dir / "GT"))
+@pytest.fixture
+def tiny_gt(tmp_path: Path) -> Path:
+    """A Vid4-like ``GT`` folder made here (clip ``walk``, 3 frames of 32×32): the error paths
+    need no ``../shared``."""
+    from stvsr.data.video import write_image
+
+    rng = np.random.default_rng(0)
+    clip = tmp_path / "GT" / "walk"
+    clip.mkdir(parents=True)
+    for k in range(3):
+        write_image(clip / f"{k:03d}.png", rng.integers(0, 256, (32, 32, 3), dtype=np.uint8))
+    return tmp_path / "GT"
+
+
+def test_eval_unknown_model_and_degradation(capsys, tiny_gt: Path) -> None:
+    code, _, err = _run(capsys, "eval", "--model", "no-such-model", "--data", str(tiny_gt))
     assert code == 2 and "unknown model" in err and err.count("\n") == 1
-    code, _, err = _run(capsys, "eval", "--model", "bicubic", "--data", str(vid4_dir / "GT"),
+    code, _, err = _run(capsys, "eval", "--model", "bicubic", "--data", str(tiny_gt),
                         "--degradation", "blurry", "--quiet", "--max-frames", "1",
                         "--clips", "walk")
-    assert code == 2 and err.count("\n") == 1
+    assert code == 2 and err.startswith("error:") and err.count("\n") == 1
 
 
-def test_wrong_checkpoint_is_one_line(capsys, tmp_path: Path, vid4_dir: Path) -> None:
+def test_wrong_checkpoint_is_one_line(capsys, tmp_path: Path, tiny_gt: Path) -> None:
     import torch
 
     bad = tmp_path / "edvr_like.pth"
     torch.save({"params": {"conv_first.weight": torch.zeros(64, 3, 3, 3)}}, bad)
     code, _, err = _run(capsys, "eval", "--model", "basicvsr", "--weights", str(bad),
-                        "--data", str(vid4_dir / "GT"))
+                        "--data", str(tiny_gt))
     assert code == 2 and err.count("\n") == 1 and "does not fit" in err
     corrupt = tmp_path / "corrupt.pth"
     corrupt.write_bytes(b"\x80\x02not a checkpoint at all")
     code, _, err = _run(capsys, "eval", "--model", "basicvsr", "--weights", str(corrupt),
-                        "--data", str(vid4_dir / "GT"))
+                        "--data", str(tiny_gt))
     assert code == 2 and err.count("\n") == 1 and "cannot read checkpoint" in err
 
 

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from stvsr.data import degradations as D
+from stvsr.data import degradations as D  # noqa: N812 - short in formulas
 from stvsr.errors import StvsrError
 from stvsr.ops.resize import imresize
 

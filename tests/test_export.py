@@ -21,7 +21,7 @@ pytest.importorskip("onnx", reason="onnx is not installed (pip install 'stvsr[on
 pytest.importorskip("onnxruntime",
                     reason="onnxruntime is not installed (pip install 'stvsr[onnx]')")
 
-from stvsr.export.onnx_export import (  # noqa: E402 - after the skips
+from stvsr.export.onnx_export import (  # after the skips
     deform_conv_grid_sample,
     export_onnx,
     metadata_path,

@@ -132,7 +132,7 @@ def test_weights_pull_without_names_pulls_every_wheel(monkeypatch, capsys) -> No
 
     asked: list[str] = []
 
-    def fake(name, *, force=False, quiet=False):  # noqa: ARG001
+    def fake(name, *, force=False, quiet=False):
         asked.append(name)
         return Path("/cache") / name
 
@@ -151,7 +151,7 @@ def empty_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """An empty ``$STVSR_CACHE``; any attempt to download fails the test."""
     monkeypatch.setenv("STVSR_CACHE", str(tmp_path / "cache"))
 
-    def no_download(*args, **kwargs):  # noqa: ARG001
+    def no_download(*args, **kwargs):
         raise AssertionError("building a model tried to download weights")
 
     monkeypatch.setattr(wlib, "_pull_from_wheel", no_download)

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from stvsr.errors import StvsrError
-from stvsr.ops import resize as R
+from stvsr.ops import resize as R  # noqa: N812 - short in formulas
 from stvsr.ops.resize import imresize, imresize_np
 
 

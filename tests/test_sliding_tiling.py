@@ -210,3 +210,77 @@ def test_oom_below_min_tile_is_a_clear_error() -> None:
 
     with pytest.raises(ValueError):
         tiled_forward(bad, torch.rand(1, 5, 3, 64, 64), scale=4, tile=32)
+
+
+class _OomAbove(torch.nn.Module):
+    """Recurrent ×2 stand-in (nearest-neighbour upscale, exact under tiling) that raises
+    :class:`torch.OutOfMemoryError` on inputs wider or taller than ``limit`` and records the
+    ``(h, w)`` of every call."""
+
+    kind, scale, num_frames = "recurrent", 2, 0
+
+    def __init__(self, limit: int) -> None:
+        super().__init__()
+        self.limit = limit
+        self.calls: list[tuple[int, int]] = []
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.calls.append(tuple(x.shape[-2:]))
+        if max(x.shape[-2:]) > self.limit:
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 8.00 GiB")
+        return x.repeat_interleave(2, dim=-1).repeat_interleave(2, dim=-2)
+
+
+def test_oom_halved_tile_is_kept_for_later_chunks() -> None:
+    """Issue 12: after an OOM the halved tile is used for the rest of the stream; only the
+    first chunk ever tries the full size, and the halving is reported once."""
+    from stvsr.infer.runner import restore_stream
+    from stvsr.infer.tiling import TileSize
+
+    frames = torch.rand(7, 3, 64, 80, generator=torch.Generator().manual_seed(3))
+    model = _OomAbove(limit=40)
+    with pytest.warns(RuntimeWarning, match="out of memory") as rec:
+        out = list(restore_stream(model, frames.unbind(0), chunk=2, overlap=1, tile=80,
+                                  tile_overlap=8))
+    assert len([w for w in rec if "out of memory" in str(w.message)]) == 1
+    assert "40-pixel tiles for the rest of the run" in str(rec[0].message)
+    big = [s for s in model.calls if max(s) > 40]
+    assert big == [(64, 80)]  # one failed try, in the first chunk; 80 -> 40 at once
+    assert model.calls[0] == (64, 80) and all(max(s) <= 40 for s in model.calls[1:])
+    ref = frames.repeat_interleave(2, dim=-1).repeat_interleave(2, dim=-2)
+    torch.testing.assert_close(torch.stack(out), ref, atol=1e-6, rtol=0)
+
+    # a TileSize shared by several streams (the segments of a video) keeps the halved size
+    # across them, and reports through ``log``
+    model.calls.clear()
+    lines: list[str] = []
+    shared = TileSize(80, log=lines.append)
+    for _ in range(2):
+        list(restore_stream(model, frames.unbind(0), chunk=3, overlap=1, tile=shared,
+                            tile_overlap=8))
+    assert shared.tile == 40 and shared.halvings == 1 and len(lines) == 1
+    assert [s for s in model.calls if max(s) > 40] == [(64, 80)]
+
+
+def test_upscale_reports_the_halved_tile_once(tmp_path) -> None:
+    """End to end: several segments, one OOM, one log line, every later call at the small
+    tile."""
+    from stvsr.data.video import write_image
+    from stvsr.infer.engine import upscale_video
+
+    src = tmp_path / "frames"
+    src.mkdir()
+    g = torch.Generator().manual_seed(5)
+    for k in range(6):
+        write_image(src / f"{k:03d}.png",
+                    (torch.rand(48, 64, 3, generator=g) * 255).to(torch.uint8).numpy())
+    model = _OomAbove(limit=32)
+    lines: list[str] = []
+    s = upscale_video(src, tmp_path / "out", model=model, tile=64, tile_overlap=8, chunk=2,
+                      overlap=1, segment_frames=2, scene_detect=False, progress="none",
+                      log=lines.append)
+    assert s["segments"] == 3 and s["frames_out"] == 6
+    oom_lines = [ln for ln in lines if "out of memory" in ln]
+    assert len(oom_lines) == 1 and "32-pixel tiles" in oom_lines[0]
+    big = [c for c in model.calls if max(c) > 32]
+    assert big == [(48, 64)]

@@ -227,10 +227,100 @@ def test_changed_options_start_over(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     with pytest.raises(KeyboardInterrupt):
         _run_resumable(src, out)
     monkeypatch.delenv("STVSR_INTERRUPT_AFTER_SEGMENTS")
-    with pytest.warns(RuntimeWarning, match="starting over"):
+    with pytest.warns(RuntimeWarning, match=r"options\.overlap 2 -> 1.*starting over"):
         s = upscale_video(src, out, model=TemporalBox(scale=2), codec="ffv1", chunk=3, overlap=1,
                           segment_frames=4, scene_detect=False, **FAST)
     assert s["resumed_segments"] == 0 and out.exists()
+
+
+class _BoxWithDcn(TemporalBox):
+    """:class:`TemporalBox` holding a deformable conv whose implementation can be chosen (it
+    is not used: only the resume key looks at it)."""
+
+    def __init__(self, impl: str) -> None:
+        super().__init__(scale=2)
+        from stvsr.ops.dcn import ModulatedDeformConv2d
+
+        torch.manual_seed(0)
+        self.dcn = ModulatedDeformConv2d(4, 4, 3, padding=1)
+        self.dcn.impl = impl
+
+
+def test_resume_refuses_a_changed_precision_or_dcn(tmp_path: Path, capsys: pytest.CaptureFixture,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue 12: frames made at another precision or with another deformable-conv kernel
+    would not match the finished segments: the rerun is refused in one line, the work folder
+    is kept, and the old setting resumes."""
+    src = tmp_path / "in.mkv"
+    make_clip(src, 9, codec="ffv1", pix_fmt="bgr0")
+    out = tmp_path / "o.mkv"
+    work = tmp_path / "o.mkv.stvsr-work"
+    monkeypatch.setenv("STVSR_INTERRUPT_AFTER_SEGMENTS", "1")
+    with pytest.raises(KeyboardInterrupt):
+        _run_resumable(src, out)
+    monkeypatch.delenv("STVSR_INTERRUPT_AFTER_SEGMENTS")
+    manifest = json.loads((work / "manifest.json").read_text())
+    assert manifest["key"]["runtime"] == {"device": "cpu", "precision": "fp32", "dcn": None}
+    from stvsr.errors import StvsrError
+
+    with pytest.raises(StvsrError, match="precision fp32, this run has precision bf16") as err:
+        _run_resumable(src, out, precision="bf16")
+    msg = str(err.value)
+    assert "\n" not in msg and "--precision fp32" in msg and f"delete {work}" in msg
+    assert list(json.loads((work / "manifest.json").read_text())["done"]) == ["0"]
+    assert _run_resumable(src, out)["resumed_segments"] == 1  # the old setting resumes
+
+    # the deformable-conv implementation (here set on the model; normally picked per machine)
+    monkeypatch.setenv("STVSR_INTERRUPT_AFTER_SEGMENTS", "1")
+    with pytest.raises(KeyboardInterrupt):
+        upscale_video(src, out, model=_BoxWithDcn("pure"), codec="ffv1", chunk=3, overlap=2,
+                      segment_frames=4, scene_detect=False, **FAST)
+    monkeypatch.delenv("STVSR_INTERRUPT_AFTER_SEGMENTS")
+    with pytest.raises(StvsrError, match="deformable conv pure, this run has deformable conv "
+                                         "native") as err:
+        upscale_video(src, out, model=_BoxWithDcn("native"), codec="ffv1", chunk=3, overlap=2,
+                      segment_frames=4, scene_detect=False, **FAST)
+    assert "STVSR_NATIVE=0" in str(err.value) and work.is_dir()
+
+
+def test_cli_refuses_a_changed_precision_in_one_line(tmp_path: Path, capsys: pytest.CaptureFixture,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    src = tmp_path / "in.mkv"
+    make_clip(src, 9, codec="ffv1", pix_fmt="bgr0")
+    out = tmp_path / "o"
+    argv = ["upscale", str(src), str(out), "--model", "bicubic", "--segment-frames", "3",
+            "--no-scene-detect", "--progress", "none"]
+    monkeypatch.setenv("STVSR_INTERRUPT_AFTER_SEGMENTS", "1")
+    assert main(argv) == 130  # interrupted
+    monkeypatch.delenv("STVSR_INTERRUPT_AFTER_SEGMENTS")
+    capsys.readouterr()
+    assert main([*argv, "--precision", "bf16"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error:") and "\n" not in err
+    assert "precision fp32" in err and "--precision fp32" in err and "start over" in err
+    assert (tmp_path / "o.stvsr-work" / "manifest.json").is_file()
+
+
+def test_work_dir_refuses_another_device(tmp_path: Path) -> None:
+    from stvsr.errors import VideoError
+    from stvsr.infer.segments import WorkDir
+
+    key = {"input": {"path": "x"}, "options": {"chunk": 3},
+           "runtime": {"device": "cuda (NVIDIA H100 80GB HBM3)", "precision": "bf16",
+                       "dcn": "torchvision"}}
+    assert WorkDir(tmp_path / "o.mkv").open(key, refuse="runtime") is False
+    cpu = {**key, "runtime": {"device": "cpu", "precision": "bf16", "dcn": "native"}}
+    with pytest.raises(VideoError) as err:
+        WorkDir(tmp_path / "o.mkv").open(cpu, refuse="runtime")
+    msg = str(err.value)
+    assert "with deformable conv torchvision, device cuda (NVIDIA H100 80GB HBM3)," in msg
+    assert "this run has deformable conv native, device cpu," in msg
+    assert "rerun with --device cuda to resume" in msg and "\n" not in msg
+    assert WorkDir(tmp_path / "o.mkv").open(key, refuse="runtime") is True  # kept
+    # with the options changed as well it is another job: start over
+    other = {**cpu, "options": {"chunk": 4}}
+    with pytest.warns(RuntimeWarning, match="starting over"):
+        assert WorkDir(tmp_path / "o.mkv").open(other, refuse="runtime") is False
 
 
 def test_scene_cut_gives_no_blended_frame(tmp_path: Path) -> None:
@@ -306,17 +396,40 @@ def test_cli_dry_run_and_json_progress(tmp_path: Path, capsys: pytest.CaptureFix
     assert lines[-1]["stage"] == "done" and lines[-1]["frames_out"] == 4
 
 
-def test_create_model_used_by_name_matches_module(tmp_path: Path) -> None:
-    """Passing a preset name or the built module gives the same frames (weights hashed)."""
-    src = tmp_path / "a.mkv"
-    make_clip(src, 3, codec="ffv1", pix_fmt="bgr0")
-    o1, o2 = tmp_path / "o1", tmp_path / "o2"
-    upscale_video(src, o1, model="bicubic", **FAST)
-    upscale_video(src, o2, model=create_model("bicubic"), **FAST)
+def test_create_model_used_by_name_matches_module(tmp_path: Path, pull_weights,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """Passing a preset name or the built module gives the same frames, and the resume key
+    holds the SHA-256 of the weights file (a model with weights: BasicVSR, skipped when its
+    official weights cannot be had)."""
     from stvsr.data.video import read_image
+    from stvsr.infer.engine import _model_hash
+    from stvsr.infer.segments import WorkDir
+    from stvsr.weights import sha256_file
 
-    for a, b in zip(sorted(o1.glob("*.png")), sorted(o2.glob("*.png")), strict=True):
+    path = pull_weights("basicvsr-vimeo-bi")
+    keys: list[dict] = []
+    real_open = WorkDir.open
+
+    def recording_open(self, key, **kw):
+        keys.append(key)
+        return real_open(self, key, **kw)
+
+    monkeypatch.setattr(WorkDir, "open", recording_open)
+    src = tmp_path / "a.mkv"
+    make_clip(src, 2, codec="ffv1", pix_fmt="bgr0")
+    o1, o2 = tmp_path / "o1", tmp_path / "o2"
+    upscale_video(src, o1, model="basicvsr-vimeo-bi", **FAST)
+    net = create_model("basicvsr-vimeo-bi")
+    upscale_video(src, o2, model=net, **FAST)
+    assert keys[0]["model"] == keys[1]["model"]
+    assert keys[0]["model"]["weights"] == "sha256:" + sha256_file(path) == _model_hash(net)
+    a_files, b_files = sorted(o1.glob("*.png")), sorted(o2.glob("*.png"))
+    assert len(a_files) == len(b_files) == 2
+    for a, b in zip(a_files, b_files, strict=True):
         np.testing.assert_array_equal(read_image(a), read_image(b))
+    # other weights, another hash: the random initialisation is hashed from its state dict
+    other = _model_hash(create_model("basicvsr-vimeo-bi", weights=None))
+    assert other.startswith("state:") and other != keys[0]["model"]["weights"]
 
 
 class ToyWindow(nn.Module):
@@ -380,3 +493,13 @@ def test_default_model_is_the_shipped_spacetime_model(tmp_path: Path, capsys, pu
     assert main(["upscale", str(src), str(tmp_path / "b.mp4"), "--dry-run"]) == 0
     err = capsys.readouterr().err
     assert "sfnet-s" in err and "7 frames" in err and "(50)" in err
+
+
+def test_inference_impl_names_the_kernel_that_runs() -> None:
+    from stvsr.ops import native
+    from stvsr.ops.dcn import inference_impl
+
+    assert inference_impl(TemporalBox()) is None  # no deformable conv
+    assert inference_impl(_BoxWithDcn("pure")) == "pure"
+    auto = _BoxWithDcn("auto")
+    assert inference_impl(auto, "cpu") == ("native" if native.available() else "pure")

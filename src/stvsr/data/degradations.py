@@ -23,7 +23,7 @@ from collections.abc import Callable
 
 import numpy as np
 import torch
-import torch.nn.functional as F
+import torch.nn.functional as F  # noqa: N812 - the usual name
 
 from stvsr.errors import StvsrError
 from stvsr.ops.resize import imresize

@@ -16,7 +16,7 @@ def _size(text: str) -> tuple[int, int]:
     return h, w
 
 
-def add_parser(sub) -> None:  # noqa: ANN001 - argparse's private subparsers type
+def add_parser(sub) -> None:  # sub: argparse's private subparsers type
     """Register ``stvsr export MODEL OUT.onnx`` on the subparsers ``sub``."""
     from stvsr.export.onnx_export import DCN_MODES, DEFAULT_OPSET, TOLERANCE
 

@@ -136,11 +136,11 @@ def _deform_conv_op(x: Tensor, offset: Tensor, mask: Tensor, weight: Tensor, bia
 
 
 @_deform_conv_op.register_fake
-def _(x, offset, mask, weight, bias, stride, padding, dilation, dg):  # noqa: ANN001
+def _(x, offset, mask, weight, bias, stride, padding, dilation, dg):
     return x.new_empty(x.shape[0], weight.shape[0], *offset.shape[-2:])
 
 
-def _deform_conv_symbolic(g, x, offset, mask, weight, bias, stride, padding, dilation, dg):  # noqa: ANN001
+def _deform_conv_symbolic(g, x, offset, mask, weight, bias, stride, padding, dilation, dg):
     from torch.onnx import symbolic_helper as sh
 
     stride = sh._get_const(stride, "is", "stride")
@@ -169,7 +169,7 @@ def _dcn_pack_forward(mode: str) -> Callable[..., Tensor]:
     """A :class:`~stvsr.ops.dcn.DCNv2Pack` ``forward`` that traces to ONNX (``mode`` =
     ``"deformconv"`` or ``"gridsample"``); same maths as the module's own forward."""
 
-    def forward(self, x: Tensor, feat: Tensor) -> Tensor:  # noqa: ANN001
+    def forward(self, x: Tensor, feat: Tensor) -> Tensor:
         co = self.conv_offset
         out = F.conv2d(feat, co.weight, co.bias, co.stride, co.padding, co.dilation)
         n = self.conv_offset.out_channels // 3

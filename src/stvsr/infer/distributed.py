@@ -282,7 +282,7 @@ class Coordinator:
         times: list[Fraction] = []
         dists: list[float] = []
         if self.is_main:
-            resumed = work.open(key)
+            resumed = work.open(key, refuse="runtime")
             for stale in list(work.path.glob("seg*.claim")) + [work.path / _STOP]:
                 stale.unlink(missing_ok=True)
             for old in work.path.glob(_TOKEN_PREFIX + "*"):

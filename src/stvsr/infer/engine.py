@@ -36,7 +36,9 @@ Rotation: the display matrix is carried over to video outputs (frames stay unrot
 rotate them as they did the input); PNG frames are rotated so that they look upright.
 
 Resume: the work folder's manifest names the input (path, size, mtime, probe), the model
-(preset + weights SHA-256) and the options; re-running the same command skips finished segments.
+(preset + weights SHA-256), the options and the runtime (device, precision, deformable-conv
+implementation); re-running the same command skips finished segments. Changed options start
+over; a changed runtime alone is refused with a one-line error (the frames would differ).
 The environment variable ``STVSR_INTERRUPT_AFTER_SEGMENTS=k`` raises ``KeyboardInterrupt``
 after ``k`` segments of a run (a test hook that simulates Ctrl-C).
 """
@@ -93,6 +95,7 @@ from stvsr.infer.segments import (
     output_plan,
     plan_segments,
 )
+from stvsr.infer.tiling import TileSize
 from stvsr.weights import sha256_file
 
 if TYPE_CHECKING:
@@ -238,7 +241,7 @@ class _Feed:
 # --------------------------------------------------------------------------------------------
 
 
-def _check_output(output: Path, input_path: Path, codec: str, lossless: bool) -> str:
+def _check_output(output: Path, input_path: Path, codec: str) -> str:
     """Validate the output path and codec; returns ``"video"`` or ``"folder"``."""
     if output.resolve() == input_path.resolve():
         raise StvsrError("the output path is the input path; choose another output")
@@ -284,6 +287,18 @@ def _model_hash(net: nn.Module) -> str:
     return "state:" + h.hexdigest()
 
 
+def _runtime_key(net: nn.Module, device: str, precision: str) -> dict[str, Any]:
+    """What the run's frames depend on besides the input, model and options: the device (its
+    type, and the GPU model), the precision and the deformable-conv implementation."""
+    from stvsr.ops.dcn import inference_impl
+
+    dev = torch.device(device)
+    where = dev.type
+    if dev.type == "cuda" and torch.cuda.is_available():
+        where += f" ({torch.cuda.get_device_name(dev)})"
+    return {"device": where, "precision": precision, "dcn": inference_impl(net, dev)}
+
+
 def _time_base(times: list[Fraction], rate: Fraction) -> Fraction | None:
     """``1 / L`` with every time a multiple (exact timestamps), or ``None`` if L is too large."""
     lcm = math.lcm(90000, rate.numerator)
@@ -294,7 +309,7 @@ def _time_base(times: list[Fraction], rate: Fraction) -> Fraction | None:
     return Fraction(1, lcm)
 
 
-def _out_bits(info: VideoInfo, pix_fmt: str | None, mode: str) -> bool:
+def _out_bits(info: VideoInfo, pix_fmt: str | None) -> bool:
     """True when the output keeps more than 8 bits."""
     if pix_fmt:
         try:
@@ -445,7 +460,7 @@ def upscale_video(
     elif progress is False:
         progress = "none"
     in_path, out_path = Path(input), Path(output)
-    mode = _check_output(out_path, in_path, codec, lossless)
+    mode = _check_output(out_path, in_path, codec)
     if fps_factor is not None and output_fps is not None:
         raise StvsrError("give --fps-factor or --output-fps, not both")
     factor = None if fps_factor is None else parse_rational(fps_factor, "--fps-factor")
@@ -509,9 +524,7 @@ def upscale_video(
     oh = max(1, round(info.height * out_scale))
     ow = max(1, round(info.width * out_scale))
     resize = (oh, ow) != (info.height * model_scale, info.width * model_scale)
-    high = _out_bits(info, pix_fmt, mode)
-    if high and mode == "video" and CODEC_ALIASES[codec.lower()] == "libx264" and not pix_fmt:
-        pass  # x264 high10 (yuv420p10le / yuv444p10le) is chosen by VideoWriter
+    high = _out_bits(info, pix_fmt)  # x264 high10 is chosen by VideoWriter
     rotation = info.rotation if info.rotation % 90 == 0 else 0
     if info.rotation % 90:
         warnings.warn(f"rotation {info.rotation}° is not a multiple of 90; ignored",
@@ -574,7 +587,7 @@ def upscale_video(
         "scale": out_scale, "codec": enc, "crf": crf,
         "fps_factor": int(factor) if factor.denominator == 1 else str(factor),
         "preset": preset, "pix_fmt": pix_fmt, "lossless": lossless, "tile": tile,
-        "tile_overlap": tile_overlap, "precision": precision, "chunk": chunk,
+        "tile_overlap": tile_overlap, "chunk": chunk,
         "overlap": overlap, "segment_frames": seg_len, "start": start, "end": end,
         "scene_detect": scene_detect, "scene_threshold": scene_threshold,
         "mode": mode, "fps_for_folders": str(fps_for_folders),
@@ -584,7 +597,8 @@ def upscale_video(
     key = {"input": input_fingerprint(in_path, info),
            "model": {"name": name, "kind": kind, "scale": model_scale,
                      "weights": _model_hash(net)},
-           "options": options}
+           "options": options,
+           "runtime": _runtime_key(net, device, precision)}
     work = WorkDir(out_path)
     t_start = time.perf_counter()
 
@@ -612,7 +626,7 @@ def upscale_video(
         return times, dists
 
     if coordinator is None:
-        resumed = work.open(key)
+        resumed = work.open(key, refuse="runtime")
         times, dists = scan_input()
     else:  # rank 0 opens the work folder and scans, every rank checks it sees the same
         resumed, times, dists = coordinator.prepare(work, key, scan_input)
@@ -642,6 +656,7 @@ def upscale_video(
     bar = Progress(progress, n_out, initial=done_frames)
     colour = info.color
     feed: _Feed | None = None
+    tiles = TileSize(tile, log=say)  # a tile halved after out-of-memory stays halved
     try:
         finished, last = 0, -2
         for k, seg in enumerate(pending):
@@ -657,7 +672,7 @@ def upscale_video(
             last = k
             nxt = pending[k + 1].context(ctx_l, ctx_r)[0] if k + 1 < len(pending) else n_in
             common: dict[str, Any] = dict(
-                keep_from=nxt, device=device, precision=precision, tile=tile,
+                keep_from=nxt, device=device, precision=precision, tile=tiles,
                 tile_overlap=tile_overlap, resize=(oh, ow) if resize else None, high=high,
                 rotation=rotation if mode == "folder" else 0,
                 writer_kw=dict(fps=out_rate, codec=enc, crf=crf, preset=preset,
@@ -671,7 +686,7 @@ def upscale_video(
                 _run_retime_segment(interp_fn, seg, plans[seg.index], rel, feed, path, **common)
             else:
                 _run_segment(net, seg, plans[seg.index], feed, path, ctx=(ctx_l, ctx_r),
-                             interpolate=interpolate, chunk=chunk, overlap=overlap, **common)
+                             chunk=chunk, overlap=overlap, **common)
             work.mark_done(seg.index, len(plans[seg.index]))
             trim()
             finished += 1
@@ -736,12 +751,11 @@ def _run_segment(
     *,
     keep_from: int,
     ctx: tuple[int, int],
-    interpolate: bool,
     device: str,
     precision: str,
     chunk: int,
     overlap: int,
-    tile: int | None,
+    tile: TileSize,
     tile_overlap: int,
     resize: tuple[int, int] | None,
     high: bool,
@@ -813,7 +827,7 @@ def _run_retime_segment(
     keep_from: int,
     device: str,
     precision: str,
-    tile: int | None,
+    tile: TileSize,
     tile_overlap: int,
     resize: tuple[int, int] | None,
     high: bool,

@@ -32,6 +32,7 @@ from torch import Tensor, nn
 
 from stvsr.errors import StvsrError
 from stvsr.infer.segments import Segment
+from stvsr.infer.tiling import TileSize
 
 __all__ = [
     "count_retimed",
@@ -143,12 +144,14 @@ def interpolate_batch(
     *,
     device: torch.device | str,
     precision: str,
-    tile: int | None,
+    tile: int | TileSize | None,
     tile_overlap: int,
 ) -> Tensor:
     """``interp`` on a batch of frame pairs ``(3, h, w)`` at times ``ts``, in inference mode at
     ``precision``, tiled when ``tile`` is given and with tiles halved on out-of-memory
-    (:func:`stvsr.infer.tiling.tiled_forward`). Returns ``(N, 3, h, w)`` float32 on the CPU."""
+    (:func:`stvsr.infer.tiling.tiled_forward`; they stay halved for later batches when ``tile``
+    is a shared :class:`~stvsr.infer.tiling.TileSize`). Returns ``(N, 3, h, w)`` float32 on
+    the CPU."""
     from stvsr.infer.runner import precision_context
     from stvsr.infer.tiling import tiled_forward
 

@@ -25,6 +25,7 @@ import torch
 from torch import nn
 
 from stvsr.errors import StvsrError
+from stvsr.infer.tiling import TileSize, tiled_forward
 
 PRECISIONS = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 
@@ -48,26 +49,32 @@ def make_forward(
     *,
     precision: str = "fp32",
     device: torch.device | str = "cpu",
-    tile: int | None = None,
+    tile: int | TileSize | None = None,
     tile_overlap: int = 16,
 ) -> Callable[[torch.Tensor], torch.Tensor]:
     """``fn(x)`` = the model's forward in inference mode, optionally tiled, at ``precision``.
 
-    ``x`` is ``(1, T, 3, h, w)`` on ``device``; the result is float32.
+    ``x`` is ``(1, T, 3, h, w)`` on ``device``; the result is float32. With a tile, every call
+    of ``fn`` shares one :class:`~stvsr.infer.tiling.TileSize` (``tile`` itself when it is one):
+    a tile halved after an out-of-memory error stays halved for the calls that follow.
     """
 
     def call(x: torch.Tensor) -> torch.Tensor:
         with torch.inference_mode(), precision_context(precision, device):
             return model(x).float()
 
-    if not tile:
+    if not _tiled(tile):
         return call
-    from stvsr.infer.tiling import tiled_forward
+    state = tile if isinstance(tile, TileSize) else TileSize(tile)
 
     def tiled(x: torch.Tensor) -> torch.Tensor:
-        return tiled_forward(call, x, scale=model.scale, tile=tile, overlap=tile_overlap)
+        return tiled_forward(call, x, scale=model.scale, tile=state, overlap=tile_overlap)
 
     return tiled
+
+
+def _tiled(tile: int | TileSize | None) -> bool:
+    return bool(tile.tile if isinstance(tile, TileSize) else tile)
 
 
 def restore_stream(
@@ -78,13 +85,15 @@ def restore_stream(
     chunk: int = 50,
     overlap: int = 8,
     precision: str = "fp32",
-    tile: int | None = None,
+    tile: int | TileSize | None = None,
     tile_overlap: int = 16,
 ) -> Iterator[torch.Tensor]:
     """Restore a stream of LR frames ``(3, h, w)`` in [0, 1]; yield outputs ``(3, s·h, s·w)``.
 
     Outputs are float32 on the CPU, not clamped. For ``spacetime`` models the stream has
-    ``2n - 1`` outputs for ``n`` inputs (output ``2i`` restores input ``i``).
+    ``2n - 1`` outputs for ``n`` inputs (output ``2i`` restores input ``i``). ``tile``: LR tile
+    size, or a :class:`~stvsr.infer.tiling.TileSize` shared with other streams of the same run
+    (a tile halved after an out-of-memory error then stays halved across them).
     """
     if chunk < 1 or overlap < 0:
         raise StvsrError("--chunk must be >= 1 and --overlap >= 0")
@@ -93,7 +102,7 @@ def restore_stream(
                       tile_overlap=tile_overlap)
     kind = model.kind
     if kind == "window":
-        yield from _windowed(model, fn, frames, device, precision, tiled=bool(tile))
+        yield from _windowed(model, fn, frames, device, precision, tiled=_tiled(tile))
         return
     if kind not in ("recurrent", "spacetime"):
         raise StvsrError(f"model kind {kind!r} cannot be run on a video")
@@ -132,10 +141,7 @@ def _windowed(
 
     from stvsr.infer.sliding import SlidingWindowRunner
 
-    params = inspect.signature(SlidingWindowRunner.__init__).parameters
-    if "forward" in params:
-        runner = SlidingWindowRunner(model, forward=fn, device=device, precision=precision)
-    elif not tiled and "precision" in inspect.signature(model.forward).parameters:
+    if not tiled and "precision" in inspect.signature(model.forward).parameters:
         runner = SlidingWindowRunner(model, device=device, precision=precision)
     else:
         runner = SlidingWindowRunner(_WindowAdapter(model, fn), device=device)

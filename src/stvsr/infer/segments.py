@@ -9,7 +9,10 @@ a run that was interrupted and resumed gives exactly the frames of an uninterrup
 
 ``manifest.json`` records what the work belongs to (input fingerprint, model and weights hash,
 options), the scan of the input (exact per-frame times and scene distances) and the finished
-segments. A manifest whose key differs from the current run is discarded with a warning.
+segments. A manifest whose key differs from the current run is discarded with a warning that
+names what changed, except when only the run's device, precision or deformable-conv
+implementation changed: then the rerun is refused (the new frames would not match the finished
+ones) with a one-line error that says how to resume or start over.
 """
 
 from __future__ import annotations
@@ -118,6 +121,20 @@ def _canon(obj: Any) -> str:
     return json.dumps(obj, sort_keys=True, default=str)
 
 
+def _changes(old: Any, new: Any, prefix: str = "") -> list[tuple[str, Any, Any]]:
+    """``(dotted path, old value, new value)`` for every leaf where two keys differ."""
+    if isinstance(old, dict) and isinstance(new, dict):
+        out: list[tuple[str, Any, Any]] = []
+        for k in sorted(set(old) | set(new), key=str):
+            out += _changes(old.get(k), new.get(k), f"{prefix}{k}.")
+        return out
+    return [] if _canon(old) == _canon(new) else [(prefix.rstrip("."), old, new)]
+
+
+def _show(value: Any) -> str:
+    return "none" if value is None else str(value)
+
+
 class WorkDir:
     """``OUTPUT.stvsr-work/``: segment files and ``manifest.json`` (written atomically)."""
 
@@ -126,24 +143,33 @@ class WorkDir:
         self.manifest_path = self.path / "manifest.json"
         self.manifest: dict[str, Any] = {}
 
-    def open(self, key: dict[str, Any]) -> bool:
-        """Load a manifest made with the same ``key`` (returns True: resuming) or start afresh
-        (a mismatching one is removed with a warning)."""
+    def open(self, key: dict[str, Any], *, refuse: str | None = None) -> bool:
+        """Load a manifest made with the same ``key`` (returns True: resuming) or start afresh:
+        a mismatching one is removed with a warning that names what changed. When only the
+        ``refuse`` section of the key changed (the device, precision and deformable-conv
+        implementation: the same command on another machine or setting, whose frames would
+        not match the finished ones) a :class:`VideoError` says so and nothing is removed."""
         if self.manifest_path.is_file():
             try:
                 old = json.loads(self.manifest_path.read_text())
             except (OSError, ValueError):
                 old = None
-            if (
-                isinstance(old, dict)
-                and old.get("version") == MANIFEST_VERSION
-                and _canon(old.get("key")) == _canon(key)
-            ):
-                self.manifest = old
-                self.merge_markers()
-                return True
+            new_key = json.loads(_canon(key))
+            if isinstance(old, dict) and old.get("version") == MANIFEST_VERSION:
+                changes = _changes(old.get("key"), new_key)
+                if not changes:
+                    self.manifest = old
+                    self.merge_markers()
+                    return True
+                if refuse is not None and all(p.split(".")[0] == refuse for p, _, _ in changes):
+                    raise VideoError(self._refusal(changes))
+                what = "; ".join(f"{p} {_show(a)} -> {_show(b)}" for p, a, b in changes[:4])
+                what += " ..." if len(changes) > 4 else ""
+            else:
+                what = "an older or unreadable manifest"
             warnings.warn(
-                f"{self.path} belongs to a different input or different options; starting over",
+                f"{self.path} belongs to a different input or different options ({what}); "
+                "starting over",
                 RuntimeWarning,
                 stacklevel=3,
             )
@@ -158,6 +184,22 @@ class WorkDir:
         self.save()
         return False
 
+    def _refusal(self, changes: list[tuple[str, Any, Any]]) -> str:
+        names = {"device": "device", "precision": "precision", "dcn": "deformable conv"}
+        old = ", ".join(f"{names.get(p.split('.')[-1], p)} {_show(a)}" for p, a, _ in changes)
+        new = ", ".join(f"{names.get(p.split('.')[-1], p)} {_show(b)}" for p, _, b in changes)
+        hints = []
+        for p, a, _ in changes:
+            field = p.split(".")[-1]
+            if field == "device" and a is not None:
+                hints.append(f"--device {str(a).split()[0]}")
+            elif field == "precision" and a is not None:
+                hints.append(f"--precision {a}")
+            elif field == "dcn" and a == "pure":
+                hints.append("STVSR_NATIVE=0")
+        again = f"rerun with {' '.join(hints)} to resume, or " if hints else ""
+        return (f"{self.path} was started with {old}, this run has {new}, and its frames would "
+                f"not match the finished ones: {again}delete {self.path} to start over")
     def save(self) -> None:
         tmp = self.manifest_path.with_suffix(".json.tmp")
         try:

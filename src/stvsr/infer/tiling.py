@@ -108,12 +108,38 @@ def _run_tiles(
     return out / wsum.clamp_min(1e-12)
 
 
+class TileSize:
+    """The tile size shared by the :func:`tiled_forward` calls of one run (``None``: untiled).
+
+    After an out-of-memory error :func:`tiled_forward` halves the tile and keeps the smaller size
+    here, so later calls (the next chunks and segments of a video) start from it instead of
+    failing again at the full size. Each halving is reported once: through ``log`` when given,
+    else as a :class:`RuntimeWarning`.
+    """
+
+    def __init__(self, tile: int | None, log: Callable[[str], None] | None = None) -> None:
+        self.tile = tile
+        self.log = log
+        self.halvings = 0
+
+    def shrink(self, old: int, new: int) -> None:
+        """Use ``new``-pixel tiles from now on (``old`` ran out of memory)."""
+        self.tile = new
+        self.halvings += 1
+        msg = (f"out of memory with {old}-pixel tiles; using {new}-pixel tiles for the rest of "
+               "the run")
+        if self.log is not None:
+            self.log(msg)
+        else:
+            warnings.warn(msg, RuntimeWarning, stacklevel=3)
+
+
 def tiled_forward(
     fn: Callable[[Tensor], Tensor],
     x: Tensor,
     *,
     scale: int,
-    tile: int | None,
+    tile: int | TileSize | None,
     overlap: int = 16,
     multiple: int = 4,
     min_tile: int = 32,
@@ -126,7 +152,9 @@ def tiled_forward(
             ``(B, T', 3, s·th, s·tw)`` (recurrent / space-time models).
         x: ``(B, T, 3, H, W)`` (any leading dims; tiling is over the last two).
         scale: spatial factor ``s`` of ``fn``.
-        tile: LR tile size (rounded down to a multiple of ``multiple``); ``None`` runs untiled.
+        tile: LR tile size (rounded down to a multiple of ``multiple``); ``None`` runs untiled;
+            a :class:`TileSize` shared by several calls remembers a tile halved after an
+            out-of-memory error for the calls that follow.
         overlap: LR overlap between neighbouring tiles (capped at half the tile).
         multiple: tile sizes are multiples of this (the model's size rule; 16 for ``hr_in``).
         min_tile: smallest tile tried after out-of-memory errors.
@@ -137,18 +165,19 @@ def tiled_forward(
     Returns:
         ``(B, 3, s·H, s·W)`` or ``(B, T', 3, s·H, s·W)``, float32.
 
-    On an out-of-memory error the tile is halved (a warning is issued once per call) and the whole
-    frame is redone, down to ``min_tile``; below that a :class:`StvsrError` is raised.
+    On an out-of-memory error the tile is halved (each halving is reported once, see
+    :class:`TileSize`) and the whole frame is redone, down to ``min_tile``; below that a
+    :class:`StvsrError` is raised.
     """
+    state = tile if isinstance(tile, TileSize) else TileSize(tile)
     h, w = x.shape[-2:]
-    cur = None if tile is None else _round_tile(int(tile), multiple)
-    warned = False
     while True:
+        cur = None if state.tile is None else _round_tile(int(state.tile), multiple)
         try:
             if cur is None or (cur >= h and cur >= w):
                 return fn(x).float()
             return _run_tiles(fn, x, scale, cur, overlap, margin)
-        except Exception as exc:  # noqa: BLE001 - only OOM is handled, everything else re-raised
+        except Exception as exc:
             if not is_oom(exc):
                 raise
             start = max(h, w) if cur is None else min(cur, max(h, w))
@@ -160,20 +189,7 @@ def tiled_forward(
                 ) from None
             if torch.cuda.is_available():
                 torch.cuda.empty_cache()
-            if not warned:
-                warnings.warn(
-                    f"out of memory with tile {start}; retrying with smaller tiles ({new})",
-                    RuntimeWarning,
-                    stacklevel=2,
-                )
-                warned = True
-            cur = new
+            state.shrink(start, new)
 
 
-def tiles_needed(h: int, w: int, tile: int, overlap: int) -> int:
-    """Number of tiles :func:`tiled_forward` runs for an ``h × w`` frame."""
-    ov = min(overlap, tile // 2)
-    return len(tile_starts(h, min(tile, h), ov)) * len(tile_starts(w, min(tile, w), ov))
-
-
-__all__ = ["is_oom", "tile_starts", "tiled_forward", "tiles_needed"]
+__all__ = ["TileSize", "is_oom", "tile_starts", "tiled_forward"]

@@ -265,7 +265,9 @@ class TSAFusion(nn.Module):
         t = len(aligned)
         a0 = aligned[0]
         b, c, h, w = a0.shape
-        emb_ref = conv_act(self.temporal_attn1, aligned[self.center_frame_idx]).float()
+        emb_ref = conv_act(self.temporal_attn1, aligned[self.center_frame_idx])
+        cdt = torch.promote_types(emb_ref.dtype, torch.float32)  # correlation: fp32 or fp64
+        emb_ref = emb_ref.to(cdt)
         if not torch.is_grad_enabled():
             # frame by frame, written straight into the concatenation: no (T*B, C, H, W) stack,
             # no separate product/cat/re-layout passes (same per-element maths)
@@ -274,14 +276,14 @@ class TSAFusion(nn.Module):
             feat_in = torch.empty(b, t * c, h, w, dtype=a0.dtype, device=a0.device,
                                   memory_format=fmt)
             for i, a in enumerate(aligned):
-                emb = conv_act(self.temporal_attn2, a).float()
+                emb = conv_act(self.temporal_attn2, a).to(cdt)
                 # per-pixel correlation with the centre, summed over channels in fp32
                 corr = (emb * emb_ref).sum(dim=1, keepdim=True)
                 prob = torch.sigmoid_(corr).to(a.dtype)
                 torch.mul(a, prob, out=feat_in[:, i * c : (i + 1) * c])
             return feat_in
         stack = torch.cat(list(aligned), dim=0)  # (T*B, C, H, W), frame-major
-        emb = conv_act(self.temporal_attn2, stack).float()
+        emb = conv_act(self.temporal_attn2, stack).to(cdt)
         # per-pixel correlation with the centre, summed over channels in fp32 (T*B, 1, H, W)
         corr = (emb.unflatten(0, (t, b)) * emb_ref).sum(dim=2, keepdim=True).flatten(0, 1)
         prob = torch.sigmoid(corr).to(stack.dtype)
@@ -498,7 +500,7 @@ class EDVR(nn.Module):
                 (3 extra maps per frame) so that later windows sharing the frame reuse them.
 
         Returns:
-            ``(B, 3, s·H, s·W)`` in float32.
+            ``(B, 3, s·H, s·W)`` in float32 (float64 for a float64 model).
         """
         if len(pyramids) != self.num_frames:
             raise StvsrError(
@@ -523,10 +525,11 @@ class EDVR(nn.Module):
             out = _conv_lrelu_shuffle(self.upconv2, out)
             out = conv_act(self.conv_hr, out, "lrelu")
             out = conv_act(self.conv_last, out)
-        base = self._pad(centre_lr.float())
+        dt = torch.promote_types(out.dtype, torch.float32)  # fp32 (also under autocast), fp64
+        base = self._pad(centre_lr.to(dt))
         if not self.hr_in:
             base = F.interpolate(base, scale_factor=4, mode="bilinear", align_corners=False)
-        out = out.float() + base
+        out = out.to(dt) + base
         s = self.scale
         return out[..., : s * h, : s * w].contiguous()
 

@@ -385,6 +385,24 @@ def backend_summary(model: nn.Module, device: str | torch.device = "cpu") -> str
     return f"deformable conv: pure PyTorch ({why})"
 
 
+def inference_impl(model: nn.Module, device: str | torch.device = "cpu") -> str | None:
+    """The deformable-conv implementation ``model``'s inference uses on ``device``: ``"pure"``,
+    ``"native"``, ``"torchvision"`` or the implementations set on the model (comma-separated);
+    None when it has none. Stable across runs (unlike :func:`backend_summary`'s reasons), so
+    it can be part of a key."""
+    impls = {m.impl for m in model.modules() if isinstance(m, ModulatedDeformConv2d)}
+    if not impls:
+        return None
+    if impls != {"auto"}:
+        return ",".join(sorted(impls))
+    dev = torch.device(device).type
+    if dev == "cuda" and _tv_deform_conv2d is not None:
+        return "torchvision"
+    if dev == "cpu" and native.available():
+        return "native"
+    return "pure"
+
+
 def _needs_grad(*tensors: Tensor | None) -> bool:
     """Whether autograd will record an op on these tensors (``None`` entries are skipped)."""
     return torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors)

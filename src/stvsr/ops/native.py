@@ -194,7 +194,7 @@ _pool: ThreadPoolExecutor | None = None
 
 def _executor(n: int) -> ThreadPoolExecutor:
     global _pool
-    if _pool is None or _pool._max_workers < n:  # noqa: SLF001
+    if _pool is None or _pool._max_workers < n:
         _pool = ThreadPoolExecutor(max_workers=n, thread_name_prefix="stvsr-dcn")
     return _pool
 

@@ -9,7 +9,7 @@ from typing import Any
 from stvsr.report.build import MAX_FRAMES
 
 
-def add_parser(sub) -> None:  # noqa: ANN001 - argparse's private subparsers type
+def add_parser(sub) -> None:  # sub: argparse's private subparsers type
     """Register ``stvsr report RESULT... -o report.html`` on the subparsers ``sub``."""
     p = sub.add_parser(
         "report", help="one self-contained HTML page from eval results and upscaled videos",

@@ -359,7 +359,7 @@ class Trainer(CheckpointMixin, LogMixin):
         if not _in_main_thread():
             return None
 
-        def handler(signum, frame):  # noqa: ARG001
+        def handler(signum, frame):
             if self._stop_requested:
                 raise KeyboardInterrupt
             self._stop_requested = True
