@@ -3,6 +3,7 @@ from a container's header or from a folder of images."""
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
@@ -20,8 +21,11 @@ class VideoInfo:
     """What a video file (or frame folder) holds.
 
     ``num_frames`` and ``duration`` come from the header and may be missing (``None``) or wrong:
-    use :func:`count_frames` for an exact count. ``rotation`` is the display-matrix rotation in
-    degrees (counter-clockwise, as FFmpeg reports it); frames are returned unrotated.
+    use :func:`count_frames` for an exact count. ``duration`` is the video stream's (for Matroska
+    from its ``DURATION`` tag, counted from the first frame); the whole file's, which other
+    streams may lengthen, only when the header has nothing else. ``rotation`` is the
+    display-matrix rotation in degrees (counter-clockwise, as FFmpeg reports it); frames are
+    returned unrotated.
     Colour fields are the tags as stored (``"unknown"`` when absent); :attr:`color` gives the
     values actually used for the conversion. ``start_time`` is the first frame's time on the
     container clock (frame times count from it).
@@ -121,6 +125,21 @@ def folder_info(path: Path, files: list[Path], fps: Fraction) -> VideoInfo:
     )
 
 
+_TAG_TIME = re.compile(r"\s*(\d+):(\d{1,2}):(\d{1,2}(?:\.\d+)?)\s*")
+
+
+def tag_end_time(stream: Any) -> Fraction | None:
+    """The end time (seconds, container clock) in a Matroska track's ``DURATION`` tag
+    (``HH:MM:SS.nnnnnnnnn``, written by FFmpeg's muxer); ``None`` without a readable one."""
+    for key, value in stream.metadata.items():
+        name = key.upper()
+        if name == "DURATION" or name.startswith("DURATION-"):
+            m = _TAG_TIME.fullmatch(str(value))
+            if m:
+                return int(m[1]) * 3600 + int(m[2]) * 60 + Fraction(m[3])
+    return None
+
+
 def container_info(path: Path, container: Any, stream: Any, first: Any | None) -> VideoInfo:
     """:class:`VideoInfo` of ``stream`` from its header and its first decoded frame."""
     ctx = stream.codec_context
@@ -128,16 +147,19 @@ def container_info(path: Path, container: Any, stream: Any, first: Any | None) -
     rate = stream.average_rate or stream.guessed_rate or stream.base_rate
     rate = clean_rate(Fraction(rate)) if rate else None
     num = int(stream.frames) if stream.frames else None
-    if stream.duration is not None:
-        duration: Fraction | None = stream.duration * tb
-    elif container.duration is not None:
-        duration = Fraction(container.duration, av.time_base)
-    else:
-        duration = None
     src = first if first is not None else ctx
     pix_fmt = first.format.name if first is not None else (ctx.pix_fmt or "unknown")
     # the first decoded frame defines time 0 (AVI with B-frames reports a start one tick early)
     start = first.pts if first is not None and first.pts is not None else (stream.start_time or 0)
+    end = tag_end_time(stream)
+    if stream.duration is not None:
+        duration: Fraction | None = stream.duration * tb
+    elif end is not None:  # Matroska: no stream duration, the container's covers every stream
+        duration = max(Fraction(0), end - Fraction(start) * tb)
+    elif container.duration is not None:
+        duration = Fraction(container.duration, av.time_base)
+    else:
+        duration = None
     audio = len(container.streams.audio)
     tags = tag_names(src)
     return VideoInfo(

@@ -5,6 +5,16 @@ A :class:`Muxer` writes ``.<name>.partial<ext>`` next to the target, holds the v
 its caller adds, copies (remuxes) the audio and subtitle streams of another file interleaved by
 time, declares the frame rate, and renames the file onto the target when finished.
 
+Copied packets keep their time relative to the source's first video frame, which is time 0 of
+the output. Formats without negative timestamps (Matroska, AVI, NUT) cannot hold a packet that
+starts before 0 (the AAC encoder's priming packet, which an MP4 edit list places at -1024
+samples, or one straddling an ``audio_range`` start): FFmpeg would shift the whole file so that
+it starts at 0 (``avoid_negative_ts``), the video included. Such packets are dropped instead
+(subtitles are trimmed to 0), so the video starts at 0 and the copied streams keep their sync
+(the first audio packet moves by less than one audio frame). A Matroska source's codec delay
+(its ``CodecDelay``, which lets the priming packet sit before 0) is carried over to a Matroska
+output, and packets down to it are kept.
+
 The declared rate reads back exactly from MP4 / MOV (the time base divides the frame period).
 Matroska can only store it as a DefaultDuration in whole nanoseconds, which FFmpeg's demuxer
 reduces to a fraction of terms at most 30000: 24000/1001 reads back exactly, 48000/1001 as
@@ -39,6 +49,10 @@ def output_time_base(path: Path, fps: Fraction, time_base: Fraction | None) -> F
     return time_base or Fraction(1, math.lcm(fps.numerator, 90000))
 
 
+def _is_matroska(container: Any) -> bool:
+    return "matroska" in container.format.name.split(",")
+
+
 class Muxer:
     """Write one output file: a video stream, copied audio / subtitle streams, atomic finish.
 
@@ -66,6 +80,11 @@ class Muxer:
         self._audio_pending: Any = None
         self._audio_map: dict[int, tuple[Any, int]] = {}
         self._audio_ref = Fraction(0)
+        # per copied stream: the lowest pts (stream time base) the output can hold; absent until
+        # the stream's first packet is seen, and never set where negative timestamps are allowed
+        self._lowest: dict[int, int] = {}
+        self._floored = False  # the output cannot store timestamps below 0
+        self._keeps_delay = False  # a Matroska source's codec delay carries over to the output
 
     # ---- opening -------------------------------------------------------------------------
     def open(
@@ -127,6 +146,8 @@ class Muxer:
         if self.audio_range is not None:
             ref += self.audio_range[0]
         self._audio_ref = ref
+        self._floored = not container.format.flags & av.format.Flags.ts_negative.value
+        self._keeps_delay = _is_matroska(container) and _is_matroska(src)
         supported = container.supported_codecs
         chosen = []
         for s in list(src.streams.audio) + list(src.streams.subtitles):
@@ -181,6 +202,7 @@ class Muxer:
                 if pkt.dts is None or pkt.size == 0 or pkt.stream.index not in self._audio_map:
                     continue
                 out, offset = self._audio_map[pkt.stream.index]
+                lowest = self._lowest_pts(pkt)
                 pkt.pts = pkt.pts - offset if pkt.pts is not None else None
                 pkt.dts = pkt.dts - offset
                 t = (pkt.pts if pkt.pts is not None else pkt.dts) * pkt.time_base
@@ -188,6 +210,8 @@ class Muxer:
                     continue  # ends before the video starts (a packet ending at 0 is pre-roll)
                 if end is not None and t >= end:
                     continue
+                if lowest is not None and not self._fit_floor(pkt, lowest):
+                    continue  # would start before what the format holds: it would shift the file
                 pkt.stream = out
                 self._audio_pending = pkt
             t = pkt.dts * pkt.time_base
@@ -195,6 +219,31 @@ class Muxer:
                 return
             self._audio_pending = None
             self.container.mux(pkt)
+
+    def _lowest_pts(self, pkt: Any) -> int | None:
+        """The lowest pts (before the offset to output time) the output holds for ``pkt`` 's
+        stream; ``None`` where negative timestamps are fine. Called with every packet, in order:
+        a stream's first packet carries its lowest time, so a negative one from a Matroska source
+        shows the codec delay that its ``CodecDelay`` (copied to a Matroska output) allows."""
+        if not self._floored:
+            return None
+        index = pkt.stream.index
+        if index not in self._lowest:
+            first = pkt.pts if pkt.pts is not None else pkt.dts
+            self._lowest[index] = min(0, first) if self._keeps_delay else 0
+        return self._lowest[index]
+
+    def _fit_floor(self, pkt: Any, lowest: int) -> bool:
+        """Whether ``pkt`` (in output time) starts at ``lowest`` or later; a subtitle that
+        starts earlier but ends later is trimmed to start at ``lowest``."""
+        start = min(pkt.dts, pkt.pts if pkt.pts is not None else pkt.dts)
+        if start >= lowest:
+            return True
+        if pkt.stream.type != "subtitle" or not pkt.duration or start + pkt.duration <= lowest:
+            return False
+        pkt.duration = start + pkt.duration - lowest
+        pkt.pts = pkt.dts = lowest
+        return True
 
     # ---- finishing -----------------------------------------------------------------------
     def finish(self) -> None:
