@@ -16,8 +16,11 @@ from stvsr.infer.defaults import DEFAULT_MODEL
 def _add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--weights", default="default",
                    help="checkpoint file or registered weights name (default: the preset's own)")
-    p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ... (default: cpu)")
-    p.add_argument("--precision", choices=["fp32", "bf16", "fp16"], default="fp32")
+    p.add_argument("--device", default="auto",
+                   help="auto, cpu, cuda, cuda:1, ... (default auto: CUDA when available)")
+    p.add_argument("--precision", choices=["fp32", "bf16", "fp16", "auto"], default="fp32",
+                   help="compute precision (default fp32; auto: bf16/fp16 on GPU, bf16 on CPUs "
+                        "with native bf16, else fp32)")
     p.add_argument("--chunk", type=int, default=None,
                    help="frames per chunk for recurrent/space-time models (bounded memory)")
     p.add_argument("--overlap", type=int, default=None, help="context frames on each side")
@@ -128,6 +131,10 @@ def _cmd_eval(args: argparse.Namespace) -> None:
     from stvsr.registry import is_untrained
 
     tune_cpu_allocator()  # feature maps reuse heap memory instead of faulting in fresh pages
+    from stvsr.infer.defaults import resolve_device, resolve_precision
+
+    args.device = resolve_device(args.device)
+    args.precision = resolve_precision(args.precision, args.device)
     extra = _model_args(args.model_arg)
     try:
         model = create_model(args.model, weights=args.weights, device=args.device, **extra)

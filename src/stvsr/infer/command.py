@@ -64,8 +64,11 @@ def run_upscale(args: argparse.Namespace) -> None:
     """Handle ``stvsr upscale`` (errors propagate as :class:`~stvsr.errors.StvsrError`).
     Started by ``torchrun`` or ``srun`` with several ranks, the ranks share the segments
     (:mod:`stvsr.infer.distributed`)."""
+    from stvsr.infer.defaults import resolve_device, resolve_precision
     from stvsr.infer.distributed import launch_env, run_ranked
 
+    args.device = resolve_device(args.device)
+    args.precision = resolve_precision(args.precision, args.device)
     env = launch_env()
     if env.world > 1 and args.dry_run:
         if env.rank == 0:
