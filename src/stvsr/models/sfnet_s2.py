@@ -271,7 +271,7 @@ register_model(
 HEAD_WEIGHTS = WeightsSpec(
     name="sfnet-s",
     filename="sfnet_s2_head.safetensors",
-    sha256="0000000000000000000000000000000000000000000000000000000000000000",
+    sha256="802b9329def1fd56baaf7bc31d4c58136eb1fef9cb1f8ffeefd8a9107fd91af3",
     license="Apache-2.0 (stvsr); backbone: official BasicVSR weights, Apache-2.0 (BasicSR)",
     packaged="pretrained/sfnet_s2_head.safetensors",
     description="sfnet-s v2 fusion head trained on the stvsr CPU corpus "
