@@ -4,7 +4,8 @@ A smooth synthetic clip is written (x264, keyframe every 8 frames), then for eac
 P the same command runs from a fresh Python: ``python -m stvsr upscale ...`` for P = 1 and
 ``python -m torch.distributed.run --standalone --nproc-per-node P -m stvsr upscale ...`` for
 P > 1, with ``OMP_NUM_THREADS=1`` (so P processes use P cores). The model defaults to
-``basicvsr`` with random weights (compute-bound, same cost as trained weights). Output is
+``basicvsr-vimeo-bi`` (official weights: every rank must build the same network; a randomly
+initialised preset differs per process and is refused). Output is
 lossless FFV1 and checked to be frame-identical across P. Reported: wall time of the whole
 command (process start and imports included), rank 0's own ``seconds`` (scan, segments and
 join, from its ``--progress json`` summary) and the speed-up over P = 1.
@@ -12,7 +13,8 @@ join, from its ``--progress json`` summary) and the speed-up over P = 1.
 Usage::
 
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/upscale_distributed.py [--procs 1 2]
-        [--frames 24] [--size 96x64] [--segment-frames 4] [--model basicvsr] [--json out.json]
+        [--frames 24] [--size 96x64] [--segment-frames 4] [--model basicvsr-vimeo-bi]
+        [--json out.json]
 
 The speed-up is bounded by the number of free cores: on a machine busy with other work the
 extra process competes for the same CPUs.
@@ -91,7 +93,7 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--frames", type=int, default=24)
     p.add_argument("--size", default="96x64", help="WxH of the input clip")
     p.add_argument("--segment-frames", type=int, default=4)
-    p.add_argument("--model", default="basicvsr")
+    p.add_argument("--model", default="basicvsr-vimeo-bi")
     p.add_argument("--json", default=None)
     args = p.parse_args(argv)
     sys.path.insert(0, str(REPO / "src"))
