@@ -43,36 +43,24 @@ The environment variable ``STVSR_INTERRUPT_AFTER_SEGMENTS=k`` raises ``KeyboardI
 after ``k`` segments of a run (a test hook that simulates Ctrl-C).
 """
 
+
 from __future__ import annotations
 
-import errno
-import hashlib
-import io
-import json
 import math
 import os
-import shutil
 import sys
-import tempfile
 import time
-import uuid
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from fractions import Fraction
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import av
-import numpy as np
-import torch
 from torch import nn
 
 from stvsr.data.video import (
     CODEC_ALIASES,
-    VIDEO_EXTENSIONS,
-    VideoInfo,
     VideoReader,
-    VideoWriter,
     concat_segments,
     count_frames,
 )
@@ -80,26 +68,36 @@ from stvsr.errors import StvsrError, VideoError
 from stvsr.infer.defaults import DEFAULT_MODEL, INTERPOLATION_MODEL
 from stvsr.infer.retime import (
     count_retimed,
-    interpolate_batch,
-    local_fraction,
     parse_rational,
     retime_plan,
     time_interpolator,
 )
-from stvsr.infer.runner import restore_stream
 from stvsr.infer.scenes import detect_cuts, frame_distance, luma_thumbnail
 from stvsr.infer.segments import (
-    Segment,
     WorkDir,
     input_fingerprint,
     output_plan,
     plan_segments,
 )
 from stvsr.infer.tiling import TileSize
-from stvsr.weights import sha256_file
 
 if TYPE_CHECKING:
     from stvsr.infer.distributed import Coordinator
+
+from stvsr.infer.execute import RETIME_BATCH, _Feed, _run_retime_segment, _run_segment
+from stvsr.infer.frames import frame_to_tensor, tensor_to_frame
+from stvsr.infer.plan import (
+    _assemble_folder,
+    _bound_malloc,
+    _check_output,
+    _disk_error,
+    _estimate,
+    _model_hash,
+    _out_bits,
+    _runtime_key,
+    _time_base,
+)
+from stvsr.infer.progress import Progress
 
 __all__ = ["CHUNK", "OVERLAP", "Progress", "frame_to_tensor", "tensor_to_frame", "upscale_video"]
 
@@ -108,295 +106,7 @@ __all__ = ["CHUNK", "OVERLAP", "Progress", "frame_to_tensor", "tensor_to_frame",
 CHUNK, OVERLAP = 30, 5
 #: Input frames per resumable segment (default: 4 chunks).
 SEGMENT_CHUNKS = 4
-#: Frame pairs interpolated in one call when retiming by a rational factor.
-RETIME_BATCH = 4
-_CONTAINER_FORMAT = {".mp4": "mp4", ".mov": "mov", ".mkv": "matroska", ".avi": "avi"}
 _INTERRUPT_ENV = "STVSR_INTERRUPT_AFTER_SEGMENTS"
-
-
-def frame_to_tensor(rgb: np.ndarray) -> torch.Tensor:
-    """``(H, W, 3)`` uint8/uint16 array → ``(3, H, W)`` float32 in [0, 1]."""
-    peak = 65535.0 if rgb.dtype == np.uint16 else 255.0
-    t = torch.from_numpy(rgb.astype(np.float32) if rgb.dtype == np.uint16 else rgb)
-    return t.permute(2, 0, 1).float().div_(peak)
-
-
-def tensor_to_frame(x: torch.Tensor, high: bool = False) -> np.ndarray:
-    """``(3, H, W)`` float → ``(H, W, 3)`` uint8 (or uint16 on 0-65535 when ``high``)."""
-    peak = 65535.0 if high else 255.0
-    y = x.detach().float().clamp(0, 1).mul(peak).round().permute(1, 2, 0).contiguous().numpy()
-    return y.astype(np.uint16 if high else np.uint8)
-
-
-# --------------------------------------------------------------------------------------------
-# Progress
-# --------------------------------------------------------------------------------------------
-
-
-class Progress:
-    """Frames done / total, fps and ETA: a tqdm bar (``"bar"``), JSON lines on stderr
-    (``"json"``: ``{"stage", "frames_done", "total", "fps", "eta_s"}``) or nothing (``"none"``)."""
-
-    def __init__(self, mode: str, total: int, *, initial: int = 0, stage: str = "upscale",
-                 stream: Any = None) -> None:
-        if mode not in ("bar", "json", "none"):
-            raise StvsrError(f"unknown progress mode {mode!r}; use bar, json or none")
-        self.mode, self.total, self.done, self.stage = mode, total, initial, stage
-        self.initial = initial
-        self.stream = stream if stream is not None else sys.stderr
-        self.t0 = time.perf_counter()
-        self._last_emit = 0.0
-        self._bar = None
-        if mode == "bar":
-            from tqdm import tqdm
-
-            self._bar = tqdm(total=total, initial=initial, unit="frame", desc=stage,
-                             file=self.stream, dynamic_ncols=True)
-
-    @property
-    def fps(self) -> float:
-        return (self.done - self.initial) / max(time.perf_counter() - self.t0, 1e-9)
-
-    def update(self, n: int = 1) -> None:
-        self.done += n
-        if self._bar is not None:
-            self._bar.update(n)
-        elif self.mode == "json":
-            now = time.perf_counter()
-            if now - self._last_emit >= 0.5 or self.done >= self.total:
-                self._last_emit = now
-                self.emit()
-
-    def emit(self) -> None:
-        fps = self.fps
-        eta = (self.total - self.done) / fps if fps > 0 else None
-        line = {"stage": self.stage, "frames_done": self.done, "total": self.total,
-                "fps": round(fps, 3), "eta_s": None if eta is None else round(eta, 1)}
-        print(json.dumps(line), file=self.stream, flush=True)
-
-    def close(self) -> None:
-        if self._bar is not None:
-            self._bar.close()
-            self._bar = None
-        elif self.mode == "json" and self.done < self.total:
-            self.emit()
-
-
-# --------------------------------------------------------------------------------------------
-# Input feed
-# --------------------------------------------------------------------------------------------
-
-
-class _Feed:
-    """Forward-only frame source by input index, keeping a few frames for the next segment's
-    left context (at most ``hi - keep_from`` frames)."""
-
-    def __init__(self, reader: VideoReader, first: int, times: list[Fraction]) -> None:
-        self.reader, self.times = reader, times
-        self.iter = iter(reader)
-        self.next = first
-        self.cache: dict[int, np.ndarray] = {}
-        self.tol = Fraction(1, 2) / reader.info.frame_rate if reader.info.frame_rate else (
-            reader.info.time_base)
-
-    def _read(self) -> None:
-        try:
-            frame = next(self.iter)
-        except StopIteration:
-            raise VideoError(
-                f"{self.reader.path} ended at frame {self.next} but the scan found "
-                f"{len(self.times)} frames; was the input changed during the run?"
-            ) from None
-        expected = self.times[self.next]
-        if abs(frame.time - expected) > max(self.tol, Fraction(1, 1000)):
-            raise VideoError(
-                f"{self.reader.path}: frame {self.next} is at {float(frame.time):.4f} s, the scan "
-                f"said {float(expected):.4f} s; delete the work folder and run again"
-            )
-        self.cache[self.next] = frame.rgb
-        self.next += 1
-
-    def frames(self, lo: int, hi: int, keep_from: int) -> Iterator[np.ndarray]:
-        """Yield input frames ``lo .. hi-1``; afterwards only frames ``>= keep_from`` are kept."""
-        for k in [k for k in self.cache if k < lo]:
-            del self.cache[k]
-        for i in range(lo, hi):
-            while self.next <= i:
-                self._read()
-                if self.next - 1 < lo:  # frames of segments finished in an earlier run
-                    del self.cache[self.next - 1]
-            if i not in self.cache:
-                raise VideoError(f"internal error: input frame {i} was dropped")  # pragma: no cover
-            rgb = self.cache[i]
-            if i < keep_from:
-                del self.cache[i]
-            yield rgb
-
-    def close(self) -> None:
-        self.reader.close()
-
-
-# --------------------------------------------------------------------------------------------
-# Helpers
-# --------------------------------------------------------------------------------------------
-
-
-def _check_output(output: Path, input_path: Path, codec: str) -> str:
-    """Validate the output path and codec; returns ``"video"`` or ``"folder"``."""
-    if output.resolve() == input_path.resolve():
-        raise StvsrError("the output path is the input path; choose another output")
-    suffix = output.suffix.lower()
-    if suffix in VIDEO_EXTENSIONS:
-        mode = "video"
-    elif suffix == "" or output.is_dir():
-        mode = "folder"
-    else:
-        raise StvsrError(
-            f"unsupported output {output.name!r}: use {' '.join(sorted(VIDEO_EXTENSIONS))} "
-            "or a name without extension for a folder of PNG frames"
-        )
-    if codec.lower() not in CODEC_ALIASES:
-        raise StvsrError(f"unsupported codec {codec!r}; use libx264, libx265 or ffv1")
-    if mode == "video":
-        enc = CODEC_ALIASES[codec.lower()]
-        with av.open(io.BytesIO(), "w", format=_CONTAINER_FORMAT[suffix]) as probe_c:
-            if enc not in probe_c.supported_codecs:
-                raise StvsrError(f"{enc} cannot be stored in {suffix}; use .mkv")
-    parent = output.absolute().parent
-    if not parent.is_dir():
-        raise VideoError(f"output folder does not exist: {parent} (create it first)")
-    try:
-        with tempfile.NamedTemporaryFile(dir=parent, prefix=".stvsr-probe-"):
-            pass
-    except OSError as exc:
-        raise VideoError(
-            f"output folder is not writable: {parent} ({exc.strerror or exc}); "
-            "choose another output path"
-        ) from None
-    return mode
-
-
-def _model_hash(net: nn.Module) -> str:
-    src = getattr(net, "weights_source", None)
-    if src and Path(src).is_file():
-        return "sha256:" + sha256_file(src)
-    h = hashlib.sha256(type(net).__qualname__.encode())
-    for k, v in net.state_dict().items():
-        h.update(k.encode())
-        h.update(v.detach().cpu().contiguous().numpy().tobytes())
-    return "state:" + h.hexdigest()
-
-
-def _runtime_key(net: nn.Module, device: str, precision: str) -> dict[str, Any]:
-    """What the run's frames depend on besides the input, model and options: the device (its
-    type, and the GPU model), the precision and the deformable-conv implementation."""
-    from stvsr.ops.dcn import inference_impl
-
-    dev = torch.device(device)
-    where = dev.type
-    if dev.type == "cuda" and torch.cuda.is_available():
-        where += f" ({torch.cuda.get_device_name(dev)})"
-    return {"device": where, "precision": precision, "dcn": inference_impl(net, dev)}
-
-
-def _time_base(times: list[Fraction], rate: Fraction) -> Fraction | None:
-    """``1 / L`` with every time a multiple (exact timestamps), or ``None`` if L is too large."""
-    lcm = math.lcm(90000, rate.numerator)
-    for t in times:
-        lcm = math.lcm(lcm, t.denominator)
-        if lcm > 2**30:
-            return None
-    return Fraction(1, lcm)
-
-
-def _out_bits(info: VideoInfo, pix_fmt: str | None) -> bool:
-    """True when the output keeps more than 8 bits."""
-    if pix_fmt:
-        try:
-            return int(av.VideoFormat(pix_fmt).components[0].bits) > 8
-        except (ValueError, av.FFmpegError):
-            raise StvsrError(f"unknown pixel format {pix_fmt!r}") from None
-    return info.bit_depth > 8
-
-
-def _estimate(net: nn.Module, info: VideoInfo, fn_kwargs: dict[str, Any], chunk: int,
-              overlap: int, out_hw: tuple[int, int], held: int | None = None
-              ) -> dict[str, float]:
-    """Seconds per input frame from a timed forward pass on a small crop, scaled by pixel count;
-    peak memory from the frames held at once × (input + features + output)."""
-    h, w = info.height, info.width
-    ch, cw = min(h, 64), min(w, 64)
-    t = 3 if net.kind != "window" else int(net.num_frames)
-    x = torch.rand(1, max(t, 2), 3, ch, cw)
-    dev = fn_kwargs["device"]
-    with torch.inference_mode():
-        net(x.to(dev))  # warm-up
-        t0 = time.perf_counter()
-        net(x.to(dev))
-        dt = time.perf_counter() - t0
-    per_frame = dt / (1 if net.kind == "window" else x.shape[1]) * (h * w) / (ch * cw)
-    if held is None:  # input frames held at once
-        held = int(net.num_frames) if net.kind == "window" else chunk + 2 * overlap
-    feat = int(getattr(net, "mid_channels", getattr(net, "num_feat", 64)) or 64)
-    oh, ow = out_hw
-    mem = held * (h * w * (3 + 2 * feat) + oh * ow * 3 * 2) * 4
-    return {"seconds_per_input_frame": per_frame, "memory_bytes": float(mem)}
-
-
-def _rotate(rgb: np.ndarray, rotation: int) -> np.ndarray:
-    """Rotate by the display-matrix angle (degrees counter-clockwise) so the frame is upright."""
-    k = (rotation // 90) % 4
-    return np.ascontiguousarray(np.rot90(rgb, k=k)) if k else rgb
-
-
-def _assemble_folder(segments: list[Path], output: Path) -> int:
-    """Move the PNGs of the segment folders into ``output`` (numbered from 0), atomically."""
-    partial = output.with_name(f".{output.name}.partial")
-    if partial.exists():
-        shutil.rmtree(partial)
-    partial.mkdir()
-    n = 0
-    for seg in segments:
-        for f in sorted(seg.glob("*.png")):
-            os.replace(f, partial / f"{n:08d}.png")
-            n += 1
-    old = None
-    if output.exists():
-        old = output.with_name(f".{output.name}.old-{uuid.uuid4().hex[:8]}")
-        os.replace(output, old)
-    os.replace(partial, output)
-    if old is not None:
-        if old.is_dir():
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            old.unlink(missing_ok=True)
-    return n
-
-
-def _bound_malloc() -> Callable[[], None]:
-    """On glibc, cap the number of malloc arenas (each encoder / decoder thread would otherwise
-    keep its own heap of freed frame buffers, so peak RSS crept up with the number of segments)
-    and return a function that gives freed heap memory back to the OS; a no-op elsewhere."""
-    try:
-        import ctypes
-
-        libc = ctypes.CDLL("libc.so.6")
-        libc.mallopt(-8, 2)  # M_ARENA_MAX
-        return lambda: libc.malloc_trim(0)
-    except (OSError, AttributeError):
-        return lambda: None
-
-
-def _disk_error(exc: BaseException, where: Path) -> StvsrError:
-    text = str(exc)
-    if isinstance(exc, OSError) and exc.errno == errno.ENOSPC or "No space left" in text:
-        return VideoError(
-            f"disk full while writing {where}; free space and run the same command again to "
-            "resume (finished segments are kept)"
-        )
-    if isinstance(exc, StvsrError):
-        return exc
-    return VideoError(f"cannot write {where}: {text}")
 
 
 # --------------------------------------------------------------------------------------------
@@ -740,174 +450,3 @@ def upscale_video(
         "seconds": seconds, "seconds_model": seconds_model,
         "frames_per_second": (n_out - done_frames) / max(seconds, 1e-9),
     }
-
-
-def _run_segment(
-    net: nn.Module,
-    seg: Segment,
-    plan: list[tuple[str, int, Fraction]],
-    feed: _Feed,
-    path: Path,
-    *,
-    keep_from: int,
-    ctx: tuple[int, int],
-    device: str,
-    precision: str,
-    chunk: int,
-    overlap: int,
-    tile: TileSize,
-    tile_overlap: int,
-    resize: tuple[int, int] | None,
-    high: bool,
-    rotation: int,
-    writer_kw: dict[str, Any],
-    bar: Progress,
-) -> None:
-    """Restore segment ``seg`` (with context) and encode its outputs to ``path``."""
-    lo, hi = seg.context(*ctx)
-    spacetime = net.kind == "spacetime"
-    single = hi - lo == 1 and net.kind != "window"
-
-    def inputs() -> Iterator[torch.Tensor]:
-        for rgb in feed.frames(lo, hi, keep_from):
-            x = frame_to_tensor(rgb)
-            yield x
-            if single:  # one-frame shot: run the model on (x, x) and keep output 0
-                yield x
-
-    stream = restore_stream(net, inputs(), device=device, chunk=chunk, overlap=overlap,
-                            precision=precision, tile=tile, tile_overlap=tile_overlap)
-    # map stream outputs to (what, input index)
-    def labelled() -> Iterator[tuple[str, int, torch.Tensor]]:
-        for j, out in enumerate(stream):
-            if single:
-                if j == 0:
-                    yield "frame", lo, out
-                continue
-            if spacetime:
-                yield ("frame" if j % 2 == 0 else "mid"), lo + j // 2, out
-            else:
-                yield "frame", lo + j, out
-
-    wanted = {(what, i): t for what, i, t in plan}
-    writer = VideoWriter(path, **writer_kw)
-    with warnings.catch_warnings():
-        if path.suffix == "":
-            warnings.filterwarnings("ignore", message="PNG frame output has no audio")
-        with writer:
-            for what, i, out in labelled():
-                if (what, i) not in wanted and not (what == "frame" and ("dup", i) in wanted):
-                    continue
-                if resize is not None:
-                    from stvsr.ops.resize import imresize
-
-                    out = imresize(out.float(), size=resize)
-                rgb = _rotate(tensor_to_frame(out, high), rotation)
-                if (what, i) in wanted:
-                    writer.write(rgb, time=wanted[(what, i)])
-                    bar.update(1)
-                if what == "frame" and ("dup", i) in wanted:
-                    writer.write(rgb, time=wanted[("dup", i)])
-                    bar.update(1)
-                del out, rgb  # hold no output while the next chunk is computed
-            if writer.frames_written != len(plan):
-                raise VideoError(
-                    f"segment {seg.index} produced {writer.frames_written} of {len(plan)} frames"
-                )
-
-
-def _run_retime_segment(
-    interp: Callable[..., torch.Tensor],
-    seg: Segment,
-    plan: list[tuple[str, int, Fraction]],
-    times: list[Fraction],
-    feed: _Feed,
-    path: Path,
-    *,
-    keep_from: int,
-    device: str,
-    precision: str,
-    tile: TileSize,
-    tile_overlap: int,
-    resize: tuple[int, int] | None,
-    high: bool,
-    rotation: int,
-    writer_kw: dict[str, Any],
-    bar: Progress,
-) -> None:
-    """Write the outputs of a :func:`~stvsr.infer.retime.retime_plan` of ``seg`` to ``path``:
-    input frames copied, the others interpolated in batches of :data:`RETIME_BATCH` pairs.
-    ``times`` are the input times the plan was made from. At most two input frames (plus the
-    pairs of one batch) are held."""
-    lo, hi = seg.context(0, 1)
-    source = feed.frames(lo, hi, keep_from)
-    held: dict[int, tuple[np.ndarray, torch.Tensor | None]] = {}
-    loaded = lo - 1
-
-    def frame(i: int) -> tuple[np.ndarray, torch.Tensor | None]:
-        nonlocal loaded
-        while loaded < i:
-            held[loaded + 1] = (next(source), None)
-            loaded += 1
-        return held[i]
-
-    def tensor(i: int) -> torch.Tensor:
-        rgb, x = frame(i)
-        if x is None:
-            x = frame_to_tensor(rgb)
-            held[i] = (rgb, x)
-        return x
-
-    def emit(writer: VideoWriter, g: Fraction, *, rgb: np.ndarray | None = None,
-             x: torch.Tensor | None = None) -> None:
-        """Write input frame ``rgb`` (as it is when no resize or bit-depth change is asked
-        for) or the float frame ``x``."""
-        if rgb is None or resize is not None or (rgb.dtype == np.uint16) != high:
-            if x is None:
-                assert rgb is not None
-                x = frame_to_tensor(rgb)
-            if resize is not None:
-                from stvsr.ops.resize import imresize
-
-                x = imresize(x.float(), size=resize)
-            rgb = tensor_to_frame(x, high)
-        writer.write(_rotate(rgb, rotation), time=g)
-        bar.update(1)
-
-    writer = VideoWriter(path, **writer_kw)
-    batch: list[tuple[int, Fraction]] = []
-
-    def flush() -> None:
-        if not batch:
-            return
-        mids = interpolate_batch(
-            interp, [tensor(i) for i, _ in batch], [tensor(i + 1) for i, _ in batch],
-            [local_fraction(times, i, g) for i, g in batch], device=device,
-            precision=precision, tile=tile, tile_overlap=tile_overlap)
-        for (_, g), mid in zip(batch, mids, strict=True):
-            emit(writer, g, x=mid)
-        batch.clear()
-
-    with warnings.catch_warnings():
-        if path.suffix == "":
-            warnings.filterwarnings("ignore", message="PNG frame output has no audio")
-        with writer:
-            for what, i, g in plan:
-                # the plan only moves forward: frames before the ones it needs can go
-                for j in [j for j in held if j < i and all(j < b for b, _ in batch)]:
-                    del held[j]
-                if what == "frame":
-                    flush()
-                    emit(writer, g, rgb=frame(i)[0])
-                else:
-                    frame(i + 1)
-                    batch.append((i, g))
-                    if len(batch) >= RETIME_BATCH:
-                        flush()
-            flush()
-            for _ in source:  # the rest of the decode range (keeps the feed's cache in step)
-                pass
-            if writer.frames_written != len(plan):
-                raise VideoError(
-                    f"segment {seg.index} produced {writer.frames_written} of {len(plan)} frames"
-                )
