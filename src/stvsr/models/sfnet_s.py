@@ -163,25 +163,11 @@ def export_head(checkpoint: str | Path, out: str | Path) -> str:
     The backbone must be the official :data:`BACKBONE_WEIGHTS` (checked tensor by tensor),
     since that is what a head-only file is completed with on load. Returns the file's sha256.
     """
-    from safetensors.torch import save_file
+    from stvsr.weights import export_trained_part, local_path, read_checkpoint
 
-    from stvsr.weights import local_path, read_checkpoint, sha256_file
-
-    state = read_checkpoint(checkpoint)
     backbone = read_checkpoint(local_path(BACKBONE_WEIGHTS))
-    for k, v in backbone.items():
-        mine = state.get(f"vsr.{k}")
-        if mine is None or not torch.equal(mine.to(v.dtype), v):
-            raise StvsrError(f"{checkpoint}: vsr.{k} differs from the official "
-                             f"{BACKBONE_WEIGHTS.name} weights; a head-only export would not "
-                             "reproduce this model")
-    head = {k: v.contiguous() for k, v in state.items() if k.startswith("head.")}
-    if not head:
-        raise StvsrError(f"{checkpoint} has no head.* tensors; is it an sfnet-s checkpoint?")
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    save_file(head, str(out), {"backbone": BACKBONE_WEIGHTS.name, "source": Path(checkpoint).name})
-    return sha256_file(out)
+    return export_trained_part(checkpoint, out, {f"vsr.{k}": v for k, v in backbone.items()},
+                               metadata={"backbone": BACKBONE_WEIGHTS.name})
 
 
 HEAD_V1_WEIGHTS = WeightsSpec(

@@ -243,25 +243,11 @@ def export_head(checkpoint: str | Path, out: str | Path, model: SFNetS2 | None =
     The frozen parts must equal the official weights (checked tensor by tensor), since that is
     what a head-only file is completed with on load. Returns the file's sha256.
     """
-    from safetensors.torch import save_file
+    from stvsr.weights import export_trained_part
 
-    from stvsr.weights import read_checkpoint, sha256_file
-
-    state = read_checkpoint(checkpoint)
-    model = model or SFNetS2()
-    for k, v in pretrained_parts(model).items():
-        mine = state.get(k)
-        if mine is None or not torch.equal(mine.to(v.dtype), v):
-            raise StvsrError(f"{checkpoint}: {k} differs from the official weights; a "
-                             "head-only export would not reproduce this model")
-    head = {k: v.contiguous() for k, v in state.items() if k.startswith("head.")}
-    if not head:
-        raise StvsrError(f"{checkpoint} has no head.* tensors; is it an sfnet-s checkpoint?")
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    save_file(head, str(out), {"backbone": ",".join(w.name for w in BACKBONE_WEIGHTS.values()),
-                               "source": Path(checkpoint).name})
-    return sha256_file(out)
+    names = ",".join(w.name for w in BACKBONE_WEIGHTS.values())
+    return export_trained_part(checkpoint, out, pretrained_parts(model or SFNetS2()),
+                               metadata={"backbone": names})
 
 
 register_model(
