@@ -10,7 +10,7 @@ import torch
 from torch.nn import functional as F  # noqa: N812
 
 from stvsr.errors import StvsrError
-from stvsr.ops import dcn
+from stvsr.ops import dcn, dcn_sampling
 from stvsr.ops.dcn import DCNv2Pack, ModulatedDeformConv2d, modulated_deform_conv2d
 
 
@@ -363,7 +363,7 @@ def test_dcnv2pack_channels_last_packed_path(monkeypatch, caplog, grad):
     """Channels-last, batch 1, no autograd: offsets and mask logits are read as one packed,
     transposed block per row chunk (several chunks here) and still match the naive reference;
     with autograd the generic path gives the same numbers; the |offset| warning still fires."""
-    monkeypatch.setitem(dcn._CHUNK_BYTES, "cpu", 4000)
+    monkeypatch.setitem(dcn_sampling._CHUNK_BYTES, "cpu", 4000)
     torch.manual_seed(3)
     m = DCNv2Pack(8, 6, 3, padding=1, deformable_groups=2).double()
     with torch.no_grad():

@@ -6,7 +6,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F  # noqa: N812
 
-from stvsr.ops.dcn import conv_act, has_forward_hooks
+from stvsr.ops.fused import conv_act, has_forward_hooks
 
 
 def default_init(module: nn.Module, scale: float = 1.0) -> None:

@@ -30,13 +30,8 @@ from torch.nn import functional as F  # noqa: N812
 
 from stvsr.errors import StvsrError
 from stvsr.models.blocks import ResidualBlockNoBN, make_layer, run_res_blocks
-from stvsr.ops.dcn import (
-    DCNv2Pack,
-    conv_act,
-    has_forward_hooks,
-    param_version,
-    weight_format,
-)
+from stvsr.ops.dcn import DCNv2Pack
+from stvsr.ops.fused import conv_act, has_forward_hooks, param_version, weight_format
 from stvsr.registry import register_model
 
 Pyramid = tuple[Tensor, Tensor, Tensor]

@@ -39,7 +39,7 @@ from stvsr.errors import StvsrError
 from stvsr.models.basicvsr import VIMEO_BI_WEIGHTS, BasicVSR
 from stvsr.models.blocks import ResidualBlockNoBN, make_layer
 from stvsr.models.rife import RIFE, RIFE_WEIGHTS
-from stvsr.models.sfnet import DistantFetch, StoreEntry
+from stvsr.models.sfnet_fetch import DistantFetch, StoreEntry
 from stvsr.ops.flow import flow_warp, midpoint_motion, resize_flow
 from stvsr.registry import register_model
 from stvsr.weights import WeightsSpec
