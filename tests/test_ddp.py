@@ -49,6 +49,7 @@ def _worker(rank: int, world: int, port: int, root: str, out: str, result: str) 
     if rank == 0:
         torch.save(grads, result)
     if dist.is_initialized():
+        dist.barrier()  # both ranks are done with their collectives before gloo is torn down
         dist.destroy_process_group()
 
 
