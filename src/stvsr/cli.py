@@ -26,6 +26,9 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--overlap", type=int, default=None, help="context frames on each side")
     p.add_argument("--tile", type=int, default=None,
                    help="process frames in LR tiles of this size (overlapping, seamless)")
+    p.add_argument("--self-ensemble", type=int, choices=[1, 2, 4, 8, 16], default=1,
+                   metavar="N", help="average N flipped/transposed runs (16: the 8 dihedral ones "
+                                     "and each time-reversed); N times slower, sharper (default 1)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
@@ -144,6 +147,10 @@ def _cmd_eval(args: argparse.Namespace) -> None:
         from stvsr.errors import StvsrError
 
         raise StvsrError(f"--model-arg does not fit {args.model}: {exc}") from None
+    if args.self_ensemble > 1:
+        from stvsr.infer.ensemble import self_ensemble
+
+        model = self_ensemble(model, args.self_ensemble)
     if is_untrained(model):
         print(f"warning: {args.model} has no trained weights (random initialisation); "
               "pass --weights FILE for meaningful scores", file=sys.stderr)

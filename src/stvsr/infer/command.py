@@ -97,7 +97,8 @@ def _run_upscale(args: argparse.Namespace, coordinator: Any = None) -> None:
         end=args.end, segment_frames=args.segment_frames,
         scene_detect=not args.no_scene_detect, scene_threshold=args.scene_threshold,
         fps_for_folders=Fraction(args.fps).limit_denominator(1001), progress=progress,
-        dry_run=args.dry_run, log=say, coordinator=coordinator)
+        dry_run=args.dry_run, log=say, coordinator=coordinator,
+        self_ensemble=getattr(args, "self_ensemble", 1))
     if coordinator is not None:
         if not coordinator.is_main:
             return

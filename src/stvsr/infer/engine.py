@@ -144,6 +144,7 @@ def upscale_video(
     dry_run: bool = False,
     log: Callable[[str], None] | None = None,
     coordinator: Coordinator | None = None,
+    self_ensemble: int = 1,
 ) -> dict[str, Any]:
     """Restore ``input`` (video file or image folder) into ``output`` (video file, or a folder of
     PNGs when it has no video extension). Returns a summary dict.
@@ -157,6 +158,8 @@ def upscale_video(
     (e.g. ``"60000/1001"``) instead sets the factor to ``output_fps / input rate``.
     ``progress``: ``"bar"``, ``"json"`` or ``"none"`` (``True``/``False`` = bar/none).
     ``dry_run`` prints and returns the plan and an estimate of time and memory, writing nothing.
+    ``self_ensemble``: average that many flipped / transposed (16: also time-reversed) runs of
+    the model (:mod:`stvsr.infer.ensemble`; that many times slower).
     ``coordinator``: this process is one rank of many sharing the segments
     (:mod:`stvsr.infer.distributed`); only rank 0 joins and returns the full summary.
     See the module docstring for the pipeline, resume and colour handling.
@@ -213,6 +216,14 @@ def upscale_video(
             "between its inputs (factor 2)"
         )
     retime = interp_fn is not None  # any rational factor on the exact output grid
+    if self_ensemble > 1:
+        if retime:
+            raise StvsrError("--self-ensemble works with --fps-factor 1 or 2 only; drop it to "
+                             f"retime by {factor}")
+        from stvsr.infer.ensemble import self_ensemble as ensemble
+
+        net = ensemble(net, self_ensemble)
+        name = net.preset
     interpolate = spacetime and factor == 2 and not retime
     chunk = chunk or CHUNK
     overlap = OVERLAP if overlap is None else overlap
@@ -297,6 +308,7 @@ def upscale_video(
         "scale": out_scale, "codec": enc, "crf": crf,
         "fps_factor": int(factor) if factor.denominator == 1 else str(factor),
         "preset": preset, "pix_fmt": pix_fmt, "lossless": lossless, "tile": tile,
+        "self_ensemble": self_ensemble,
         "tile_overlap": tile_overlap, "chunk": chunk,
         "overlap": overlap, "segment_frames": seg_len, "start": start, "end": end,
         "scene_detect": scene_detect, "scene_threshold": scene_threshold,
