@@ -104,6 +104,7 @@ def test_upscale_with_self_ensemble_writes_the_ensemble_frames(tmp_path):
     the written frames are the rounded frames of the ensemble run directly."""
     from stvsr.data.video import read_image, write_image
     from stvsr.infer.engine import tensor_to_frame, upscale_video
+    from stvsr.infer.ensemble import self_ensemble
 
     rng = np.random.default_rng(0)
     src = tmp_path / "in"
@@ -115,7 +116,7 @@ def test_upscale_with_self_ensemble_writes_the_ensemble_frames(tmp_path):
     upscale_video(src, out, model=_Asym(), self_ensemble=4, progress=False,
                       scene_detect=False, log=lambda _: None)
     x = torch.stack([torch.from_numpy(f).permute(2, 0, 1).float() / 255 for f in frames])
-    want = SelfEnsemble(_Asym(), 4)(x.unsqueeze(0))[0]
+    want = self_ensemble(_Asym(), 4)(x.unsqueeze(0))[0]
     files = sorted(out.glob("*.png"))
     assert len(files) == 5
     for k, f in enumerate(files):
@@ -133,3 +134,15 @@ def test_self_ensemble_refuses_retiming(tmp_path):
     with pytest.raises(StvsrError, match="self-ensemble"):
         upscale_video(src, tmp_path / "out", model="rife", scale=1, fps_factor="5/2",
                       self_ensemble=2, weights=None, progress=False, log=lambda _: None)
+
+
+def test_cli_sizes_put_time_reversal_first():
+    from stvsr.infer.ensemble import self_ensemble
+
+    net = _Asym()
+    assert self_ensemble(net, 1) is net
+    for n, k in ((2, 1), (4, 2), (8, 4), (16, 8)):
+        ens = self_ensemble(net, n)
+        assert (ens.k, ens.temporal, ens.variants) == (k, True, n)
+    with pytest.raises(StvsrError, match="1, 2, 4, 8 or 16"):
+        self_ensemble(net, 3)
