@@ -237,3 +237,38 @@ def test_frame_tensor_round_trip_is_exact() -> None:
     np.testing.assert_array_equal(to_8bit(np.array([[[0, 128, 129]]], np.uint16)),
                                   [[[0, 0, 1]]])
     np.testing.assert_array_equal(to_8bit(u16 // 257 * 257), (u16 // 257).astype(np.uint8))
+
+
+# --------------------------------------------------------------------------- trainer
+
+
+@pytest.mark.parametrize("protocol", ["windowed", "full"])
+def test_trainer_validation_feeds_restore_stream(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                 protocol: str) -> None:
+    """Validation mid-training goes through ``restore_stream`` (inference mode), and training
+    goes on afterwards (no inference tensor leaks into autograd)."""
+    import stvsr.evaluate_st
+    from stvsr.train.config import config_from_dict
+    from stvsr.train.trainer import Trainer
+
+    calls: list[int] = []
+    real = stvsr.evaluate_st.restore_stream
+
+    def counted(*args, **kwargs):
+        calls.append(1)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(stvsr.evaluate_st, "restore_stream", counted)
+    root = write_panning_clips(tmp_path / "clips", clips=2, frames=7, blocks=(10, 12))
+    cfg = config_from_dict({
+        "model": {"preset": "sfnet-lite", "overrides": {"num_feat": 8, "num_fe": 1, "num_ds": 1,
+                                                         "num_rec": 1, "fetch_frames": 2}},
+        "data": {"type": "folder", "root": str(root), "mode": "stvsr", "num_frames": 2,
+                 "lr_patch": 4, "batch_size": 2},
+        "val": {"every": 1, "data": str(root), "max_frames": 7, "protocol": protocol},
+        "schedule": {"periods": [10], "warmup_steps": 1},
+        "train": {"total_steps": 2, "log_every": 1, "ckpt_every": 100, "device": "cpu"},
+    })
+    Trainer(cfg, tmp_path / "out", progress=False).fit()
+    rows = (tmp_path / "out" / "val_log.csv").read_text().splitlines()
+    assert len(rows) >= 3 and calls  # header + a row per validation
