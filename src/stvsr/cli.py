@@ -10,7 +10,7 @@ import argparse
 import sys
 
 from stvsr.errors import StvsrError
-from stvsr.infer.defaults import DEFAULT_MODEL
+from stvsr.infer.defaults import CHUNKING, DEFAULT_MODEL
 
 
 def _add_run_options(p: argparse.ArgumentParser) -> None:
@@ -22,8 +22,13 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
                    help="compute precision (default fp32; auto: bf16/fp16 on GPU, bf16 on CPUs "
                         "with native bf16, else fp32)")
     p.add_argument("--chunk", type=int, default=None,
-                   help="frames per chunk for recurrent/space-time models (bounded memory)")
-    p.add_argument("--overlap", type=int, default=None, help="context frames on each side")
+                   help="input frames per chunk for recurrent/space-time models (bounded "
+                        f"memory; default {CHUNKING['recurrent'][0]} recurrent, "
+                        f"{CHUNKING['spacetime'][0]} space-time)")
+    p.add_argument("--overlap", type=int, default=None,
+                   help="context frames on each side of a chunk (default "
+                        f"{CHUNKING['recurrent'][1]} recurrent, {CHUNKING['spacetime'][1]} "
+                        "space-time)")
     p.add_argument("--tile", type=int, default=None,
                    help="process frames in LR tiles of this size (overlapping, seamless)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
