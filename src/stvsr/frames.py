@@ -15,8 +15,9 @@ score uses :func:`tensor_to_frame` (:func:`to_uint8` is its 8-bit form, what
 ``x * 255``; the code behind the BasicVSR / EDVR numbers we reproduce) and what the video writer
 path always did, so the frames ``stvsr eval`` scores are bit for bit the frames ``stvsr upscale``
 writes. It differs from MATLAB's ``uint8`` (half away from zero, which ``metrics`` used before)
-only where ``x · 255`` is exactly ``k + 1/2`` in float32 (about one pixel in 10^5 of a model's
-output); on Vid4 subsets the per-frame PSNRs moved by less than 1e-4 dB (see the README).
+only where ``x · 255`` is exactly ``k + 1/2`` in float32, a few pixels per frame: on Vid4
+calendar subsets (basicvsr-vimeo-bi; sfnet-s and stvsr-twostage, both ST-VSR protocols) the
+per-frame PSNR-Y moved by at most 3.2e-6 dB, the model outputs themselves being bit-identical.
 
 Not a conversion, and so not covered: :func:`stvsr.data.degradations.quantize` puts simulated
 LR inputs on the 8-bit grid as MATLAB ``imresize`` + ``uint8`` does when making the
