@@ -30,6 +30,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     from stvsr import create_model
     from stvsr.data.images import read_image
+    from stvsr.frames import frame_to_tensor
     from stvsr.metrics import psnr, to_uint8
     from stvsr.ops.flow import flow_warp, midpoint_motion
 
@@ -53,8 +54,7 @@ def main() -> None:
     scores: dict[str, dict[str, list[float]]] = {m: {"y": [], "rgb": []} for m in methods}
     seconds = {m: 0.0 for m in methods}
     for folder in folders:
-        frames = [torch.from_numpy(read_image(folder / f"im{k}.png")).permute(2, 0, 1)
-                  .float()[None] / 255 for k in range(1, 8)]
+        frames = [frame_to_tensor(read_image(folder / f"im{k}.png"))[None] for k in range(1, 8)]
         for k in range(5):
             a, gt, b = frames[k], frames[k + 1], frames[k + 2]
             for name, fn in methods.items():

@@ -31,13 +31,10 @@ import torch
 import stvsr
 from stvsr.data.degradations import degrade
 from stvsr.data.video import list_frame_files, read_image
+from stvsr.frames import frame_to_tensor as to_tensor
 from stvsr.models.sfnet import SFNet, sfnet_loss, sfnet_windowed, window_plan
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
-
-
-def to_tensor(rgb: np.ndarray) -> torch.Tensor:
-    return torch.from_numpy(np.ascontiguousarray(rgb)).permute(2, 0, 1).float() / 255.0
 
 
 def load_septuplets(root: Path) -> list[tuple[torch.Tensor, torch.Tensor]]:

@@ -32,11 +32,12 @@ def test_y_hand_values() -> None:
 
 
 def test_to_uint8() -> None:
-    x = torch.zeros(3, 1, 4)
-    x[0, 0] = torch.tensor([-0.5, 0.5 / 255, 0.49 / 255, 1.5])
+    x = torch.zeros(3, 1, 5)
+    x[0, 0] = torch.tensor([-0.5, 0.5 / 255, 0.51 / 255, 1.5 / 255, 1.5])
     u = to_uint8(x)
-    assert u.shape == (1, 4, 3) and u.dtype == np.uint8
-    assert u[0, :, 0].tolist() == [0, 1, 0, 255]
+    assert u.shape == (1, 5, 3) and u.dtype == np.uint8
+    # clamped; ties (x * 255 exactly k + 1/2 in float32) go to the even neighbour
+    assert u[0, :, 0].tolist() == [0, 0, 1, 2, 255]
 
 
 def test_psnr_hand_values() -> None:

@@ -10,7 +10,7 @@ import argparse
 import sys
 
 from stvsr.errors import StvsrError
-from stvsr.infer.defaults import DEFAULT_MODEL
+from stvsr.infer.defaults import CHUNKING, DEFAULT_MODEL
 
 
 def _add_run_options(p: argparse.ArgumentParser) -> None:
@@ -22,8 +22,13 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
                    help="compute precision (default fp32; auto: bf16/fp16 on GPU, bf16 on CPUs "
                         "with native bf16, else fp32)")
     p.add_argument("--chunk", type=int, default=None,
-                   help="frames per chunk for recurrent/space-time models (bounded memory)")
-    p.add_argument("--overlap", type=int, default=None, help="context frames on each side")
+                   help="input frames per chunk for recurrent/space-time models (bounded "
+                        f"memory; default {CHUNKING['recurrent'][0]} recurrent, "
+                        f"{CHUNKING['spacetime'][0]} space-time)")
+    p.add_argument("--overlap", type=int, default=None,
+                   help="context frames on each side of a chunk (default "
+                        f"{CHUNKING['recurrent'][1]} recurrent, {CHUNKING['spacetime'][1]} "
+                        "space-time)")
     p.add_argument("--tile", type=int, default=None,
                    help="process frames in LR tiles of this size (overlapping, seamless)")
     p.add_argument("--self-ensemble", type=int, choices=[1, 2, 4, 8, 16], default=1,
@@ -156,30 +161,21 @@ def _cmd_eval(args: argparse.Namespace) -> None:
               "pass --weights FILE for meaningful scores", file=sys.stderr)
     out_dir = args.out_dir or (str(Path(args.json).with_suffix("")) + "_figures"
                                if args.json else "out/eval")
+    # both tasks run the model through stvsr.infer.runner.restore_stream, as `stvsr upscale`
+    # does; --chunk / --overlap default to stvsr.infer.defaults.CHUNKING for the model's kind
+    run = dict(device=args.device, precision=args.precision, tile=args.tile, chunk=args.chunk,
+               overlap=args.overlap, max_frames=args.max_frames, crop_border=args.crop_border,
+               progress=not args.quiet, out_dir=out_dir, degradation=args.degradation)
     if args.task == "stvsr":
         from stvsr.evaluate_st import evaluate_spacetime
-        from stvsr.infer.runner import precision_context
 
-        extra = {"chunk": args.chunk} if args.chunk is not None else {}
-        if args.overlap is not None:
-            extra["chunk_overlap"] = args.overlap
-        with precision_context(args.precision, args.device):
-            result = evaluate_spacetime(
-                model, args.data, protocol=args.protocol, degradation=args.degradation,
-                list_file=args.list_file, device=args.device, max_frames=args.max_frames,
-                crop_border=args.crop_border, progress=not args.quiet, out_dir=out_dir, **extra)
+        result = evaluate_spacetime(model, args.data, protocol=args.protocol,
+                                    list_file=args.list_file, **run)
     else:
         from stvsr.evaluate import evaluate_svsr
 
-        extra = {"chunk": args.chunk} if args.chunk is not None else {}
-        if args.overlap is not None:
-            extra["overlap"] = args.overlap
         clips = args.clips.split(",") if args.clips else None
-        result = evaluate_svsr(
-            model, args.data, degradation=args.degradation, clips=clips,
-            max_frames=args.max_frames, crop_border=args.crop_border, device=args.device,
-            precision=args.precision, tile=args.tile, out_dir=out_dir,
-            progress=not args.quiet, **extra)
+        result = evaluate_svsr(model, args.data, clips=clips, **run)
     print(format_table(result))
     if args.json:
         write_json(result, args.json)

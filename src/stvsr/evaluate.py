@@ -2,9 +2,11 @@
 
 For every clip of a dataset folder (a folder of clip folders, e.g. ``Vid4/GT``, or one clip
 folder): HR frames are modcropped, degraded (``bi``, ``bd`` or ``bd-duf``, rounded to 8 bits),
-restored by the model in bounded memory (:func:`stvsr.infer.runner.restore_stream`), clamped and
-rounded to 8 bits, and scored against the HR frames: PSNR/SSIM on Y (BT.601) and RGB, averaged
-per frame → per clip → mean of clip means. The space-time protocol lives in
+restored by the model in bounded memory through the path ``stvsr upscale`` takes
+(:func:`stvsr.infer.runner.restore_stream`, chunk sizes from :data:`stvsr.infer.defaults
+.CHUNKING`: a clip of up to 50 frames runs whole), clamped and rounded to 8 bits
+(:func:`stvsr.frames.to_uint8`), and scored against the HR frames: PSNR/SSIM on Y (BT.601) and
+RGB, averaged per frame → per clip → mean of clip means. The space-time protocol lives in
 :mod:`stvsr.evaluate_st`.
 """
 
@@ -24,8 +26,9 @@ from torch import nn
 from stvsr.data.degradations import degrade, modcrop
 from stvsr.data.images import list_frame_files, read_image
 from stvsr.errors import DataError
+from stvsr.frames import frame_to_tensor, to_uint8
 from stvsr.infer.runner import restore_stream
-from stvsr.metrics import MetricAverager, frame_metrics, psnr, to_uint8
+from stvsr.metrics import MetricAverager, frame_metrics, psnr
 from stvsr.ops.resize import imresize
 
 REPORT_FRAMES = 3  # output frames per clip an eval keeps for `stvsr report`
@@ -52,11 +55,6 @@ def _has_images(folder: Path) -> bool:
         return False
 
 
-def to_tensor(rgb: np.ndarray) -> torch.Tensor:
-    """``(H, W, 3)`` uint8 → ``(3, H, W)`` float32 in [0, 1]."""
-    return torch.from_numpy(np.ascontiguousarray(rgb)).permute(2, 0, 1).float().div_(255.0)
-
-
 def evaluate_svsr(
     model: nn.Module,
     data: str | Path,
@@ -66,8 +64,8 @@ def evaluate_svsr(
     max_frames: int | None = None,
     crop_border: int = 0,
     device: str = "cpu",
-    chunk: int = 100,
-    overlap: int = 10,
+    chunk: int | None = None,
+    overlap: int | None = None,
     precision: str = "fp32",
     tile: int | None = None,
     out_dir: str | Path | None = None,
@@ -109,7 +107,7 @@ def evaluate_svsr(
             lr_queue: deque[torch.Tensor] = lr_queue,
         ) -> Iterator[torch.Tensor]:
             for path in files:
-                hr = modcrop(to_tensor(read_image(path)), scale)
+                hr = modcrop(frame_to_tensor(read_image(path)), scale)
                 lr = degrade(hr.unsqueeze(0), degradation, scale)[0]
                 gt_queue.append(to_uint8(hr))
                 lr_queue.append(lr)

@@ -9,7 +9,10 @@ Data layouts (detected automatically):
   accepted too), or one clip folder. ``list_file`` (one clip name per line) selects clips.
 
 HR frames are modcropped to the model's scale and degraded with :func:`stvsr.data.degradations
-.degrade` (rounded to 8 bits). Outputs are clamped, rounded to 8 bits and scored with
+.degrade` (rounded to 8 bits). The model runs through the one streaming path of ``stvsr
+upscale``, :func:`stvsr.infer.runner.restore_stream` (chunk sizes from
+:data:`stvsr.infer.defaults.CHUNKING`, output layout from :mod:`stvsr.infer.layout`). Outputs
+are clamped, rounded to 8 bits (:func:`stvsr.frames.to_uint8`) and scored with
 :func:`stvsr.metrics.frame_metrics` (Y and RGB PSNR/SSIM); averages are per frame → per clip →
 mean of clip means, separately for all frames, restored input frames and new in-between frames.
 
@@ -18,7 +21,8 @@ Protocols (a clip of ``N`` HR frames, ``N >= 3``):
 ``"windowed"`` (what papers report)
     Windows of ``window`` (7) HR frames, starts ``0, stride, 2·stride, …`` (stride 6: one frame
     shared) while the window fits, plus a tail window ending at frame ``N - 1`` when the last
-    one stops short. Each window's frames ``0, 2, 4, 6`` are the LR input; the model outputs
+    one stops short. Each window's frames ``0, 2, 4, 6`` are the LR input, fed to
+    ``restore_stream`` as one short stream (one model call while ``chunk >= 4``); it outputs
     all ``window`` frames. **Each HR frame is scored exactly once, by the earliest window that
     contains it** (so the frame shared by two stride-6 windows is scored as the last input of
     the earlier one, and a tail window scores only the frames no earlier window covered). A
@@ -26,11 +30,11 @@ Protocols (a clip of ``N`` HR frames, ``N >= 3``):
     A clip shorter than ``window`` is scored with the full protocol.
 ``"full"`` (what a store-and-fetch model is made for)
     The model sees HR frames ``0, 2, 4, …, E`` (``E`` = the last even index) as one LR
-    sequence and outputs frames ``0 … E``; for memory it runs in overlapping chunks of
-    ``chunk`` LR frames (``chunk_overlap`` on each side, :func:`stvsr.models.sfnet
-    .sfnet_windowed`; Vid4 clips fit one chunk at the default 32). If ``N`` is even, frame
-    ``N - 1`` has no right neighbour: it is scored from an extra 2-frame run on LR frames
-    ``N - 3, N - 1`` (its output 2, an input frame); nothing else of that run is scored.
+    stream and outputs frames ``0 … E`` (``restore_stream``: chunks of ``chunk`` LR frames
+    with ``overlap`` context frames on each side; a Vid4 clip's <= 25 LR frames fit one chunk
+    at the default 30). If ``N`` is even, frame ``N - 1`` has no right neighbour: it is scored
+    from an extra 2-frame stream of LR frames ``N - 3, N - 1`` (its output 2, an input frame);
+    nothing else of that run is scored.
 """
 
 from __future__ import annotations
@@ -38,6 +42,7 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -50,12 +55,15 @@ from stvsr.data.degradations import degrade, modcrop
 from stvsr.data.images import list_frame_files, read_image
 from stvsr.errors import DataError, StvsrError
 from stvsr.evaluate import REPORT_FRAMES, report_frames, result_model_name, save_report_frame
-from stvsr.metrics import MetricAverager, frame_metrics, to_uint8
-from stvsr.models.sfnet import sfnet_windowed
+from stvsr.frames import frame_to_tensor, to_uint8
+from stvsr.infer.layout import layout_of
+from stvsr.infer.runner import restore_stream
+from stvsr.metrics import MetricAverager, frame_metrics
 
 __all__ = ["evaluate_spacetime", "find_st_clips", "windowed_plan", "full_plan", "STClip"]
 
 PROTOCOLS = ("windowed", "full")
+_KIND = {"frame": "input", "mid": "new"}  # layout.source(j)[0] -> the kind a frame is scored as
 
 
 @dataclass
@@ -179,15 +187,10 @@ def _mixed(frames: list[int]) -> list[int]:
     return frames
 
 
-def _to_tensor(rgb: np.ndarray) -> torch.Tensor:
-    return torch.from_numpy(np.ascontiguousarray(rgb)).permute(2, 0, 1).float().div_(255.0)
-
-
 def _prefixed(means: dict[str, float], suffix: str) -> dict[str, float]:
     return {f"{k}_{suffix}": v for k, v in means.items() if k not in ("frames", "clips")}
 
 
-@torch.no_grad()
 def evaluate_spacetime(
     model: nn.Module,
     data: str | Path,
@@ -201,11 +204,13 @@ def evaluate_spacetime(
     progress: bool = True,
     max_clips: int | None = None,
     max_frames: int | None = None,
-    chunk: int = 32,
-    chunk_overlap: int = 4,
+    chunk: int | None = None,
+    overlap: int | None = None,
     crop_border: int = 0,
     out_dir: str | Path | None = None,
     save_frames: int = REPORT_FRAMES,
+    precision: str = "fp32",
+    tile: int | None = None,
 ) -> dict[str, Any]:
     """Score a ``kind="spacetime"`` model on ``data``; returns the JSON-ready result.
 
@@ -217,7 +222,9 @@ def evaluate_spacetime(
         list_file: selects septuplets (``00001/0001``) or clip names.
         window, stride: windowed protocol (HR frames).
         max_clips, max_frames: evaluate only the first clips / first frames of each clip.
-        chunk, chunk_overlap: LR-frame chunking of the full protocol (bounded memory).
+        chunk, overlap: LR-frame chunking of :func:`~stvsr.infer.runner.restore_stream`
+            (``None``: the space-time default of :data:`stvsr.infer.defaults.CHUNKING`).
+        precision, tile: as for ``stvsr upscale`` (autocast; LR tiles).
         out_dir, save_frames: when ``out_dir`` is given, the outputs of ``save_frames`` evenly
             spaced frames of each clip are written there (PNG; ``saved_frames`` in the result)
             for ``stvsr report``.
@@ -248,12 +255,12 @@ def evaluate_spacetime(
     t0 = time.perf_counter()
     outputs = 0
 
-    def run(lr: torch.Tensor) -> torch.Tensor:
-        x = lr.unsqueeze(0).to(device)
-        if protocol == "full":
-            return sfnet_windowed(model, x, chunk, chunk_overlap)[0]
-        y = model(x)
-        return (y[0] if isinstance(y, tuple) else y)[0]
+    layout = layout_of(model)
+
+    def run(lr: list[torch.Tensor]) -> Iterator[torch.Tensor]:
+        """The outputs of one LR stream, through the path ``stvsr upscale`` takes."""
+        return restore_stream(model, lr, device=device, chunk=chunk, overlap=overlap,
+                              precision=precision, tile=tile)
 
     bar = tqdm(clips, desc=f"ST-VSR {protocol}", unit="clip", disable=not progress)
     for clip in bar:
@@ -265,7 +272,7 @@ def evaluate_spacetime(
         gt_u8 = []
         lr_all = []
         for path in files:
-            hr = modcrop(_to_tensor(read_image(path)), scale)
+            hr = modcrop(frame_to_tensor(read_image(path)), scale)
             gt_u8.append(to_uint8(hr))
             lr_all.append(degrade(hr.unsqueeze(0), degradation, scale)[0])
         rows: list[dict[str, Any]] = []
@@ -284,20 +291,21 @@ def evaluate_spacetime(
 
         if protocol == "windowed" and n >= window:
             for a, scored in windowed_plan(n, window, stride):
-                y = run(torch.stack(lr_all[a:a + window:2]))
-                outputs += window
-                for j in scored:
-                    score(a + j, y[j], "input" if j % 2 == 0 else "new")
+                # output j of the window's stream is its HR frame a + j
+                for j, out in enumerate(run(lr_all[a:a + window:2])):
+                    outputs += 1
+                    if j in scored:
+                        score(a + j, out, _KIND[layout.source(j)[0]])
         else:
             idx, tail = full_plan(n)
-            y = run(torch.stack([lr_all[i] for i in idx]))
-            outputs += y.shape[0]
-            for t in range(y.shape[0]):
-                score(t, y[t], "input" if t % 2 == 0 else "new")
+            # output t of the stream of HR frames 0, 2, ..., E is HR frame t
+            for t, out in enumerate(run([lr_all[i] for i in idx])):
+                outputs += 1
+                score(t, out, _KIND[layout.source(t)[0]])
             if tail is not None:
-                y = run(torch.stack([lr_all[tail - 2], lr_all[tail]]))
-                outputs += 3
-                score(tail, y[2], "input")
+                ys = list(run([lr_all[tail - 2], lr_all[tail]]))
+                outputs += len(ys)
+                score(tail, ys[layout.output_of(1)], "input")
         rows.sort(key=lambda r: r["frame"])
         if [r["frame"] for r in rows] != list(range(n)):
             raise RuntimeError(f"clip {clip.name}: frames were not each scored once")

@@ -1,7 +1,8 @@
 """Image-quality metrics on 8-bit frames, as in spec/evaluation.md.
 
 * Frames are compared as uint8 ``(H, W, 3)`` RGB arrays; model outputs are clamped to [0, 1]
-  and rounded to 8-bit first (:func:`to_uint8`).
+  and rounded to 8-bit first (:func:`to_uint8`, from :mod:`stvsr.frames`: round half to even,
+  the rule of every frame ``stvsr upscale`` writes).
 * Y metrics use the unrounded BT.601 luma of the 8-bit frames (:func:`stvsr.ops.color.rgb_to_y`,
   float64 on the [0, 255] scale), RGB metrics use the three channels.
 * PSNR = ``10 log10(255^2 / MSE)`` in float64 (``inf`` for identical frames).
@@ -20,6 +21,7 @@ import numpy as np
 import torch
 
 from stvsr.errors import StvsrError
+from stvsr.frames import to_uint8
 from stvsr.ops.color import rgb_to_y
 
 __all__ = [
@@ -36,14 +38,6 @@ METRIC_KEYS = ("psnr_y", "ssim_y", "psnr_rgb", "ssim_rgb")
 
 _C1 = (0.01 * 255.0) ** 2
 _C2 = (0.03 * 255.0) ** 2
-
-
-def to_uint8(x: torch.Tensor) -> np.ndarray:
-    """Float RGB ``(..., 3, H, W)`` in [0, 1] -> uint8 ``(..., H, W, 3)``: clamp, round half up."""
-    if not isinstance(x, torch.Tensor) or x.dim() < 3 or x.shape[-3] != 3:
-        raise StvsrError("to_uint8: expected a tensor (..., 3, H, W) with values in [0, 1]")
-    u8 = torch.floor(x.detach().float().clamp(0.0, 1.0) * 255.0 + 0.5).to(torch.uint8)
-    return u8.movedim(-3, -1).cpu().numpy()
 
 
 def _prepare(

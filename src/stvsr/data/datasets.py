@@ -45,6 +45,7 @@ from torch.utils.data import Dataset
 
 from stvsr.data.degradations import add_gaussian_noise, degrade, gaussian_kernel1d, quantize
 from stvsr.errors import DataError
+from stvsr.frames import frames_to_tensor, to_uint8
 
 __all__ = [
     "MODES",
@@ -239,7 +240,7 @@ def h264_compress(frames: torch.Tensor, crf: int, preset: str = "veryfast") -> t
     import av
 
     n, _, h, w = frames.shape
-    u8 = torch.floor(frames.clamp(0, 1) * 255 + 0.5).to(torch.uint8).permute(0, 2, 3, 1).numpy()
+    u8 = to_uint8(frames)
     ph, pw = h + h % 2, w + w % 2
     if (ph, pw) != (h, w):
         u8 = np.pad(u8, ((0, 0), (0, ph - h), (0, pw - w), (0, 0)), mode="edge")
@@ -260,7 +261,7 @@ def h264_compress(frames: torch.Tensor, crf: int, preset: str = "veryfast") -> t
     if len(decoded) != n:
         raise RuntimeError(f"H.264 round trip returned {len(decoded)} of {n} frames")
     arr = np.stack(decoded)
-    return torch.from_numpy(arr).permute(0, 3, 1, 2).to(frames.dtype) / 255.0
+    return frames_to_tensor(arr, frames.dtype)
 
 
 # --------------------------------------------------------------------------- dataset
@@ -453,11 +454,11 @@ class VideoClipDataset(Dataset):
             y, x = int(rng.integers(hh - p + 1)), int(rng.integers(ww - p + 1))
             ph = pw = p
         hr_c = hr[:, s * y: s * (y + ph), s * x: s * (x + pw)]
-        hr_t = torch.from_numpy(np.ascontiguousarray(hr_c)).permute(0, 3, 1, 2).float() / 255.0
+        hr_t = frames_to_tensor(hr_c)
         lr_t = None
         if lr is not None:
             lr_c = lr[:, y: y + ph, x: x + pw]
-            lr_t = torch.from_numpy(np.ascontiguousarray(lr_c)).permute(0, 3, 1, 2).float() / 255.0
+            lr_t = frames_to_tensor(lr_c)
         return hr_t, lr_t
 
     def _augment(self, hr: torch.Tensor, lr: torch.Tensor | None, rng: np.random.Generator

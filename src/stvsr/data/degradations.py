@@ -26,6 +26,7 @@ import torch
 import torch.nn.functional as F  # noqa: N812 - the usual name
 
 from stvsr.errors import StvsrError
+from stvsr.frames import frames_to_tensor, to_uint8
 from stvsr.ops.resize import imresize
 
 __all__ = [
@@ -52,7 +53,11 @@ def modcrop(x: torch.Tensor, scale: int) -> torch.Tensor:
 
 
 def quantize(x: torch.Tensor) -> torch.Tensor:
-    """Clamp to [0, 1] and round to the nearest ``k / 255`` (half up, as MATLAB's ``uint8``)."""
+    """Clamp to [0, 1] and round to the nearest ``k / 255`` (half up, as MATLAB's ``uint8``).
+
+    This simulates how the literature's LR inputs were made (MATLAB ``imresize`` then
+    ``uint8``), in float64; it is not a frame conversion (those round half to even,
+    :mod:`stvsr.frames`)."""
     return torch.floor(x.clamp(0.0, 1.0) * 255.0 + 0.5) / 255.0
 
 
@@ -232,8 +237,7 @@ def jpeg_compress(x: torch.Tensor, quality: int) -> torch.Tensor:
         raise StvsrError(f"jpeg_compress: expected 3 channels, got shape {tuple(x.shape)}")
     lead = x.shape[:-3]
     h, w = x.shape[-2], x.shape[-1]
-    u8 = torch.floor(x.detach().clamp(0, 1) * 255.0 + 0.5).to(torch.uint8)
-    frames = u8.reshape(-1, 3, h, w).permute(0, 2, 3, 1).cpu().numpy()
+    frames = to_uint8(x.reshape(-1, 3, h, w))  # the encoder's 8-bit input frames
     out = np.empty_like(frames)
     for i, frame in enumerate(frames):
         buf = io.BytesIO()
@@ -241,5 +245,5 @@ def jpeg_compress(x: torch.Tensor, quality: int) -> torch.Tensor:
         buf.seek(0)
         with Image.open(buf) as im:
             out[i] = np.asarray(im.convert("RGB"))
-    res = torch.from_numpy(out).permute(0, 3, 1, 2).reshape(*lead, 3, h, w)
-    return (res.to(torch.float64) / 255.0).to(device=x.device, dtype=x.dtype)
+    res = frames_to_tensor(out, torch.float64).reshape(*lead, 3, h, w)
+    return res.to(device=x.device, dtype=x.dtype)

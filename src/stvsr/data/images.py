@@ -18,6 +18,7 @@ import numpy as np
 from PIL import Image
 
 from stvsr.errors import VideoError
+from stvsr.frames import to_8bit
 
 __all__ = ["IMAGE_EXTENSIONS", "list_frame_files", "read_image", "write_image"]
 
@@ -90,7 +91,7 @@ def read_image(path: str | Path, *, high_bit_depth: bool = False) -> np.ndarray:
             raise VideoError(f"cannot read image {path}: {_one_line(exc)}") from None
         if high_bit_depth:
             return np.ascontiguousarray(rgb16)
-        return ((rgb16.astype(np.uint32) + 128) // 257).astype(np.uint8)
+        return to_8bit(rgb16)
     try:
         with Image.open(path) as img:
             if img.mode.startswith("I;16"):  # 16-bit grey (TIFF)
@@ -98,7 +99,7 @@ def read_image(path: str | Path, *, high_bit_depth: bool = False) -> np.ndarray:
                 rgb16 = np.repeat(grey[..., None], 3, axis=2)
                 if high_bit_depth:
                     return rgb16
-                return ((rgb16.astype(np.uint32) + 128) // 257).astype(np.uint8)
+                return to_8bit(rgb16)
             if img.mode != "RGB":
                 img = img.convert("RGB")
             return np.asarray(img, dtype=np.uint8).copy()

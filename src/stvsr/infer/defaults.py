@@ -1,4 +1,6 @@
-"""Defaults shared by the CLI, the engine and the demo."""
+"""Defaults shared by the CLI, the engine, the runner, the evaluations and the demo."""
+
+from __future__ import annotations
 
 # The model `stvsr upscale` and `stvsr demo` use when none is named: the shipped space-time
 # model (x4 space, x2 frame rate; `--fps-factor 1` keeps the rate).
@@ -7,6 +9,27 @@ DEFAULT_MODEL = "sfnet-s"
 # The model `stvsr upscale --scale 1` uses when none is named: frame interpolation only, at any
 # rational `--fps-factor` (Practical-RIFE 3.9).
 INTERPOLATION_MODEL = "rife"
+
+# Chunking of the one streaming path (stvsr.infer.runner.restore_stream), by model kind:
+# (chunk, overlap) = input frames a chunk owns, context frames run on each side and discarded.
+# `stvsr upscale`, `stvsr eval` (S-VSR and both ST-VSR protocols) and the trainer's validation
+# all take their defaults from here, so what is scored is what is shipped. A stream no longer
+# than `chunk` runs whole: every Vid4 clip (<= 49 frames) for recurrent models (BasicVSR at
+# 320x180 needs ~1 GB per 50 frames), and every Vid4 clip's <= 25 LR frames in the ST-VSR full
+# protocol, exactly as the published numbers are computed. `window` models slide over the
+# stream (their context is half their window); their chunk only sizes `stvsr upscale` segments.
+CHUNKING: dict[str, tuple[int, int]] = {
+    "recurrent": (50, 8),
+    "spacetime": (30, 5),
+    "window": (30, 5),
+}
+
+
+def chunking(kind: str, chunk: int | None = None, overlap: int | None = None) -> tuple[int, int]:
+    """``(chunk, overlap)`` for a model of ``kind``: the given values, else :data:`CHUNKING`'s."""
+    default_chunk, default_overlap = CHUNKING.get(kind, CHUNKING["recurrent"])
+    return (default_chunk if chunk is None else chunk,
+            default_overlap if overlap is None else overlap)
 
 
 def resolve_device(device: str) -> str:

@@ -17,8 +17,10 @@ import numpy as np
 
 from stvsr.data.video import VideoReader, VideoWriter
 from stvsr.errors import StvsrError
+from stvsr.frames import frame_to_tensor, tensor_to_frame
 from stvsr.infer.defaults import DEFAULT_MODEL
-from stvsr.infer.engine import frame_to_tensor, tensor_to_frame, upscale_video
+from stvsr.infer.engine import upscale_video
+from stvsr.infer.layout import layout_of
 from stvsr.metrics import psnr
 from stvsr.ops.resize import imresize
 
@@ -46,13 +48,13 @@ def run_demo(out: str | Path = "out/demo", *, model: str = DEFAULT_MODEL,
     from stvsr.registry import create_model
 
     net = create_model(model)  # built once, handed to the engine
-    spacetime = net.kind == "spacetime"
+    keep = layout_of(net).step  # a space-time model gets every other frame
+    spacetime = keep == 2
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     src = sample_video()
     lr_path = out / "input_320x180.mp4"
     sr_path = out / f"upscaled_{model}.mp4"
-    keep = 2 if spacetime else 1
     what = "every other frame of " if spacetime else ""
     print(f"1/3 making a 320x180 input from {what}the first {seconds:g} s of {src.name} "
           "(with audio)")

@@ -65,7 +65,8 @@ from stvsr.data.video import (
     count_frames,
 )
 from stvsr.errors import StvsrError, VideoError
-from stvsr.infer.defaults import DEFAULT_MODEL, INTERPOLATION_MODEL
+from stvsr.infer.defaults import CHUNKING, DEFAULT_MODEL, INTERPOLATION_MODEL, chunking
+from stvsr.infer.layout import layout_of
 from stvsr.infer.retime import (
     count_retimed,
     parse_rational,
@@ -84,8 +85,8 @@ from stvsr.infer.tiling import TileSize
 if TYPE_CHECKING:
     from stvsr.infer.distributed import Coordinator
 
+from stvsr.frames import frame_to_tensor, tensor_to_frame
 from stvsr.infer.execute import RETIME_BATCH, _Feed, _run_retime_segment, _run_segment
-from stvsr.infer.frames import frame_to_tensor, tensor_to_frame
 from stvsr.infer.plan import (
     _assemble_folder,
     _bound_malloc,
@@ -99,11 +100,9 @@ from stvsr.infer.plan import (
 )
 from stvsr.infer.progress import Progress
 
-__all__ = ["CHUNK", "OVERLAP", "Progress", "frame_to_tensor", "tensor_to_frame", "upscale_video"]
+__all__ = ["CHUNKING", "Progress", "frame_to_tensor", "tensor_to_frame", "upscale_video"]
 
-# Default chunking: recurrent models see up to CHUNK frames at once plus OVERLAP context frames
-# on each side (BasicVSR at 320×180 needs ~1 GB per 50 frames).
-CHUNK, OVERLAP = 30, 5
+# Default chunking by model kind: stvsr.infer.defaults.CHUNKING (the table evaluation uses too).
 #: Input frames per resumable segment (default: 4 chunks).
 SEGMENT_CHUNKS = 4
 _INTERRUPT_ENV = "STVSR_INTERRUPT_AFTER_SEGMENTS"
@@ -225,18 +224,14 @@ def upscale_video(
         net = ensemble(net, self_ensemble)
         name = net.preset
     interpolate = spacetime and factor == 2 and not retime
-    chunk = chunk or CHUNK
-    overlap = OVERLAP if overlap is None else overlap
+    chunk, overlap = chunking(kind, chunk or None, overlap)
     if chunk < 1 or overlap < 0:
         raise StvsrError("--chunk must be >= 1 and --overlap >= 0")
+    layout = layout_of(net)
     if retime:
         ctx_l, ctx_r = 0, 1  # a pair interpolator sees only the two frames around a slot
-    elif kind == "window":
-        nf = int(net.num_frames)
-        centre = int(getattr(net, "center_frame_idx", nf // 2))
-        ctx_l = ctx_r = max(centre, nf - 1 - centre)
     else:
-        ctx_l, ctx_r = overlap, max(overlap, 1) if spacetime else overlap
+        ctx_l, ctx_r = layout.context(overlap)
     seg_len = segment_frames or max(SEGMENT_CHUNKS * chunk, 1)
     model_scale = int(net.scale)
     out_scale = float(scale) if scale else float(model_scale)
@@ -264,7 +259,7 @@ def upscale_video(
         if retime:
             n_out = count_retimed((n_in - 1) / in_rate, out_rate)
         else:
-            n_out = 2 * n_in - 1 if interpolate else n_in
+            n_out = layout.n_out(n_in) if interpolate else n_in
         from stvsr.ops.dcn import backend_summary
 
         dcn_line = backend_summary(net, device)

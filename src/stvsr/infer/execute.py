@@ -7,7 +7,7 @@ import warnings
 from collections.abc import Callable, Iterator
 from fractions import Fraction
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import torch
@@ -18,7 +18,8 @@ from stvsr.data.video import (
     VideoWriter,
 )
 from stvsr.errors import VideoError
-from stvsr.infer.frames import frame_to_tensor, tensor_to_frame
+from stvsr.frames import frame_to_tensor, tensor_to_frame
+from stvsr.infer.layout import layout_of
 from stvsr.infer.plan import _rotate
 from stvsr.infer.progress import Progress
 from stvsr.infer.retime import (
@@ -30,11 +31,6 @@ from stvsr.infer.segments import (
     Segment,
 )
 from stvsr.infer.tiling import TileSize
-
-if TYPE_CHECKING:
-    pass
-
-
 
 #: Frame pairs interpolated in one call when retiming by a rational factor.
 RETIME_BATCH = 4
@@ -117,8 +113,8 @@ def _run_segment(
 ) -> None:
     """Restore segment ``seg`` (with context) and encode its outputs to ``path``."""
     lo, hi = seg.context(*ctx)
-    spacetime = net.kind == "spacetime"
-    single = hi - lo == 1 and net.kind != "window"
+    layout = layout_of(net)
+    single = hi - lo == 1 and layout.chunked
 
     def inputs() -> Iterator[torch.Tensor]:
         for rgb in feed.frames(lo, hi, keep_from):
@@ -136,10 +132,8 @@ def _run_segment(
                 if j == 0:
                     yield "frame", lo, out
                 continue
-            if spacetime:
-                yield ("frame" if j % 2 == 0 else "mid"), lo + j // 2, out
-            else:
-                yield "frame", lo + j, out
+            what, i = layout.source(j)
+            yield what, lo + i, out
 
     wanted = {(what, i): t for what, i, t in plan}
     writer = VideoWriter(path, **writer_kw)

@@ -28,6 +28,7 @@ from stvsr.data.video import (
     VideoInfo,
 )
 from stvsr.errors import StvsrError, VideoError
+from stvsr.infer.layout import layout_of
 from stvsr.weights import sha256_file
 
 if TYPE_CHECKING:
@@ -138,7 +139,8 @@ def _estimate(net: nn.Module, info: VideoInfo, fn_kwargs: dict[str, Any], chunk:
         dt = time.perf_counter() - t0
     per_frame = dt / (1 if net.kind == "window" else x.shape[1]) * (h * w) / (ch * cw)
     if held is None:  # input frames held at once
-        held = int(net.num_frames) if net.kind == "window" else chunk + 2 * overlap
+        held = int(net.num_frames) if net.kind == "window" else (
+            chunk + sum(layout_of(net).context(overlap)))
     feat = int(getattr(net, "mid_channels", getattr(net, "num_feat", 64)) or 64)
     oh, ow = out_hw
     mem = held * (h * w * (3 + 2 * feat) + oh * ow * 3 * 2) * 4

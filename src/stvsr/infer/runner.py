@@ -1,8 +1,10 @@
 """Run any registered model over a stream of frames in bounded memory.
 
-:func:`restore_stream` is the one loop behind ``stvsr eval`` and ``stvsr upscale``. It takes LR
-frames one at a time and yields restored frames one at a time, in order, dispatching on the
-model's ``kind``:
+:func:`restore_stream` is the one loop behind ``stvsr upscale``, ``stvsr eval`` (S-VSR and both
+ST-VSR protocols) and the trainer's validation. It takes LR frames one at a time and yields
+restored frames one at a time, in order, dispatching on the model's ``kind``; the output layout
+and the context each kind needs come from :mod:`stvsr.infer.layout`, the default chunk sizes
+from :data:`stvsr.infer.defaults.CHUNKING`:
 
 * ``recurrent`` (BasicVSR, bicubic): the stream is cut into chunks of ``chunk`` frames, each run
   with ``overlap`` extra context frames on both sides whose outputs are discarded. A clip no longer
@@ -25,6 +27,8 @@ import torch
 from torch import nn
 
 from stvsr.errors import StvsrError
+from stvsr.infer.defaults import chunking
+from stvsr.infer.layout import StreamLayout, layout_of
 from stvsr.infer.tiling import TileSize, tiled_forward
 
 PRECISIONS = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
@@ -82,19 +86,22 @@ def restore_stream(
     frames: Iterable[torch.Tensor],
     *,
     device: torch.device | str = "cpu",
-    chunk: int = 50,
-    overlap: int = 8,
+    chunk: int | None = None,
+    overlap: int | None = None,
     precision: str = "fp32",
     tile: int | TileSize | None = None,
     tile_overlap: int = 16,
 ) -> Iterator[torch.Tensor]:
     """Restore a stream of LR frames ``(3, h, w)`` in [0, 1]; yield outputs ``(3, s·h, s·w)``.
 
-    Outputs are float32 on the CPU, not clamped. For ``spacetime`` models the stream has
-    ``2n - 1`` outputs for ``n`` inputs (output ``2i`` restores input ``i``). ``tile``: LR tile
+    Outputs are float32 on the CPU, not clamped, laid out as :func:`stvsr.infer.layout
+    .layout_of` says (for ``spacetime`` models ``2n - 1`` outputs for ``n`` inputs, output ``2i``
+    restores input ``i``). ``chunk`` / ``overlap``: ``None`` takes the model kind's default
+    (:data:`stvsr.infer.defaults.CHUNKING`). ``tile``: LR tile
     size, or a :class:`~stvsr.infer.tiling.TileSize` shared with other streams of the same run
     (a tile halved after an out-of-memory error then stays halved across them).
     """
+    chunk, overlap = chunking(getattr(model, "kind", ""), chunk, overlap)
     if chunk < 1 or overlap < 0:
         raise StvsrError("--chunk must be >= 1 and --overlap >= 0")
     device = torch.device(device)
@@ -106,7 +113,7 @@ def restore_stream(
         return
     if kind not in ("recurrent", "spacetime"):
         raise StvsrError(f"model kind {kind!r} cannot be run on a video")
-    yield from _chunked(fn, frames, device, chunk, overlap, spacetime=kind == "spacetime")
+    yield from _chunked(fn, frames, device, chunk, overlap, layout=layout_of(model))
 
 
 class _WindowAdapter(nn.Module):
@@ -156,30 +163,30 @@ def _chunked(
     chunk: int,
     overlap: int,
     *,
-    spacetime: bool,
+    layout: StreamLayout,
 ) -> Iterator[torch.Tensor]:
-    """Chunks of ``chunk`` core frames with ``overlap`` context frames on each side."""
+    """Chunks of ``chunk`` core input frames with context frames on each side
+    (``layout.context(overlap)``); each chunk yields the outputs it owns (``layout.owned``)."""
     buf: deque[torch.Tensor] = deque()  # input frames buf_start, buf_start + 1, ...
     buf_start = 0
     core = 0  # first input index whose output has not been yielded
     count = 0  # input frames received so far
-    # a space-time chunk's last in-between frame needs the next input: at least 1 right context
-    right = max(overlap, 1) if spacetime else overlap
+    left, right = layout.context(overlap)
 
     def run(c0: int, c1: int, last: bool) -> Iterator[torch.Tensor]:
-        lo = max(buf_start, c0 - overlap)
+        lo = max(buf_start, c0 - left)
         hi = min(count, c1 + right)
         x = torch.stack(list(buf)[lo - buf_start: hi - buf_start]).unsqueeze(0).to(device)
         out = fn(x)[0].cpu()
-        if spacetime:
-            # outputs 2*lo ... 2*hi - 2; this chunk owns 2*c0 ... 2*c1 - 1 (the in-between
-            # frame after c1 - 1 needs input c1), the final chunk ends at 2*count - 2.
-            end = 2 * c1 - 2 if last else 2 * c1 - 1
-            for j in range(2 * c0, end + 1):
-                yield out[j - 2 * lo].clone()  # a view would pin the whole chunk's storage
-        else:
-            for j in range(c0, c1):
-                yield out[j - lo].clone()
+        first = layout.output_of(lo)  # the chunk's outputs start at its first input's
+        for j in layout.owned(c0, c1, last=last):
+            yield out[j - first].clone()  # a view would pin the whole chunk's storage
+
+    def drop() -> None:
+        nonlocal buf_start
+        while buf_start < core - left:
+            buf.popleft()
+            buf_start += 1
 
     for frame in frames:
         buf.append(frame)
@@ -187,15 +194,11 @@ def _chunked(
         while count >= core + chunk + right:
             yield from run(core, core + chunk, last=False)
             core += chunk
-            while buf_start < core - overlap:
-                buf.popleft()
-                buf_start += 1
+            drop()
     if count == 0:
         raise StvsrError("the input has no frames")
     while core < count:
         c1 = min(count, core + chunk)
         yield from run(core, c1, last=c1 == count)
         core = c1
-        while buf_start < core - overlap:
-            buf.popleft()
-            buf_start += 1
+        drop()

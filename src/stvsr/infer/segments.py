@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from stvsr.errors import VideoError
+from stvsr.infer.layout import StreamLayout
 
 __all__ = [
     "MANIFEST_VERSION",
@@ -76,20 +77,23 @@ def plan_segments(n: int, cuts: list[int], length: int) -> list[Segment]:
 def output_plan(
     seg: Segment, times: list[Fraction], *, interpolate: bool
 ) -> list[tuple[str, int, Fraction]]:
-    """The output frames of ``seg`` as ``(what, i, time)``.
+    """The output frames of ``seg`` as ``(what, i, time)``: the outputs it owns in the layout of
+    the whole video (:class:`~stvsr.infer.layout.StreamLayout`; with ``interpolate`` the
+    space-time one, ``n`` inputs give ``2n - 1`` outputs, else one output per input).
 
     ``what`` is ``"frame"`` (restored input ``i``), ``"mid"`` (in-between frame of inputs ``i``
     and ``i + 1``) or ``"dup"`` (in-between slot across a scene cut: a copy of output ``i``).
-    In-between frames sit at the midpoint of their neighbours' times; the last input frame of the
-    video has none, so ``n`` inputs give ``2n - 1`` outputs when ``interpolate``.
+    In-between frames sit at the midpoint of their neighbours' times.
     """
+    layout = StreamLayout("spacetime" if interpolate else "recurrent")
     n = len(times)
     out: list[tuple[str, int, Fraction]] = []
-    for i in range(seg.start, seg.end):
-        out.append(("frame", i, times[i]))
-        if interpolate and i + 1 < n:
-            what = "mid" if i + 1 < seg.shot_end else "dup"
-            out.append((what, i, (times[i] + times[i + 1]) / 2))
+    for j in layout.owned(seg.start, seg.end, last=seg.end == n):
+        what, i = layout.source(j)
+        if what == "frame":
+            out.append((what, i, times[i]))
+        else:
+            out.append(("mid" if i + 1 < seg.shot_end else "dup", i, (times[i] + times[i + 1]) / 2))
     return out
 
 

@@ -30,6 +30,7 @@ import numpy as np
 import torch
 
 from stvsr.errors import StvsrError
+from stvsr.frames import frame_to_tensor, to_8bit
 
 MAX_FRAMES = 12  # frame viewers in one report (each holds several full frames)
 VIDEO_FRAMES = 4  # candidate frames per video
@@ -175,10 +176,6 @@ def _finite(v: Any) -> float | None:
     return f if math.isfinite(f) else None
 
 
-def _to_tensor(rgb: np.ndarray) -> torch.Tensor:
-    return torch.from_numpy(np.ascontiguousarray(rgb)).permute(2, 0, 1).float().div_(255.0)
-
-
 class _ClipFrames:
     """Ground truth and bicubic frames of one clip, read on demand (cached)."""
 
@@ -194,7 +191,7 @@ class _ClipFrames:
             from stvsr.data.degradations import modcrop
             from stvsr.data.images import read_image
 
-            self._gt[i] = modcrop(_to_tensor(read_image(self.files[i])), self.scale)
+            self._gt[i] = modcrop(frame_to_tensor(read_image(self.files[i])), self.scale)
         return self._gt[i]
 
     def bicubic(self, i: int) -> torch.Tensor:
@@ -208,7 +205,8 @@ class _ClipFrames:
 
 
 def _eval_sections(runs: list[Run], log: Callable[[str], None]) -> list[Section]:
-    from stvsr.metrics import psnr, to_uint8
+    from stvsr.frames import to_uint8
+    from stvsr.metrics import psnr
 
     groups: dict[tuple[str, str, str], list[tuple[Run, dict[str, Any]]]] = {}
     for run in runs:
@@ -358,8 +356,7 @@ def _video_frame(inp: Path, out: Path, j: int, fps_in: Fraction, fps_out: Fracti
     h, w = size
 
     def up(frame: Any) -> torch.Tensor:
-        rgb = frame.rgb if frame.rgb.dtype == np.uint8 else (frame.rgb // 257).astype(np.uint8)
-        return imresize(_to_tensor(rgb).unsqueeze(0), size=(h, w))[0]
+        return imresize(frame_to_tensor(frame.rgb).unsqueeze(0), size=(h, w))[0]
 
     if same:
         kind, bic, label = "input", up(same[0]), "input, bicubic"
@@ -375,7 +372,7 @@ def _video_frame(inp: Path, out: Path, j: int, fps_in: Fraction, fps_out: Fracti
             bic = up((before or after)[-1 if before else 0])
             label = "input, bicubic (nearest frame)"
         kind = "new"
-    out_rgb = fo.rgb if fo.rgb.dtype == np.uint8 else (fo.rgb // 257).astype(np.uint8)
+    out_rgb = to_8bit(fo.rgb)
     variants = [Variant(label, to_uint8(bic), None, "input"),
                 Variant("output", np.ascontiguousarray(out_rgb), None, "output")]
     return FrameView(j, kind, variants, time=float(fo.time))
