@@ -38,7 +38,7 @@ from stvsr.models.edvr_modules import (
     _conv,
     _lrelu,
 )
-from stvsr.ops.fused import conv_act, conv_shuffle_act, fast_enabled, fast_layout, param_version
+from stvsr.ops.fused import conv_act, conv_shuffle_act, fast_layout, param_version
 from stvsr.registry import register_model
 
 
@@ -172,7 +172,8 @@ class EDVR(nn.Module):
             )
         h, w = centre_lr.shape[-2:]
         ref = pyramids[self.center_frame_idx]
-        if fast_enabled():  # reference terms once per window, neighbour terms once per frame
+        # fast path: split PCD convs, reference terms once per window, neighbour terms per frame
+        if self.pcd_align.split_convs():
             ref_terms = self.pcd_align.ref_terms(ref)
             aligned = [
                 self.pcd_align(nbr, ref, self._nbr_terms(nbr, cache_terms), ref_terms)

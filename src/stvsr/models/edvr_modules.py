@@ -18,7 +18,7 @@ from torch.nn import functional as F  # noqa: N812
 
 from stvsr.models.blocks import ResidualBlockNoBN
 from stvsr.ops.dcn import DCNv2Pack
-from stvsr.ops.fused import conv_act, conv_part, fast_enabled
+from stvsr.ops.fused import conv_act, conv_part, fast_enabled, has_forward_hooks
 
 __all__ = [
     "PCDAlignment",
@@ -96,6 +96,12 @@ class PCDAlignment(nn.Module):
     # computed once per window instead of once per neighbour, and the neighbour half once per
     # frame when the pyramid is reused by several windows (cached video inference). Saves 4 of 5
     # (window) or all (cached) reference-half convs: ~39 GFLOP per window for EDVR-M at 180x320.
+    def split_convs(self) -> bool:
+        """Whether to split the convs over ``cat(nbr, ref)`` (fast path, unless one of them has
+        forward hooks: then it runs as a module)."""
+        convs = (*self.offset_conv1.values(), self.cas_offset_conv1)
+        return fast_enabled() and not any(has_forward_hooks(m) for m in convs)
+
     def nbr_terms(self, nbr: Sequence[Tensor]) -> list[Tensor]:
         """Neighbour halves of ``offset_conv1`` at l1, l2, l3 (no bias), shaped like ``nbr``."""
         c = nbr[0].shape[1]
@@ -119,10 +125,10 @@ class PCDAlignment(nn.Module):
         nbr_terms: Sequence[Tensor] | None = None,
         ref_terms: Sequence[Tensor] | None = None,
     ) -> Tensor:
-        """Align ``nbr`` to ``ref``. On the fast path (or when ``nbr_terms``/``ref_terms`` from
-        :meth:`nbr_terms` / :meth:`ref_terms` are passed) the convs over ``cat(nbr, ref)`` are
-        computed as the sum of their two halves."""
-        split = fast_enabled() or nbr_terms is not None or ref_terms is not None
+        """Align ``nbr`` to ``ref``. On the fast path (:meth:`split_convs`, or when
+        ``nbr_terms``/``ref_terms`` from :meth:`nbr_terms` / :meth:`ref_terms` are passed) the
+        convs over ``cat(nbr, ref)`` are computed as the sum of their two halves."""
+        split = nbr_terms is not None or ref_terms is not None or self.split_convs()
         nt = rt = None
         if split:
             nt = self.nbr_terms(nbr) if nbr_terms is None else nbr_terms
