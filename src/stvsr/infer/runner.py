@@ -13,6 +13,8 @@ model's ``kind``:
   give ``2n - 1`` outputs, in-between frames included.
 
 Only ``chunk + 2·overlap`` input frames are held at once, so memory does not grow with length.
+The model runs through :func:`stvsr.infer.optimize` (fast kernels and autocast at the requested
+precision), applied here once per stream; the model itself is not changed.
 """
 
 from __future__ import annotations

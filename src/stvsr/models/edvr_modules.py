@@ -18,7 +18,7 @@ from torch.nn import functional as F  # noqa: N812
 
 from stvsr.models.blocks import ResidualBlockNoBN
 from stvsr.ops.dcn import DCNv2Pack
-from stvsr.ops.fused import conv_act, conv_part, fast_enabled, has_forward_hooks
+from stvsr.ops.fused import conv_act, conv_part, fast_enabled, runs_as_module
 
 __all__ = [
     "PCDAlignment",
@@ -97,10 +97,10 @@ class PCDAlignment(nn.Module):
     # frame when the pyramid is reused by several windows (cached video inference). Saves 4 of 5
     # (window) or all (cached) reference-half convs: ~39 GFLOP per window for EDVR-M at 180x320.
     def split_convs(self) -> bool:
-        """Whether to split the convs over ``cat(nbr, ref)`` (fast path, unless one of them has
-        forward hooks: then it runs as a module)."""
+        """Whether to split the convs over ``cat(nbr, ref)`` (fast path, unless one of them must
+        run as a module: :func:`~stvsr.ops.fused.runs_as_module`)."""
         convs = (*self.offset_conv1.values(), self.cas_offset_conv1)
-        return fast_enabled() and not any(has_forward_hooks(m) for m in convs)
+        return fast_enabled() and not any(runs_as_module(m) for m in convs)
 
     def nbr_terms(self, nbr: Sequence[Tensor]) -> list[Tensor]:
         """Neighbour halves of ``offset_conv1`` at l1, l2, l3 (no bias), shaped like ``nbr``."""

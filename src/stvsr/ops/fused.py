@@ -10,7 +10,8 @@ duration of each of its calls) they switch to the CPU inference speed-ups:
 
 * oneDNN's fused conv + activation / conv + add kernels (the ones Inductor uses; exact in fp32:
   same accumulation, the activation / add applied to the accumulator), which bypass
-  ``Conv2d.__call__`` (a conv or activation with forward hooks is still called as a module);
+  ``Conv2d.__call__`` (a conv or activation with forward hooks, or a conv that is a subclass or
+  wrapper of ``nn.Conv2d``, is still called as a module);
 * weights converted once to the compute dtype and channels-last and cached in the
   :class:`FastKernels` object (keyed by the parameters' identity and version counters, so
   loading a state dict refreshes them; the model's parameters are never modified);
@@ -38,6 +39,7 @@ __all__ = [
     "fast_layout",
     "has_forward_hooks",
     "param_version",
+    "runs_as_module",
 ]
 
 Act = nn.Module | None
@@ -176,6 +178,13 @@ def fast_layout(x: Tensor) -> Tensor:
     return x
 
 
+def runs_as_module(conv: nn.Module, act: Act = None) -> bool:
+    """Whether the fast path must call ``conv`` (and ``act``) as modules: forward hooks on
+    either, or ``conv`` not exactly an ``nn.Conv2d`` (a subclass or wrapper, e.g. LoRA or
+    quantisation, whose own forward must run)."""
+    return type(conv) is not nn.Conv2d or has_forward_hooks(conv) or has_forward_hooks(act)
+
+
 def _act_attr(act: Act) -> tuple[str, list[float]] | None:
     """oneDNN post-op of an activation module, or None when it has none."""
     if act is None:
@@ -244,13 +253,13 @@ def conv_act(conv: nn.Conv2d, x: Tensor, act: Act = None, add: Tensor | None = N
     """``act(conv(x) + add)``: ``(B, Cin, H, W) -> (B, Cout, Ho, Wo)``.
 
     Plain: exactly that, ``conv`` and ``act`` called as modules. Fast path (inside
-    :func:`fast_kernels`; ``conv`` a zero-padded ``groups == 1`` ``nn.Conv2d``, ``act`` ``None``,
-    ``nn.ReLU`` or ``nn.LeakyReLU`` for the fused kernels): one oneDNN call with the cached
+    :func:`fast_kernels`, unless :func:`runs_as_module`; fused for a zero-padded ``groups == 1``
+    conv and ``act`` ``None``, ``nn.ReLU`` or ``nn.LeakyReLU``): one oneDNN call with the cached
     weights, the result in the autocast dtype and ``x``'s memory format. ``add``:
     ``(B, Cout, Ho, Wo)`` or None.
     """
     state = _ACTIVE.get()
-    if state is None or has_forward_hooks(conv) or has_forward_hooks(act):
+    if state is None or runs_as_module(conv, act):
         return _plain_tail(conv(x), act, add)
     return _fast_conv(state, conv, x, act, add, None, True)
 
@@ -282,7 +291,7 @@ def conv_shuffle_act(conv: nn.Conv2d, x: Tensor, factor: int, act: Act = None) -
     than ``pixel_shuffle``'s channels-last kernel for fp32 at 360×640; the same numbers).
     """
     state = _ACTIVE.get()
-    if state is None or has_forward_hooks(conv) or has_forward_hooks(act):
+    if state is None or runs_as_module(conv, act):
         y = F.pixel_shuffle(conv(x), factor)
         return y if act is None else act(y)
     phase = (
