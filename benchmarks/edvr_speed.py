@@ -2,8 +2,10 @@
 
 For every preset × DCN implementation × precision this measures
 
-* ``window``: one forward of a ``(1, N, 3, H, W)`` window (= one output frame), with the time
+* ``window``: one forward of a ``(1, N, 3, H, W)`` window (= one output frame) of
+  ``stvsr.infer.optimize(model, "cpu", precision)`` (what the engine runs), with the time
   spent inside the ``DCNv2Pack`` modules reported separately (``dcn_s``);
+* ``plain`` (with ``--plain``): the same window through the plain model under autocast;
 * ``naive`` / ``cached``: :class:`stvsr.infer.sliding.SlidingWindowRunner` over a short clip
   (``--clip`` frames), time per output frame, without / with per-frame feature caching (only
   when ``stvsr.infer.sliding`` exists).
@@ -25,7 +27,8 @@ Usage::
 
     .venv/bin/python benchmarks/edvr_speed.py [--presets edvr-m edvr-l] [--height 180]
         [--width 320] [--precisions fp32 bf16] [--impls pure native torchvision] [--clip 5]
-        [--modes window naive cached] [--threads 2] [--repeat 1] [--json out.json] [--quick]
+        [--modes window naive cached] [--plain] [--threads 2] [--repeat 1] [--json out.json]
+        [--quick]
         [--no-tune-malloc] [--agreement-clip DIR | --agreement-clip none] [--frames-dir DIR]
         [--offset-std 2.0] [--agree-impls] [--gt-clip HR_DIR [--gt-frames N]]
 
@@ -49,6 +52,7 @@ import torch
 from torch import nn
 
 import stvsr
+from stvsr.infer.optimize import optimize, precision_context
 from stvsr.ops import dcn
 from stvsr.ops.dcn import DCNv2Pack, ModulatedDeformConv2d
 
@@ -144,6 +148,7 @@ def spread_offsets(model: nn.Module, window: torch.Tensor, std: float, seed: int
             stats[name] = [float(o.abs().mean()), float(o.std())]
         return hook
 
+    fast = optimize(model, "cpu", "fp32")  # hooked convs still run as modules
     with torch.no_grad():
         for p in packs.values():
             w = p.conv_offset.weight
@@ -151,7 +156,7 @@ def spread_offsets(model: nn.Module, window: torch.Tensor, std: float, seed: int
         # measure, rescale, twice (the levels feed each other), then measure the result
         for rnd in range(3):
             handles = [p.conv_offset.register_forward_hook(grab(n)) for n, p in packs.items()]
-            model(window)
+            fast(window)
             for h in handles:
                 h.remove()
             for n, p in packs.items():
@@ -190,34 +195,49 @@ def bench_preset(
         offs = spread_offsets(model, window, args.offset_std)
         mean_abs = sum(v["mean_abs"] for v in offs.values()) / max(1, len(offs))
         print(f"{name}: random offset predictors, mean |offset| {mean_abs:.2f} px", flush=True)
+    fast = {prec: optimize(model, "cpu", prec) for prec in args.precisions}
     with torch.no_grad():
-        # warm-up (kernel selection, allocator) on a small input
-        model(torch.rand(1, n, 3, 32, 32))
+        # warm-up (kernel selection, allocator, the wrappers' weight caches) on a small input
+        for net in fast.values():
+            net(torch.rand(1, n, 3, 32, 32))
         for impl in impls:
             set_impl(model, impl)
             for prec in args.precisions:
+                net = fast[prec]
                 base = {"preset": name, "impl": impl, "precision": prec, "size": f"{h}x{w}"}
                 if args.agree_impls and impls[0] != impl:
                     set_impl(model, impls[0])
-                    ref = model(window, precision=prec)
+                    ref = net(window)
                     set_impl(model, impl)
-                    diff = float((model(window, precision=prec) - ref).abs().max())
+                    diff = float((net(window) - ref).abs().max())
                     print(f"{name} {prec}: max |{impl} - {impls[0]}| = {diff:.2e}", flush=True)
                     base["max_abs_diff_vs_" + impls[0]] = diff
                 if "window" in args.modes:
                     timer = DcnTimer(model)
-                    res = measure(lambda prec=prec: model(window, precision=prec), args.repeat)
+                    res = measure(lambda net=net: net(window), args.repeat)
                     timer.close()
                     res["dcn_s"] = timer.total / args.repeat
                     res["dcn_cpu_s"] = timer.cpu / args.repeat
                     rows.append({**base, "mode": "window", **res})
+                    _print_row(rows[-1])
+                if args.plain:
+                    def plain(prec=prec) -> None:
+                        with precision_context(prec, "cpu"):
+                            model(window)
+
+                    timer = DcnTimer(model)
+                    res = measure(plain, args.repeat)
+                    timer.close()
+                    res["dcn_s"] = timer.total / args.repeat
+                    res["dcn_cpu_s"] = timer.cpu / args.repeat
+                    rows.append({**base, "mode": "plain", **res})
                     _print_row(rows[-1])
                 for mode in ("naive", "cached"):
                     if mode not in args.modes or not sliding_ok:
                         continue
                     from stvsr.infer.sliding import SlidingWindowRunner
 
-                    runner = SlidingWindowRunner(model, cache=mode == "cached", precision=prec)
+                    runner = SlidingWindowRunner(net, cache=mode == "cached")
 
                     def run(runner=runner) -> None:
                         for _ in runner.run(clip):
@@ -289,8 +309,8 @@ def fp32_bf16_agreement(name: str, clip_dir: Path, offset_std: float) -> dict:
     if offset_std > 0:
         spread_offsets(model, x, offset_std)
     with torch.no_grad():
-        a = model(x, precision="fp32")[0]
-        b = model(x, precision="bf16")[0]
+        a = optimize(model, "cpu", "fp32")(x)[0]
+        b = optimize(model, "cpu", "bf16")(x)[0]
     return {
         "preset": name, "clip": str(clip_dir), "lr_size": f"{x.shape[-2]}x{x.shape[-1]}",
         "y_psnr_fp32_vs_bf16_db": psnr(to_uint8(a), to_uint8(b), y_channel=True),
@@ -321,7 +341,7 @@ def precision_vs_gt(name: str, gt_dir: Path, offset_std: float, max_frames: int)
         spread_offsets(model, lr[idx][None], offset_std)
     res: dict[str, object] = {"preset": name, "clip": str(gt_dir), "frames": len(hr)}
     for prec in ("fp32", "bf16"):
-        runner = SlidingWindowRunner(model, cache=True, precision=prec)
+        runner = SlidingWindowRunner(optimize(model, "cpu", prec), cache=True)
         scores = [
             psnr(to_uint8(out), to_uint8(gt), y_channel=True)
             for out, gt in zip(runner.run(lr), hr, strict=True)
@@ -342,6 +362,9 @@ def main(argv: list[str] | None = None) -> None:
                    "torchvision if it imports)")
     p.add_argument("--modes", nargs="*", default=["window", "naive", "cached"],
                    choices=["window", "naive", "cached"])
+    p.add_argument("--plain", action="store_true",
+                   help="also time one window through the plain model (autocast, no fast "
+                   "kernels)")
     p.add_argument("--clip", type=int, default=5, help="frames in the sliding-window clip")
     p.add_argument("--frames-dir", type=Path, default=DEFAULT_CLIP,
                    help="PNG frames timed (cropped to the size; random frames if unusable)")

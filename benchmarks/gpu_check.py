@@ -65,10 +65,24 @@ def _build(name: str, parts: Path | None) -> tuple[torch.nn.Module, str]:
     return model.eval(), source
 
 
+_FAST: list[tuple[torch.nn.Module, str, torch.nn.Module]] = []  # optimized forms of one model
+
+
 def _run(model: torch.nn.Module, x: torch.Tensor, dtype: torch.dtype | None) -> torch.Tensor:
-    with torch.no_grad(), torch.autocast(x.device.type, dtype=dtype or torch.float32,
-                                         enabled=dtype is not None):
-        return model(x)
+    """The engine's forward: ``stvsr.infer.optimize(model, device, precision)`` (kept for the
+    calls that follow with the same model, so that its cached weights are reused)."""
+    from stvsr.infer import optimize
+
+    prec = next(k for k, v in PRECISIONS.items() if v == dtype)
+    key = f"{x.device}/{prec}"
+    if _FAST and _FAST[0][0] is not model:
+        _FAST.clear()  # a new model: drop the previous one's cached weights
+    net = next((n for m, k, n in _FAST if k == key), None)
+    if net is None:
+        net = optimize(model, x.device, prec)
+        _FAST.append((model, key, net))
+    with torch.no_grad():
+        return net(x)
 
 
 def _input(kind: str, n: int, h: int, w: int, dev: torch.device) -> torch.Tensor:

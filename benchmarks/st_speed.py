@@ -1,7 +1,9 @@
 """Seconds per output frame of space-time presets on this CPU, measured in one run.
 
 Each model restores ``--frames`` LR frames (a smooth panning texture at the LR size) into
-``2n - 1`` HR frames; the time of the forward pass (no I/O) is divided by the output count.
+``2n - 1`` HR frames; the time of the forward pass (no I/O) of
+``stvsr.infer.optimize(model, "cpu", precision)`` (what the engine runs) is divided by the
+output count.
 Compare models as ratios within one run: the machine is shared and noisy.
 
 ``python benchmarks/st_speed.py [--models sfnet-s-v1 sfnet-s stvsr-twostage stvsr-twostage-rife]
@@ -33,6 +35,7 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     from stvsr import create_model
+    from stvsr.infer import optimize
 
     h, w = (int(v) for v in args.size.lower().split("x"))
     g = torch.Generator().manual_seed(0)
@@ -44,13 +47,12 @@ def main() -> None:
     for name in args.models:
         model = create_model(name)
         for prec in args.precision:
-            dtype = DTYPES[prec]
-            ctx = torch.autocast("cpu", dtype=dtype or torch.float32, enabled=dtype is not None)
-            with torch.no_grad(), ctx:
-                model(x)  # warm-up
+            net = optimize(model, "cpu", prec)
+            with torch.no_grad():
+                net(x)  # warm-up
                 t0 = time.perf_counter()
                 for _ in range(args.repeats):
-                    out = model(x)
+                    out = net(x)
             sec = (time.perf_counter() - t0) / args.repeats / out.shape[1]
             rows.append({"model": name, "precision": prec, "lr": f"{h}x{w}",
                          "frames_in": args.frames, "frames_out": int(out.shape[1]),

@@ -334,10 +334,11 @@ def _tiny_edvr():
 
 def test_edvr_equals_the_papers_equations_in_float64(one_thread) -> None:
     """EDVR (PCD alignment + TSA fusion + reconstruction) against the formulation above, for
-    the inference path (fused convs, cached PCD terms, in-place ops) with each CPU DCN
-    implementation, and for the autograd path."""
+    the plain inference path and the optimized one (fused convs, split and cached PCD terms,
+    in-place ops) with each CPU DCN implementation, and for the autograd path."""
     import torch
 
+    from stvsr.infer import optimize
     from stvsr.ops import native
     from stvsr.ops.dcn import ModulatedDeformConv2d
 
@@ -353,11 +354,12 @@ def test_edvr_equals_the_papers_equations_in_float64(one_thread) -> None:
         for m in model.modules():
             if isinstance(m, ModulatedDeformConv2d):
                 m.impl = impl
-        with torch.no_grad():
-            out = model(x)
-        assert out.dtype == torch.float64 and out.shape == ref.shape == (2, 3, 32, 48)
-        diff = (out - ref).abs().max().item()
-        assert diff <= 1e-10, (impl, diff)
+        for net in (model, optimize(model, "cpu", "fp32")):
+            with torch.no_grad():
+                out = net(x)
+            assert out.dtype == torch.float64 and out.shape == ref.shape == (2, 3, 32, 48)
+            diff = (out - ref).abs().max().item()
+            assert diff <= 1e-10, (impl, diff)
     for m in model.modules():
         if isinstance(m, ModulatedDeformConv2d):
             m.impl = "auto"

@@ -17,6 +17,7 @@ import pytest
 import torch
 from torch.nn import functional as F  # noqa: N812
 
+from stvsr.infer import optimize
 from stvsr.models.basicvsr import BasicVSR
 from stvsr.models.spynet import SpyNet, load_spynet
 from stvsr.ops.flow import flow_warp, resize_flow
@@ -121,11 +122,11 @@ def test_output_shapes(b: int, t: int, h: int, w: int) -> None:
     assert torch.isfinite(out).all() and out.is_contiguous()
 
 
-def test_channels_last_matches_contiguous() -> None:
-    a, b = _tiny(channels_last=True), _tiny(channels_last=False)
+def test_optimized_channels_last_matches_plain() -> None:
+    model = _tiny()
     x = torch.rand(1, 3, 3, 20, 24)
     with torch.no_grad():
-        assert torch.allclose(a(x), b(x), atol=1e-5)
+        assert torch.allclose(optimize(model, "cpu", "fp32")(x), model(x), atol=1e-5)
 
 
 def test_flow_chunking_does_not_change_result() -> None:

@@ -7,6 +7,7 @@ import torch
 
 import stvsr
 from stvsr.errors import StvsrError
+from stvsr.infer import optimize
 from stvsr.models.sfnet import (
     SFNet,
     charbonnier,
@@ -262,13 +263,13 @@ def test_init_from_basicvsr_copies_matching_parts() -> None:
 
 
 def test_fused_inference_path_matches_autograd_path() -> None:
-    # no-grad inference runs channels-last with fused oneDNN conv + activation/skip kernels;
-    # with autograd on it takes plain convs: both must give the same images
+    # the optimized model runs channels-last with fused oneDNN conv + activation/skip kernels;
+    # the plain model with autograd on takes plain convs: both must give the same images
     torch.manual_seed(0)
     model = tiny(num_ds=2, num_rec=2)
     x = torch.rand(1, 3, 3, 10, 12)
     with torch.no_grad():
-        fast, fast_s = model(x, return_structure=True)
+        fast, fast_s = optimize(model, "cpu", "fp32")(x, return_structure=True)
     slow, slow_s = model(x, return_structure=True)
     assert torch.allclose(fast, slow.detach(), atol=1e-5, rtol=0)
     assert torch.allclose(fast_s, slow_s.detach(), atol=1e-5, rtol=0)

@@ -189,31 +189,19 @@ def _dcn_pack_forward(mode: str) -> Callable[..., Tensor]:
 
 @contextlib.contextmanager
 def _export_ready(model: nn.Module, dcn: str) -> Iterator[None]:
-    """Plain NCHW convs and traceable DCNs for the duration of an export."""
+    """Traceable DCNs for the duration of an export (the plain networks trace as NCHW convs)."""
     from stvsr.ops.dcn import DCNv2Pack
 
     patched: list[nn.Module] = []
-    layouts: list[tuple[nn.Module, bool]] = []
     for m in model.modules():
         if isinstance(m, DCNv2Pack):
             m.forward = types.MethodType(_dcn_pack_forward(dcn), m)
             patched.append(m)
-        if isinstance(getattr(m, "channels_last", None), bool):
-            layouts.append((m, m.channels_last))
-            if hasattr(m, "set_channels_last"):
-                m.set_channels_last(False)
-            else:
-                m.channels_last = False
     try:
         yield
     finally:
         for m in patched:
             del m.forward
-        for m, was in layouts:
-            if hasattr(m, "set_channels_last"):
-                m.set_channels_last(was)
-            else:
-                m.channels_last = was
 
 
 # --------------------------------------------------------------------------- description

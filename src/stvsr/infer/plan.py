@@ -125,17 +125,21 @@ def _out_bits(info: VideoInfo, pix_fmt: str | None) -> bool:
 def _estimate(net: nn.Module, info: VideoInfo, fn_kwargs: dict[str, Any], chunk: int,
               overlap: int, out_hw: tuple[int, int], held: int | None = None
               ) -> dict[str, float]:
-    """Seconds per input frame from a timed forward pass on a small crop, scaled by pixel count;
-    peak memory from the frames held at once × (input + features + output)."""
+    """Seconds per input frame from a timed (fp32, optimized) forward pass on a small crop,
+    scaled by pixel count; peak memory from the frames held at once × (input + features +
+    output)."""
+    from stvsr.infer.optimize import optimize
+
     h, w = info.height, info.width
     ch, cw = min(h, 64), min(w, 64)
     t = 3 if net.kind != "window" else int(net.num_frames)
     x = torch.rand(1, max(t, 2), 3, ch, cw)
     dev = fn_kwargs["device"]
+    fast = optimize(net, dev, "fp32")
     with torch.inference_mode():
-        net(x.to(dev))  # warm-up
+        fast(x.to(dev))  # warm-up
         t0 = time.perf_counter()
-        net(x.to(dev))
+        fast(x.to(dev))
         dt = time.perf_counter() - t0
     per_frame = dt / (1 if net.kind == "window" else x.shape[1]) * (h * w) / (ch * cw)
     if held is None:  # input frames held at once

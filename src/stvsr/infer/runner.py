@@ -15,11 +15,12 @@ from :data:`stvsr.infer.defaults.CHUNKING`:
   give ``2n - 1`` outputs, in-between frames included.
 
 Only ``chunk + 2·overlap`` input frames are held at once, so memory does not grow with length.
+The model runs through :func:`stvsr.infer.optimize` (fast kernels and autocast at the requested
+precision), applied here once per stream; the model itself is not changed.
 """
 
 from __future__ import annotations
 
-import contextlib
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 
@@ -29,23 +30,10 @@ from torch import nn
 from stvsr.errors import StvsrError
 from stvsr.infer.defaults import chunking
 from stvsr.infer.layout import StreamLayout, layout_of
+from stvsr.infer.optimize import PRECISIONS, optimize, precision_context
 from stvsr.infer.tiling import TileSize, tiled_forward
 
-PRECISIONS = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
-
-
-def precision_context(
-    precision: str, device: torch.device | str
-) -> contextlib.AbstractContextManager:
-    """Autocast for ``precision`` (``fp32`` = no autocast) on ``device``'s type."""
-    if precision not in PRECISIONS:
-        raise StvsrError(f"unknown precision {precision!r}; choose fp32, bf16 or fp16")
-    if precision == "fp32":
-        return contextlib.nullcontext()
-    dev = torch.device(device).type
-    if dev == "cpu" and precision == "fp16":
-        raise StvsrError("fp16 is not supported on CPU; use --precision bf16 or fp32")
-    return torch.autocast(dev, dtype=PRECISIONS[precision])
+__all__ = ["PRECISIONS", "make_forward", "precision_context", "restore_stream"]
 
 
 def make_forward(
@@ -56,16 +44,18 @@ def make_forward(
     tile: int | TileSize | None = None,
     tile_overlap: int = 16,
 ) -> Callable[[torch.Tensor], torch.Tensor]:
-    """``fn(x)`` = the model's forward in inference mode, optionally tiled, at ``precision``.
+    """``fn(x)`` = the model's forward in inference mode, optionally tiled, at ``precision``,
+    through :func:`stvsr.infer.optimize` (fast kernels; the model itself is not changed).
 
     ``x`` is ``(1, T, 3, h, w)`` on ``device``; the result is float32. With a tile, every call
     of ``fn`` shares one :class:`~stvsr.infer.tiling.TileSize` (``tile`` itself when it is one):
     a tile halved after an out-of-memory error stays halved for the calls that follow.
     """
+    net = optimize(model, device, precision)
 
     def call(x: torch.Tensor) -> torch.Tensor:
-        with torch.inference_mode(), precision_context(precision, device):
-            return model(x).float()
+        with torch.inference_mode():
+            return net(x).float()
 
     if not _tiled(tile):
         return call
@@ -105,11 +95,12 @@ def restore_stream(
     if chunk < 1 or overlap < 0:
         raise StvsrError("--chunk must be >= 1 and --overlap >= 0")
     device = torch.device(device)
-    fn = make_forward(model, precision=precision, device=device, tile=tile,
+    net = optimize(model, device, precision)  # the engine's one optimisation step
+    fn = make_forward(net, precision=precision, device=device, tile=tile,
                       tile_overlap=tile_overlap)
     kind = model.kind
     if kind == "window":
-        yield from _windowed(model, fn, frames, device, precision, tiled=_tiled(tile))
+        yield from _windowed(net, fn, frames, device, tiled=_tiled(tile))
         return
     if kind not in ("recurrent", "spacetime"):
         raise StvsrError(f"model kind {kind!r} cannot be run on a video")
@@ -138,18 +129,15 @@ def _windowed(
     fn: Callable[[torch.Tensor], torch.Tensor],
     frames: Iterable[torch.Tensor],
     device: torch.device,
-    precision: str,
     *,
     tiled: bool,
 ) -> Iterator[torch.Tensor]:
-    """Sliding windows: the model's cached fast path when it takes ``precision`` itself and no
-    tiling is asked for, else one ``fn`` call (tiled, autocast) per window."""
-    import inspect
-
+    """Sliding windows over the optimized ``model``: its per-frame feature cache when it has
+    stages and no tiling is asked for, else one ``fn`` call (tiled) per window."""
     from stvsr.infer.sliding import SlidingWindowRunner
 
-    if not tiled and "precision" in inspect.signature(model.forward).parameters:
-        runner = SlidingWindowRunner(model, device=device, precision=precision)
+    if not tiled:
+        runner = SlidingWindowRunner(model, device=device)
     else:
         runner = SlidingWindowRunner(_WindowAdapter(model, fn), device=device)
     for out in runner.run(frames):

@@ -51,7 +51,9 @@ class SlidingWindowRunner:
         cache: reuse per-frame feature pyramids across windows (needs ``extract_features`` and
             ``fuse_and_reconstruct``; silently naive otherwise, see :attr:`cached`).
         device: where to run (default: the model's device).
-        precision: passed to the model's stages/forward when given (``"fp32"``/``"bf16"``/...).
+
+    The model runs as given: pass ``stvsr.infer.optimize(model, device, precision)`` for the
+    fast kernels and a precision (as :func:`stvsr.infer.runner.restore_stream` does).
 
     Attributes:
         max_buffered: the most input frames held at once during the last :meth:`run`.
@@ -63,7 +65,6 @@ class SlidingWindowRunner:
         cache: bool = True,
         *,
         device: str | torch.device | None = None,
-        precision: str | None = None,
     ) -> None:
         if getattr(model, "kind", None) != "window":
             kind = getattr(model, "kind", None)
@@ -78,11 +79,7 @@ class SlidingWindowRunner:
             p = next(model.parameters(), None)
             device = p.device if p is not None else "cpu"
         self.device = torch.device(device)
-        self.precision = precision
         self.max_buffered = 0
-
-    def _kw(self) -> dict:
-        return {} if self.precision is None else {"precision": self.precision}
 
     @torch.no_grad()  # the decorator (unlike a ``with`` block) keeps grad mode out of the caller
     def run(self, frames: Tensor | Iterable[Tensor]) -> Iterator[Tensor]:
@@ -115,7 +112,7 @@ class SlidingWindowRunner:
                 frame = frame.to(self.device, torch.float32)
                 raw[read] = frame
                 if self.cached:
-                    pyr = self.model.extract_features(frame[None, None], **self._kw())
+                    pyr = self.model.extract_features(frame[None, None])
                     feats[read] = pyr[0]
                 read += 1
                 self.max_buffered = max(self.max_buffered, len(raw))
@@ -124,12 +121,10 @@ class SlidingWindowRunner:
             t_known = total if total is not None else 10**12  # no mirroring needed yet
             idx = window_indices(i, t_known, n, c)
             if self.cached:
-                out = self.model.fuse_and_reconstruct(
-                    [feats[j] for j in idx], raw[i][None], **self._kw()
-                )
+                out = self.model.fuse_and_reconstruct([feats[j] for j in idx], raw[i][None])
             else:
                 window = torch.stack([raw[j] for j in idx])[None]
-                out = self.model(window, **self._kw())
+                out = self.model(window)
             yield out[0]
             i += 1
             # drop what no later window can reach

@@ -21,6 +21,7 @@ from torch.nn import functional as F  # noqa: N812
 from stvsr.models.blocks import ConvResidualBlocks
 from stvsr.models.spynet import SpyNet
 from stvsr.ops.flow import flow_warp
+from stvsr.ops.fused import fast_layout
 from stvsr.registry import register_model
 from stvsr.weights import WeightsSpec, WheelSource
 
@@ -38,8 +39,9 @@ class BasicVSR(nn.Module):
         num_block: residual blocks in each propagation trunk.
         flow_chunk: SpyNet runs on at most this many frame pairs at once (bounds memory; does
             not change the result).
-        channels_last: on CPU, keep conv activations in channels_last memory format (oneDNN
-            convs are faster that way; the result is the same). Parameters stay contiguous.
+
+    On the fast path of :func:`stvsr.infer.optimize` the propagation's activations are kept
+    channels-last on CPU (oneDNN convs are faster that way).
     """
 
     kind = "recurrent"
@@ -51,12 +53,10 @@ class BasicVSR(nn.Module):
         num_feat: int = 64,
         num_block: int = 30,
         flow_chunk: int = 16,
-        channels_last: bool = True,
     ) -> None:
         super().__init__()
         self.num_feat = num_feat
         self.flow_chunk = max(1, int(flow_chunk))
-        self.channels_last = channels_last
         self.spynet = SpyNet()
         self.backward_trunk = ConvResidualBlocks(num_feat + 3, num_feat, num_block)
         self.forward_trunk = ConvResidualBlocks(num_feat + 3, num_feat, num_block)
@@ -78,11 +78,11 @@ class BasicVSR(nn.Module):
             [self.spynet(ref[i:i + step], supp[i:i + step]) for i in range(0, n, step)], dim=0
         )
 
-    def _fmt(self, t: torch.Tensor) -> torch.Tensor:
-        """Activations in channels_last on CPU when enabled (faster oneDNN convs there)."""
-        if self.channels_last and t.device.type == "cpu":
-            return t.contiguous(memory_format=torch.channels_last)
-        return t
+    @staticmethod
+    def _fmt(t: torch.Tensor) -> torch.Tensor:
+        """``t`` channels-last on CPU on the fast path (:func:`~stvsr.ops.fused.fast_layout`),
+        else as is."""
+        return fast_layout(t) if t.device.type == "cpu" else t
 
     def compute_flows(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor] | None:
         """SpyNet flows between neighbours of ``x (B, T, 3, h, w)``; ``None`` when ``T == 1``.

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import torch
 from torch import nn
-from torch.nn import functional as F  # noqa: N812
 
-from stvsr.ops.fused import conv_act, has_forward_hooks
+from stvsr.ops.fused import conv_act, fast_enabled, has_forward_hooks
 
 
 def default_init(module: nn.Module, scale: float = 1.0) -> None:
@@ -20,7 +19,7 @@ def default_init(module: nn.Module, scale: float = 1.0) -> None:
 
 
 class ResidualBlockNoBN(nn.Module):
-    """``x + conv2(relu(conv1(x)))`` with 3×3 convs and no normalisation.
+    """``x + conv2(relu(conv1(x))) * res_scale`` with 3×3 convs and no normalisation.
 
     Shapes: ``(B, C, H, W) -> (B, C, H, W)``. Parameter names ``conv1``/``conv2`` match BasicSR.
     """
@@ -30,22 +29,27 @@ class ResidualBlockNoBN(nn.Module):
         self.res_scale = res_scale
         self.conv1 = nn.Conv2d(num_feat, num_feat, 3, 1, 1)
         self.conv2 = nn.Conv2d(num_feat, num_feat, 3, 1, 1)
+        self.relu = nn.ReLU()
         default_init(self, 0.1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x + self.conv2(F.relu(self.conv1(x))) * self.res_scale
+        return x + self.conv2(self.relu(self.conv1(x))) * self.res_scale
 
 
 def run_res_blocks(blocks: nn.Sequential, x: torch.Tensor) -> torch.Tensor:
-    """``blocks(x)`` for a chain of :class:`ResidualBlockNoBN` with fused oneDNN conv + ReLU and
-    conv + residual-add kernels (same maths: ``x + conv2(relu(conv1(x)))``); ``(B, C, h, w) ->
-    (B, C, h, w)``. A block of another type, with ``res_scale != 1`` or with hooks runs as a
-    module, and so does the whole chain when it has hooks."""
-    if has_forward_hooks(blocks):
+    """``blocks(x)``: ``(B, C, h, w) -> (B, C, h, w)``.
+
+    On the fast path (:func:`stvsr.ops.fused.fast_enabled`) a chain of
+    :class:`ResidualBlockNoBN` runs with fused conv + ReLU and conv + residual-add kernels (same
+    maths: ``x + conv2(relu(conv1(x)))``); a block of another type, with ``res_scale != 1`` or
+    with hooks runs as a module, and so does the whole chain when it has hooks.
+    """
+    if not fast_enabled() or has_forward_hooks(blocks):
         return blocks(x)
     for blk in blocks:
-        if type(blk) is ResidualBlockNoBN and blk.res_scale == 1.0 and not has_forward_hooks(blk):
-            x = conv_act(blk.conv2, conv_act(blk.conv1, x, "relu"), add=x)
+        if (type(blk) is ResidualBlockNoBN and blk.res_scale == 1.0
+                and not has_forward_hooks(blk) and not has_forward_hooks(blk.relu)):
+            x = conv_act(blk.conv2, conv_act(blk.conv1, x, blk.relu), add=x)
         else:
             x = blk(x)
     return x

@@ -20,7 +20,6 @@ module's) — so that a shallow same-size EDVR can serve as the second stage of
 
 from __future__ import annotations
 
-import contextlib
 import re
 from collections.abc import Sequence
 
@@ -31,17 +30,15 @@ from torch.nn import functional as F  # noqa: N812
 from stvsr.errors import StvsrError
 from stvsr.models.blocks import ResidualBlockNoBN, make_layer, run_res_blocks
 from stvsr.models.edvr_modules import (
-    PRECISIONS,
     FeaturePyramid,
     PCDAlignment,
     PredeblurModule,
     Pyramid,
     TSAFusion,
     _conv,
-    _conv_lrelu_shuffle,
-    precision_context,
+    _lrelu,
 )
-from stvsr.ops.fused import conv_act, param_version
+from stvsr.ops.fused import conv_act, conv_shuffle_act, fast_layout, param_version
 from stvsr.registry import register_model
 
 
@@ -53,9 +50,10 @@ class EDVR(nn.Module):
     (default ``T // 2``). Any H, W: sizes that are not multiples of 4 (16 with ``hr_in``) are
     padded (reflect, or replicate for tiny frames) and the output is cropped back. No clamping.
 
-    ``precision`` (``"fp32"`` | ``"bf16"`` | ``"fp16"``) runs the convolutions under autocast;
-    the temporal-attention correlation, the residual add and the output stay fp32 and the DCN op
-    samples in fp32. ``channels_last`` runs the convs in NHWC (faster on CPU).
+    Precision follows the caller's autocast; the temporal-attention correlation and the final
+    residual add run in fp32 whatever it is (the DCN op samples in fp32 too). For fast CPU
+    inference (fused kernels, channels-last, cached PCD terms) wrap the model with
+    :func:`stvsr.infer.optimize`.
     """
 
     kind = "window"
@@ -73,8 +71,6 @@ class EDVR(nn.Module):
         hr_in: bool = False,
         with_predeblur: bool = False,
         with_tsa: bool = True,
-        precision: str = "fp32",
-        channels_last: bool = True,
     ) -> None:
         super().__init__()
         self.center_frame_idx = num_frame // 2 if center_frame_idx is None else center_frame_idx
@@ -87,7 +83,6 @@ class EDVR(nn.Module):
         self.with_tsa = with_tsa
         self.scale = 1 if hr_in else 4
         self.multiple = 16 if hr_in else 4
-        self.set_precision(precision)
         c = num_feat
 
         if with_predeblur:
@@ -114,31 +109,7 @@ class EDVR(nn.Module):
         self.upconv2 = _conv(c, 4 * 64)
         self.conv_hr = _conv(64, 64)
         self.conv_last = _conv(64, num_out_ch)
-        self.set_channels_last(channels_last)
-
-    # ------------------------------------------------------------------ settings
-    def set_channels_last(self, enabled: bool = True) -> EDVR:
-        """Run convs in NHWC (``True``) or NCHW; converts the 4-D weights once, so that no conv
-        re-lays out its weight on every call (measured ≈1.5× faster 3×3 convs on this CPU)."""
-        self.channels_last = bool(enabled)
-        fmt = torch.channels_last if enabled else torch.contiguous_format
-        for p in self.parameters():
-            if p.dim() == 4:
-                p.data = p.data.contiguous(memory_format=fmt)
-        return self
-
-    def set_precision(self, precision: str) -> EDVR:
-        """Set the default compute precision (``"fp32"``, ``"bf16"`` or ``"fp16"``)."""
-        if precision not in PRECISIONS:
-            raise StvsrError(f"unknown precision {precision!r}; choose one of fp32, bf16, fp16")
-        self.precision = precision
-        return self
-
-    def _ctx(self, precision: str | None, device_type: str) -> contextlib.AbstractContextManager:
-        return precision_context(precision or self.precision, device_type)
-
-    def _fmt(self, x: Tensor) -> Tensor:
-        return x.contiguous(memory_format=torch.channels_last) if self.channels_last else x
+        self.lrelu = _lrelu()
 
     def _pad(self, x: Tensor) -> Tensor:
         """Pad ``(N, 3, H, W)`` at the bottom/right up to multiples of ``self.multiple``."""
@@ -151,7 +122,7 @@ class EDVR(nn.Module):
         return F.pad(x, (0, pw, 0, ph), mode=mode)
 
     # ------------------------------------------------------------------ stages
-    def extract_features(self, frames: Tensor, precision: str | None = None) -> list[Pyramid]:
+    def extract_features(self, frames: Tensor) -> list[Pyramid]:
         """Per-frame feature pyramids.
 
         Args:
@@ -164,37 +135,33 @@ class EDVR(nn.Module):
         if frames.dim() != 5:
             raise StvsrError(f"EDVR expects (B, T, 3, H, W) frames, got {tuple(frames.shape)}")
         b, t = frames.shape[:2]
-        x = self._fmt(self._pad(frames.flatten(0, 1)))
-        with self._ctx(precision, x.device.type):
-            if self.with_predeblur:
-                l1 = self.conv_1x1(self.predeblur(x))
-            else:
-                l1 = conv_act(self.conv_first, x, "lrelu")
-                if self.hr_in:
-                    l1 = conv_act(self.stride_conv_hr1, l1, "lrelu")
-                    l1 = conv_act(self.stride_conv_hr2, l1, "lrelu")
-            l1 = run_res_blocks(self.feature_extraction, l1)
-            l2 = conv_act(self.conv_l2_2, conv_act(self.conv_l2_1, l1, "lrelu"), "lrelu")
-            l3 = conv_act(self.conv_l3_2, conv_act(self.conv_l3_1, l2, "lrelu"), "lrelu")
+        x = fast_layout(self._pad(frames.flatten(0, 1)))
+        if self.with_predeblur:
+            l1 = self.conv_1x1(self.predeblur(x))
+        else:
+            l1 = conv_act(self.conv_first, x, self.lrelu)
+            if self.hr_in:
+                l1 = conv_act(self.stride_conv_hr1, l1, self.lrelu)
+                l1 = conv_act(self.stride_conv_hr2, l1, self.lrelu)
+        l1 = run_res_blocks(self.feature_extraction, l1)
+        l2 = conv_act(self.conv_l2_2, conv_act(self.conv_l2_1, l1, self.lrelu), self.lrelu)
+        l3 = conv_act(self.conv_l3_2, conv_act(self.conv_l3_1, l2, self.lrelu), self.lrelu)
         levels = [lv.unflatten(0, (b, t)) for lv in (l1, l2, l3)]
         return [
             FeaturePyramid((levels[0][:, i], levels[1][:, i], levels[2][:, i])) for i in range(t)
         ]
 
     def fuse_and_reconstruct(
-        self,
-        pyramids: Sequence[Pyramid],
-        centre_lr: Tensor,
-        precision: str | None = None,
-        cache_terms: bool = True,
+        self, pyramids: Sequence[Pyramid], centre_lr: Tensor, cache_terms: bool = True
     ) -> Tensor:
         """Align, fuse and reconstruct one window.
 
         Args:
             pyramids: ``num_frame`` pyramids from :meth:`extract_features`, in window order.
             centre_lr: the unpadded input frame at ``center_frame_idx``, ``(B, 3, H, W)``.
-            cache_terms: keep each frame's PCD neighbour terms on its :class:`FeaturePyramid`
-                (3 extra maps per frame) so that later windows sharing the frame reuse them.
+            cache_terms: on the fast path, keep each frame's PCD neighbour terms on its
+                :class:`FeaturePyramid` (3 extra maps per frame) so that later windows sharing
+                the frame reuse them.
 
         Returns:
             ``(B, 3, s·H, s·W)`` in float32 (float64 for a float64 model).
@@ -205,44 +172,47 @@ class EDVR(nn.Module):
             )
         h, w = centre_lr.shape[-2:]
         ref = pyramids[self.center_frame_idx]
-        with self._ctx(precision, centre_lr.device.type):
+        # fast path: split PCD convs, reference terms once per window, neighbour terms per frame
+        if self.pcd_align.split_convs():
             ref_terms = self.pcd_align.ref_terms(ref)
             aligned = [
                 self.pcd_align(nbr, ref, self._nbr_terms(nbr, cache_terms), ref_terms)
                 for nbr in pyramids
             ]
             del ref_terms
-            if self.with_tsa:
-                feat = self.fusion(aligned)
-            else:
-                feat = conv_act(self.fusion, torch.cat(aligned, dim=1))
-            del aligned
-            out = run_res_blocks(self.reconstruction, feat)
-            out = _conv_lrelu_shuffle(self.upconv1, out)
-            out = _conv_lrelu_shuffle(self.upconv2, out)
-            out = conv_act(self.conv_hr, out, "lrelu")
-            out = conv_act(self.conv_last, out)
-        dt = torch.promote_types(out.dtype, torch.float32)  # fp32 (also under autocast), fp64
-        base = self._pad(centre_lr.to(dt))
-        if not self.hr_in:
-            base = F.interpolate(base, scale_factor=4, mode="bilinear", align_corners=False)
-        out = out.to(dt) + base
+        else:
+            aligned = [self.pcd_align(nbr, ref) for nbr in pyramids]
+        if self.with_tsa:
+            feat = self.fusion(aligned)
+        else:
+            feat = conv_act(self.fusion, torch.cat(aligned, dim=1))
+        del aligned
+        out = run_res_blocks(self.reconstruction, feat)
+        out = conv_shuffle_act(self.upconv1, out, 2, self.lrelu)
+        out = conv_shuffle_act(self.upconv2, out, 2, self.lrelu)
+        out = conv_act(self.conv_hr, out, self.lrelu)
+        out = conv_act(self.conv_last, out)
+        with torch.autocast(centre_lr.device.type, enabled=False):  # residual add in fp32
+            dt = torch.promote_types(out.dtype, torch.float32)  # fp32 (also under autocast), fp64
+            base = self._pad(centre_lr.to(dt))
+            if not self.hr_in:
+                base = F.interpolate(base, scale_factor=4, mode="bilinear", align_corners=False)
+            out = out.to(dt) + base
         s = self.scale
         return out[..., : s * h, : s * w].contiguous()
 
-    def forward(self, x: Tensor, precision: str | None = None) -> Tensor:
+    def forward(self, x: Tensor) -> Tensor:
         """``(B, T, 3, H, W) -> (B, 3, s·H, s·W)``; see the class docstring."""
         if x.dim() != 5 or x.shape[1] != self.num_frames:
             raise StvsrError(
                 f"EDVR expects (B, {self.num_frames}, 3, H, W) input, got {tuple(x.shape)}"
             )
-        pyramids = self.extract_features(x, precision)
-        return self.fuse_and_reconstruct(
-            pyramids, x[:, self.center_frame_idx], precision, cache_terms=False
-        )
+        pyramids = self.extract_features(x)
+        return self.fuse_and_reconstruct(pyramids, x[:, self.center_frame_idx], cache_terms=False)
 
     def _nbr_terms(self, pyr: Sequence[Tensor], cache: bool) -> list[Tensor]:
-        """PCD neighbour terms of one frame, from / into its :class:`FeaturePyramid` cache."""
+        """PCD neighbour terms of one frame, from / into its :class:`FeaturePyramid` cache
+        (fast path only)."""
         dev = pyr[0].device.type
         dt = torch.get_autocast_dtype(dev) if torch.is_autocast_enabled(dev) else pyr[0].dtype
         convs = self.pcd_align.offset_conv1
@@ -366,27 +336,23 @@ class TwoStageEDVR(nn.Module):
         self.scale = stage1.scale * stage2.scale
         self.num_frames = (stage1.num_frames - 1) + (stage2.num_frames - 1) + 1
 
-    def set_precision(self, precision: str) -> TwoStageEDVR:
-        self.stage1.set_precision(precision)
-        self.stage2.set_precision(precision)
-        return self
-
-    def stage1_outputs(self, x: Tensor, precision: str | None = None) -> Tensor:
+    def stage1_outputs(self, x: Tensor) -> Tensor:
         """Stage-1 restorations of the ``T2`` frames around the centre: ``(B, T2, 3, sH, sW)``."""
         t1 = self.stage1.num_frames
-        pyr = self.stage1.extract_features(x, precision)
+        pyr = self.stage1.extract_features(x)
         outs = [
-            self.stage1.fuse_and_reconstruct(pyr[j : j + t1], x[:, j + t1 // 2], precision)
+            self.stage1.fuse_and_reconstruct(pyr[j : j + t1], x[:, j + t1 // 2])
             for j in range(self.stage2.num_frames)
         ]
         return torch.stack(outs, dim=1)
 
-    def forward(self, x: Tensor, precision: str | None = None) -> Tensor:
+    def forward(self, x: Tensor) -> Tensor:
+        """``(B, T, 3, H, W) -> (B, 3, s1·H, s1·W)``; see the class docstring."""
         if x.dim() != 5 or x.shape[1] != self.num_frames:
             raise StvsrError(
                 f"TwoStageEDVR expects (B, {self.num_frames}, 3, H, W) input, got {tuple(x.shape)}"
             )
-        return self.stage2(self.stage1_outputs(x, precision), precision)
+        return self.stage2(self.stage1_outputs(x))
 
     def convert_state_dict(self, state: dict[str, Tensor]) -> dict[str, Tensor]:
         """Convert ``stage1.``/``stage2.`` keys like :meth:`EDVR.convert_state_dict` does."""

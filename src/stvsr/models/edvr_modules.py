@@ -1,35 +1,34 @@
 """EDVR's modules (Wang et al., CVPR-W 2019): pyramid-cascading-deformable (PCD) alignment,
-temporal-spatial attention (TSA) fusion and the predeblur module, with the helpers the
-network shares with them (precision context, fused conv + shuffle). Parameter names follow
-BasicSR. Assembled into the network by :mod:`stvsr.models.edvr`."""
+temporal-spatial attention (TSA) fusion and the predeblur module. Parameter names follow
+BasicSR. Assembled into the network by :mod:`stvsr.models.edvr`.
+
+The forward passes are plain module calls (:func:`~stvsr.ops.fused.conv_act` is
+``act(conv(x) + add)``); inside :func:`stvsr.infer.optimize`'s fast path they use fused kernels
+and, where marked, reorganised but equivalent computations (split PCD offset convs, TSA written
+frame by frame, in-place tails).
+"""
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Sequence
 
 import torch
 from torch import Tensor, nn
 from torch.nn import functional as F  # noqa: N812
 
-from stvsr.errors import StvsrError
 from stvsr.models.blocks import ResidualBlockNoBN
 from stvsr.ops.dcn import DCNv2Pack
-from stvsr.ops.fused import conv_act, has_forward_hooks, param_version, weight_format
+from stvsr.ops.fused import conv_act, conv_part, fast_enabled, runs_as_module
 
 __all__ = [
     "PCDAlignment",
     "TSAFusion",
     "PredeblurModule",
     "FeaturePyramid",
-    "PRECISIONS",
     "Pyramid",
-    "precision_context",
 ]
 
 Pyramid = tuple[Tensor, Tensor, Tensor]
-
-PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
 def _up2(x: Tensor) -> Tensor:
@@ -37,63 +36,15 @@ def _up2(x: Tensor) -> Tensor:
     return F.interpolate(x, scale_factor=2, mode="bilinear", align_corners=False)
 
 
-def _lrelu(x: Tensor) -> Tensor:
-    """LeakyReLU(0.1), in place when autograd is off (every caller owns a fresh tensor)."""
-    return F.leaky_relu(x, 0.1) if torch.is_grad_enabled() else F.leaky_relu_(x, 0.1)
-
-
-def _phase_major(conv: nn.Conv2d) -> nn.Conv2d:
-    """A frozen copy of ``conv`` (``4c`` outputs) with output channel ``4·ch + 2i + j`` moved to
-    ``(2i + j)·c + ch``; rebuilt when ``conv``'s parameters change, kept out of the module tree."""
-    w, b = conv.weight, conv.bias
-    key = param_version(conv)
-    hit = conv.__dict__.get("_stvsr_phase_major")
-    if hit is not None and hit[0] == key:
-        return hit[1]
-    c = w.shape[0] // 4
-    with torch.no_grad():
-        fmt = weight_format(w)
-        wp = w.detach().unflatten(0, (c, 4)).transpose(0, 1).flatten(0, 1)
-        shadow = nn.Conv2d(
-            conv.in_channels, 4 * c, conv.kernel_size, conv.stride, conv.padding, conv.dilation,
-            bias=b is not None, device="meta",
-        )
-        shadow.weight = nn.Parameter(wp.contiguous(memory_format=fmt), requires_grad=False)
-        if b is not None:
-            bp = b.detach().view(c, 4).t().reshape(-1).clone()
-            shadow.bias = nn.Parameter(bp, requires_grad=False)
-    conv.__dict__["_stvsr_phase_major"] = (key, shadow)
-    return shadow
-
-
-def _conv_lrelu_shuffle(conv: nn.Conv2d, x: Tensor) -> Tensor:
-    """``pixel_shuffle(lrelu(conv(x)), 2)``: ``(B, Cin, H, W) -> (B, Cout/4, 2H, 2W)``.
-
-    LeakyReLU commutes with the shuffle (a permutation), so it is fused into the conv. For a
-    channels-last ``x`` without autograd the conv runs with phase-major output channels
-    (:func:`_phase_major`), which turns the shuffle into a copy of contiguous ``Cout/4``-channel
-    pixels into a channels-last result (4x less CPU than ``pixel_shuffle``'s channels-last
-    kernel for fp32 at 360x640; same numbers, a permutation).
-    """
-    cl = x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous()
-    if torch.is_grad_enabled() or not cl or has_forward_hooks(conv) or conv.out_channels % 4:
-        return F.pixel_shuffle(conv_act(conv, x, "lrelu"), 2)
-    y = conv_act(_phase_major(conv), x, "lrelu")  # (B, 4c, H, W), channel (2i + j)·c + ch
-    b, c4, h, w = y.shape
-    c = c4 // 4
-    out = torch.empty(b, c, 2 * h, 2 * w, dtype=y.dtype, device=y.device,
-                      memory_format=torch.channels_last)
-    # NHWC views: out[b, 2h + i, 2w + j, ch] = y[b, h, w, (2i + j)·c + ch]
-    out.permute(0, 2, 3, 1).view(b, h, 2, w, 2, c).copy_(
-        y.permute(0, 2, 3, 1).view(b, h, w, 2, 2, c).permute(0, 1, 3, 2, 4, 5)
-    )
-    return out
+def _lrelu() -> nn.LeakyReLU:
+    """LeakyReLU(0.1), out of place (a forward hook may keep the conv output it follows)."""
+    return nn.LeakyReLU(negative_slope=0.1)
 
 
 class FeaturePyramid(tuple):
     """``(l1, l2, l3)`` of one frame (a plain tuple to its users) that can also carry per-frame
-    PCD terms computed by :meth:`EDVR.fuse_and_reconstruct` (cached in ``__dict__``), so that a
-    frame shared by several windows gets them computed once."""
+    PCD terms computed on the fast path of :meth:`EDVR.fuse_and_reconstruct` (cached in
+    ``__dict__``), so that a frame shared by several windows gets them computed once."""
 
 
 def _conv(cin: int, cout: int, k: int = 3, stride: int = 1) -> nn.Conv2d:
@@ -106,16 +57,6 @@ def _dcn(pack: DCNv2Pack, x: Tensor, feat: Tensor) -> Tensor:
     if feat.shape[0] > 1 and not feat.is_contiguous():
         feat = feat.contiguous()
     return pack(x, feat)
-
-
-def precision_context(precision: str, device_type: str) -> contextlib.AbstractContextManager:
-    """``torch.autocast`` for ``"bf16"``/``"fp16"``, a no-op for ``"fp32"``."""
-    if precision not in PRECISIONS:
-        raise StvsrError(f"unknown precision {precision!r}; choose one of fp32, bf16, fp16")
-    dtype = PRECISIONS[precision]
-    if dtype is None:
-        return contextlib.nullcontext()
-    return torch.autocast(device_type=device_type, dtype=dtype)
 
 
 class PCDAlignment(nn.Module):
@@ -147,18 +88,25 @@ class PCDAlignment(nn.Module):
         self.cas_offset_conv1 = _conv(2 * c, c)
         self.cas_offset_conv2 = _conv(c, c)
         self.cas_dcnpack = DCNv2Pack(c, c, 3, padding=1, deformable_groups=deformable_groups)
+        self.lrelu = _lrelu()
 
-    # The first offset convs see ``cat(nbr, ref)``. A conv over a channel concatenation is the
-    # sum of two convs over the halves, ``W·cat(a, b) = W[:, :C]·a + W[:, C:]·b`` (exact up to
-    # float summation order), so the reference half (with the bias) is computed once per window
-    # instead of once per neighbour, and the neighbour half once per frame when the pyramid is
-    # reused by several windows (cached video inference). Saves 4 of 5 (window) or all (cached)
-    # reference-half convs: ~39 GFLOP per window for EDVR-M at 180x320 (~4%).
+    # Fast path: the first offset convs see ``cat(nbr, ref)``. A conv over a channel
+    # concatenation is the sum of two convs over the halves, ``W·cat(a, b) = W[:, :C]·a +
+    # W[:, C:]·b`` (exact up to float summation order), so the reference half (with the bias) is
+    # computed once per window instead of once per neighbour, and the neighbour half once per
+    # frame when the pyramid is reused by several windows (cached video inference). Saves 4 of 5
+    # (window) or all (cached) reference-half convs: ~39 GFLOP per window for EDVR-M at 180x320.
+    def split_convs(self) -> bool:
+        """Whether to split the convs over ``cat(nbr, ref)`` (fast path, unless one of them must
+        run as a module: :func:`~stvsr.ops.fused.runs_as_module`)."""
+        convs = (*self.offset_conv1.values(), self.cas_offset_conv1)
+        return fast_enabled() and not any(runs_as_module(m) for m in convs)
+
     def nbr_terms(self, nbr: Sequence[Tensor]) -> list[Tensor]:
         """Neighbour halves of ``offset_conv1`` at l1, l2, l3 (no bias), shaped like ``nbr``."""
         c = nbr[0].shape[1]
         return [
-            conv_act(self.offset_conv1[f"l{i}"], nbr[i - 1], part=slice(0, c), with_bias=False)
+            conv_part(self.offset_conv1[f"l{i}"], nbr[i - 1], slice(0, c), with_bias=False)
             for i in (1, 2, 3)
         ]
 
@@ -167,8 +115,8 @@ class PCDAlignment(nn.Module):
         ``cas_offset_conv1``: four ``(B, C, h_k, w_k)`` maps."""
         c = ref[0].shape[1]
         half = slice(c, 2 * c)
-        out = [conv_act(self.offset_conv1[f"l{i}"], ref[i - 1], part=half) for i in (1, 2, 3)]
-        return out + [conv_act(self.cas_offset_conv1, ref[0], part=half)]
+        out = [conv_part(self.offset_conv1[f"l{i}"], ref[i - 1], half) for i in (1, 2, 3)]
+        return out + [conv_part(self.cas_offset_conv1, ref[0], half)]
 
     def forward(
         self,
@@ -177,51 +125,59 @@ class PCDAlignment(nn.Module):
         nbr_terms: Sequence[Tensor] | None = None,
         ref_terms: Sequence[Tensor] | None = None,
     ) -> Tensor:
-        """Align ``nbr`` to ``ref``; ``nbr_terms``/``ref_terms`` (from :meth:`nbr_terms` /
-        :meth:`ref_terms`) may be passed precomputed."""
-        nt = self.nbr_terms(nbr) if nbr_terms is None else nbr_terms
-        rt = self.ref_terms(ref) if ref_terms is None else ref_terms
-        c = nbr[0].shape[1]
+        """Align ``nbr`` to ``ref``. On the fast path (:meth:`split_convs`, or when
+        ``nbr_terms``/``ref_terms`` from :meth:`nbr_terms` / :meth:`ref_terms` are passed) the
+        convs over ``cat(nbr, ref)`` are computed as the sum of their two halves."""
+        split = nbr_terms is not None or ref_terms is not None or self.split_convs()
+        nt = rt = None
+        if split:
+            nt = self.nbr_terms(nbr) if nbr_terms is None else nbr_terms
+            rt = self.ref_terms(ref) if ref_terms is None else ref_terms
         up_offset: Tensor | None = None
         up_feat: Tensor | None = None
         feat = nbr[0]
         for i in (3, 2, 1):
             lv = f"l{i}"
-            r = rt[i - 1]
-            offset = _lrelu(nt[i - 1].to(r.dtype) + r)
+            if nt is not None and rt is not None:
+                r = rt[i - 1]
+                offset = self.lrelu(nt[i - 1].to(r.dtype) + r)
+            else:
+                offset = self.lrelu(self.offset_conv1[lv](torch.cat([nbr[i - 1], ref[i - 1]], 1)))
             if i == 3:
-                offset = conv_act(self.offset_conv2[lv], offset, "lrelu")
+                offset = conv_act(self.offset_conv2[lv], offset, self.lrelu)
             else:
                 assert up_offset is not None and up_feat is not None
                 offset = conv_act(
                     self.offset_conv2[lv], torch.cat([offset, up_offset.to(offset.dtype)], 1),
-                    "lrelu",
+                    self.lrelu,
                 )
-                offset = conv_act(self.offset_conv3[lv], offset, "lrelu")
+                offset = conv_act(self.offset_conv3[lv], offset, self.lrelu)
             feat = _dcn(self.dcn_pack[lv], nbr[i - 1], offset)
             if i < 3:
                 # no activation after feat_conv at l1
-                act = "lrelu" if i > 1 else None
-                feat = conv_act(
-                    self.feat_conv[lv], torch.cat([feat, up_feat.to(feat.dtype)], 1), act
-                )
+                feat = conv_act(self.feat_conv[lv], torch.cat([feat, up_feat.to(feat.dtype)], 1),
+                                self.lrelu if i > 1 else None)
             else:
-                feat = _lrelu(feat)
+                feat = self.lrelu(feat)
             if i > 1:
                 up_offset = _up2(offset) * 2  # offsets double with the resolution
                 up_feat = _up2(feat)
-        offset = conv_act(
-            self.cas_offset_conv1, feat, "lrelu", add=rt[3], part=slice(0, c), with_bias=False
-        )
-        offset = conv_act(self.cas_offset_conv2, offset, "lrelu")
-        return _lrelu(_dcn(self.cas_dcnpack, feat, offset))
+        if rt is not None:
+            c = nbr[0].shape[1]
+            offset = conv_part(self.cas_offset_conv1, feat, slice(0, c), with_bias=False,
+                               act=self.lrelu, add=rt[3])
+        else:
+            offset = self.lrelu(self.cas_offset_conv1(torch.cat([feat, ref[0]], 1)))
+        offset = conv_act(self.cas_offset_conv2, offset, self.lrelu)
+        return self.lrelu(_dcn(self.cas_dcnpack, feat, offset))
 
 
 class TSAFusion(nn.Module):
     """Temporal and spatial attention fusion.
 
     ``forward(aligned)``: list of ``T`` aligned features ``(B, C, H, W)`` (H, W multiples of 4)
-    -> fused ``(B, C, H, W)``.
+    -> fused ``(B, C, H, W)``. The temporal correlation is computed in fp32 (fp64 for a float64
+    model) whatever the autocast dtype.
     """
 
     def __init__(self, num_feat: int = 64, num_frame: int = 5, center_frame_idx: int = 2) -> None:
@@ -241,6 +197,7 @@ class TSAFusion(nn.Module):
         self.spatial_attn_l3 = _conv(c, c)
         self.spatial_attn_add1 = _conv(c, c, 1)
         self.spatial_attn_add2 = _conv(c, c, 1)
+        self.lrelu = _lrelu()
 
     @staticmethod
     def _pool_pair(x: Tensor) -> Tensor:
@@ -256,22 +213,21 @@ class TSAFusion(nn.Module):
         emb_ref = conv_act(self.temporal_attn1, aligned[self.center_frame_idx])
         cdt = torch.promote_types(emb_ref.dtype, torch.float32)  # correlation: fp32 or fp64
         emb_ref = emb_ref.to(cdt)
-        if not torch.is_grad_enabled():
-            # frame by frame, written straight into the concatenation: no (T*B, C, H, W) stack,
-            # no separate product/cat/re-layout passes (same per-element maths)
+        if fast_enabled() and not torch.is_grad_enabled():
+            # fast path: frame by frame, written straight into the concatenation: no (T*B, C,
+            # H, W) stack, no separate product/cat/re-layout passes (same per-element maths)
             cl = a0.is_contiguous(memory_format=torch.channels_last) and not a0.is_contiguous()
             fmt = torch.channels_last if cl else torch.contiguous_format
             feat_in = torch.empty(b, t * c, h, w, dtype=a0.dtype, device=a0.device,
                                   memory_format=fmt)
             for i, a in enumerate(aligned):
                 emb = conv_act(self.temporal_attn2, a).to(cdt)
-                # per-pixel correlation with the centre, summed over channels in fp32
                 corr = (emb * emb_ref).sum(dim=1, keepdim=True)
                 prob = torch.sigmoid_(corr).to(a.dtype)
                 torch.mul(a, prob, out=feat_in[:, i * c : (i + 1) * c])
             return feat_in
         stack = torch.cat(list(aligned), dim=0)  # (T*B, C, H, W), frame-major
-        emb = conv_act(self.temporal_attn2, stack).to(cdt)
+        emb = self.temporal_attn2(stack).to(cdt)
         # per-pixel correlation with the centre, summed over channels in fp32 (T*B, 1, H, W)
         corr = (emb.unflatten(0, (t, b)) * emb_ref).sum(dim=2, keepdim=True).flatten(0, 1)
         prob = torch.sigmoid(corr).to(stack.dtype)
@@ -283,21 +239,21 @@ class TSAFusion(nn.Module):
 
     def forward(self, aligned: Sequence[Tensor]) -> Tensor:
         feat_in = self._weighted_frames(aligned)
-        feat = conv_act(self.feat_fusion, feat_in, "lrelu")
-        attn = conv_act(self.spatial_attn1, feat_in, "lrelu")
-        attn = conv_act(self.spatial_attn2, self._pool_pair(attn), "lrelu")
-        level = conv_act(self.spatial_attn_l1, attn, "lrelu")
-        level = conv_act(self.spatial_attn_l2, self._pool_pair(level), "lrelu")
-        level = _up2(conv_act(self.spatial_attn_l3, level, "lrelu"))
-        attn = conv_act(self.spatial_attn3, attn, "lrelu") + level
-        attn = _up2(conv_act(self.spatial_attn4, attn, "lrelu"))
+        feat = conv_act(self.feat_fusion, feat_in, self.lrelu)
+        attn = conv_act(self.spatial_attn1, feat_in, self.lrelu)
+        attn = conv_act(self.spatial_attn2, self._pool_pair(attn), self.lrelu)
+        level = conv_act(self.spatial_attn_l1, attn, self.lrelu)
+        level = conv_act(self.spatial_attn_l2, self._pool_pair(level), self.lrelu)
+        level = _up2(conv_act(self.spatial_attn_l3, level, self.lrelu))
+        attn = conv_act(self.spatial_attn3, attn, self.lrelu) + level
+        attn = _up2(conv_act(self.spatial_attn4, attn, self.lrelu))
         attn = conv_act(self.spatial_attn5, attn)  # no activation
         attn_add = conv_act(
-            self.spatial_attn_add2, conv_act(self.spatial_attn_add1, attn, "lrelu")
+            self.spatial_attn_add2, conv_act(self.spatial_attn_add1, attn, self.lrelu)
         )
-        if torch.is_grad_enabled():
-            return feat * torch.sigmoid(attn) * 2 + attn_add
-        return feat.mul_(torch.sigmoid_(attn)).mul_(2).add_(attn_add)  # same order, in place
+        if fast_enabled() and not torch.is_grad_enabled():  # same order, in place
+            return feat.mul_(torch.sigmoid_(attn)).mul_(2).add_(attn_add)
+        return feat * torch.sigmoid(attn) * 2 + attn_add
 
 
 class PredeblurModule(nn.Module):
@@ -321,13 +277,14 @@ class PredeblurModule(nn.Module):
         self.resblock_l2_1 = ResidualBlockNoBN(num_feat=c)
         self.resblock_l2_2 = ResidualBlockNoBN(num_feat=c)
         self.resblock_l1 = nn.ModuleList([ResidualBlockNoBN(num_feat=c) for _ in range(5)])
+        self.lrelu = _lrelu()
 
     def forward(self, x: Tensor) -> Tensor:
-        l1 = _lrelu(self.conv_first(x))
+        l1 = self.lrelu(self.conv_first(x))
         if self.hr_in:
-            l1 = _lrelu(self.stride_conv_hr2(_lrelu(self.stride_conv_hr1(l1))))
-        l2 = _lrelu(self.stride_conv_l2(l1))
-        l3 = _lrelu(self.stride_conv_l3(l2))
+            l1 = self.lrelu(self.stride_conv_hr2(self.lrelu(self.stride_conv_hr1(l1))))
+        l2 = self.lrelu(self.stride_conv_l2(l1))
+        l3 = self.lrelu(self.stride_conv_l3(l2))
         l3 = _up2(self.resblock_l3(l3))
         l2 = _up2(self.resblock_l2_2(self.resblock_l2_1(l2) + l3))
         l1 = self.resblock_l1[1](self.resblock_l1[0](l1)) + l2

@@ -44,7 +44,7 @@ from stvsr.models.sfnet_fetch import (
     local_window_read,
     select_fetch_indices,
 )
-from stvsr.ops.fused import conv_act, has_forward_hooks
+from stvsr.ops.fused import conv_act, fast_enabled, fast_layout
 from stvsr.registry import register_model
 
 __all__ = [
@@ -165,11 +165,12 @@ class SFNet(nn.Module):
         return m * 2 if self.pyramid else m
 
     def _fe(self, x: Tensor) -> Tensor:
-        """FE ``(N, 3, h, w) -> (N, C, h, w)`` with fused convs (same maths as ``self.fe``)."""
-        main = self.fe.main
-        if has_forward_hooks(self.fe) or has_forward_hooks(main) or has_forward_hooks(main[1]):
+        """FE ``(N, 3, h, w) -> (N, C, h, w)``: ``self.fe(x)`` (with fused convs on the fast
+        path)."""
+        if not fast_enabled():
             return self.fe(x)
-        return run_res_blocks(main[2], conv_act(main[0], x, "lrelu"))
+        conv, act, blocks = self.fe.main
+        return run_res_blocks(blocks, conv_act(conv, x, act))
 
     def _fetch(self, mod: RecurrentModule, feat: Tensor, k: int,
                stores: Sequence[dict[int, tuple[Tensor, Tensor]]],
@@ -191,7 +192,7 @@ class SFNet(nn.Module):
         base = z if self.scale == 1 else F.interpolate(
             z, scale_factor=self.scale, mode="bilinear", align_corners=False)
         structure = self.rec_s(hb, add=base.contiguous(memory_format=_fmt(hb)))
-        image = self.rec_d(conv_act(self.fuse_d, torch.cat([hf, hb], dim=1), "lrelu"),
+        image = self.rec_d(conv_act(self.fuse_d, torch.cat([hf, hb], dim=1), self.lrelu),
                            add=structure)
         return image, structure
 
@@ -214,9 +215,7 @@ class SFNet(nn.Module):
         z = x.new_empty(b, kk, 3, hp, wp)
         z[:, 0::2] = x
         z[:, 1::2] = 0.5 * (x[:, :-1] + x[:, 1:])
-        zin = z.reshape(b * kk, 3, hp, wp)
-        if not torch.is_grad_enabled():  # oneDNN inference is faster in channels-last here
-            zin = zin.contiguous(memory_format=torch.channels_last)
+        zin = fast_layout(z.reshape(b * kk, 3, hp, wp))
         feats = self._fe(zin).view(b, kk, self.num_feat, hp, wp)
         self.debug = {"brm": [], "frm": [], "budget": self.fetch_frames}  # type: ignore[dict-item]
 

@@ -19,7 +19,7 @@ from stvsr.models.blocks import (
     run_res_blocks,
 )
 from stvsr.ops.dcn import DCNv2Pack
-from stvsr.ops.fused import conv_act
+from stvsr.ops.fused import conv_act, conv_shuffle_act
 
 __all__ = [
     "POLICIES",
@@ -133,9 +133,9 @@ class AdjacentFetch(nn.Module):
                 nn.init.normal_(dcn.conv_offset.weight, std=1e-4)
 
     def forward(self, feat: Tensor, hidden: Tensor) -> Tensor:
-        off = conv_act(self.offset_conv1, torch.cat([feat, hidden], dim=1), "lrelu")
+        off = conv_act(self.offset_conv1, torch.cat([feat, hidden], dim=1), self.lrelu)
         if not self.pyramid:
-            off = conv_act(self.offset_conv2, off, "lrelu")
+            off = conv_act(self.offset_conv2, off, self.lrelu)
             return self.lrelu(self.dcn(hidden, off))
         f2 = self.lrelu(self.down_feat(feat))
         h2 = self.lrelu(self.down_hidden(hidden))
@@ -273,13 +273,12 @@ class Reconstruction(nn.Module):
 
     def forward(self, x: Tensor, add: Tensor | None = None) -> Tensor:
         """``(B, C, h, w) -> (B, 3, s·h, s·w)``; ``add`` (same shape as the output) is added to
-        the result inside the last conv (fused on CPU without autograd)."""
+        the result of the last conv (inside it on the fast path)."""
         out = run_res_blocks(self.body, x)
         for i, f in enumerate(self.shuffles):
             conv = self.upconv1 if i == 0 else self.upconv2
-            # LeakyReLU commutes with the pixel shuffle, so it is fused into the conv
-            out = F.pixel_shuffle(conv_act(conv, out, "lrelu"), f)
-        out = conv_act(self.conv_hr, out, "lrelu")
+            out = conv_shuffle_act(conv, out, f, self.lrelu)
+        out = conv_act(self.conv_hr, out, self.lrelu)
         return conv_act(self.conv_last, out, add=add)
 
 
@@ -326,12 +325,12 @@ class RecurrentModule(nn.Module):
                 parts.append(h)
         if len(parts) == 1:
             return parts[0]
-        return conv_act(self.af_fuse, torch.cat(parts, dim=1), "lrelu")
+        return conv_act(self.af_fuse, torch.cat(parts, dim=1), self.lrelu)
 
     def step(self, feat: Tensor, adj: Tensor, fetched: Tensor | None) -> Tensor:
         """DS: ``(F, A, G) -> H``, all ``(B, C, h, w)``."""
         parts = [feat, adj]
         if self.use_df:
             parts.append(fetched if fetched is not None else torch.zeros_like(feat))
-        fused = conv_act(self.ds_fuse, torch.cat(parts, dim=1), "lrelu")
+        fused = conv_act(self.ds_fuse, torch.cat(parts, dim=1), self.lrelu)
         return run_res_blocks(self.ds_body, fused)
