@@ -1,5 +1,6 @@
 """Before/after speed of `stvsr upscale` between two source trees (e.g. before and after a
-refactor), measured in one run, alternating the trees so that machine noise hits both alike.
+refactor), measured in one run, alternating the trees (ABBA) so that machine noise and
+run order hit both alike.
 
 Each timed run is a fresh process ``python -m stvsr upscale FRAMES OUT --model M --precision P``
 with ``PYTHONPATH`` set to the tree's ``src``; the time is read from the run itself (wall-clock
@@ -65,8 +66,8 @@ def main(argv: list[str] | None = None) -> int:
         for precision in args.precisions:
             times: dict[str, list[float]] = {"before": [], "after": []}
             outs = 0
-            for _ in range(args.repeat):
-                for side in ("before", "after"):
+            for rep in range(args.repeat):  # ABBA order: neither side always runs second
+                for side in (("before", "after") if rep % 2 == 0 else ("after", "before")):
                     tree = (args.before if side == "before" else args.after).resolve()
                     sec, outs = _run(tree, clip, model, precision, args.threads)
                     times[side].append(sec)

@@ -54,3 +54,14 @@ class TemporalBox(torch.nn.Module):
         out = out / 1.5
         s = self.scale
         return out.repeat_interleave(s, dim=-1).repeat_interleave(s, dim=-2) if s > 1 else out
+
+
+def interrupt_after(n: int):
+    """An ``on_segment_done`` hook for :func:`stvsr.infer.engine.upscale_video` that simulates
+    Ctrl-C once ``n`` segments of the run are saved."""
+
+    def hook(finished: int) -> None:
+        if finished >= n:
+            raise KeyboardInterrupt(f"test: interrupted after {n} segment(s)")
+
+    return hook

@@ -11,7 +11,7 @@ import av
 import numpy as np
 import pytest
 import torch
-from _helpers import TemporalBox
+from _helpers import TemporalBox, interrupt_after
 from torch import nn
 
 from stvsr import create_model
@@ -194,15 +194,13 @@ def test_interrupted_then_resumed_equals_uninterrupted(tmp_path: Path,
     _run_resumable(src, ref_out)
     out = tmp_path / "res.mkv"
     out.write_bytes(b"old result")  # an earlier output stays untouched until the new one is done
-    monkeypatch.setenv("STVSR_INTERRUPT_AFTER_SEGMENTS", "1")
     with pytest.raises(KeyboardInterrupt):
-        _run_resumable(src, out)
+        _run_resumable(src, out, on_segment_done=interrupt_after(1))
     assert out.read_bytes() == b"old result"
     work = tmp_path / "res.mkv.stvsr-work"
     manifest = json.loads((work / "manifest.json").read_text())
     assert list(manifest["done"]) == ["0"]
     assert not list(tmp_path.glob(".*partial*"))
-    monkeypatch.delenv("STVSR_INTERRUPT_AFTER_SEGMENTS")
     s = _run_resumable(src, out)
     assert s["resumed_segments"] == 1 and s["segments"] == 3
     assert not work.exists()
@@ -223,10 +221,8 @@ def test_changed_options_start_over(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     src = tmp_path / "in.mkv"
     make_clip(src, 9, codec="ffv1", pix_fmt="bgr0")
     out = tmp_path / "o.mkv"
-    monkeypatch.setenv("STVSR_INTERRUPT_AFTER_SEGMENTS", "1")
     with pytest.raises(KeyboardInterrupt):
-        _run_resumable(src, out)
-    monkeypatch.delenv("STVSR_INTERRUPT_AFTER_SEGMENTS")
+        _run_resumable(src, out, on_segment_done=interrupt_after(1))
     with pytest.warns(RuntimeWarning, match=r"options\.overlap 2 -> 1.*starting over"):
         s = upscale_video(src, out, model=TemporalBox(scale=2), codec="ffv1", chunk=3, overlap=1,
                           segment_frames=4, scene_detect=False, **FAST)
@@ -255,10 +251,8 @@ def test_resume_refuses_a_changed_precision_or_dcn(tmp_path: Path, capsys: pytes
     make_clip(src, 9, codec="ffv1", pix_fmt="bgr0")
     out = tmp_path / "o.mkv"
     work = tmp_path / "o.mkv.stvsr-work"
-    monkeypatch.setenv("STVSR_INTERRUPT_AFTER_SEGMENTS", "1")
     with pytest.raises(KeyboardInterrupt):
-        _run_resumable(src, out)
-    monkeypatch.delenv("STVSR_INTERRUPT_AFTER_SEGMENTS")
+        _run_resumable(src, out, on_segment_done=interrupt_after(1))
     manifest = json.loads((work / "manifest.json").read_text())
     assert manifest["key"]["runtime"] == {"device": "cpu", "precision": "fp32", "dcn": None}
     from stvsr.errors import StvsrError
@@ -271,11 +265,10 @@ def test_resume_refuses_a_changed_precision_or_dcn(tmp_path: Path, capsys: pytes
     assert _run_resumable(src, out)["resumed_segments"] == 1  # the old setting resumes
 
     # the deformable-conv implementation (here set on the model; normally picked per machine)
-    monkeypatch.setenv("STVSR_INTERRUPT_AFTER_SEGMENTS", "1")
     with pytest.raises(KeyboardInterrupt):
         upscale_video(src, out, model=_BoxWithDcn("pure"), codec="ffv1", chunk=3, overlap=2,
-                      segment_frames=4, scene_detect=False, **FAST)
-    monkeypatch.delenv("STVSR_INTERRUPT_AFTER_SEGMENTS")
+                      segment_frames=4, scene_detect=False, on_segment_done=interrupt_after(1),
+                      **FAST)
     with pytest.raises(StvsrError, match="deformable conv pure, this run has deformable conv "
                                          "native") as err:
         upscale_video(src, out, model=_BoxWithDcn("native"), codec="ffv1", chunk=3, overlap=2,
@@ -290,9 +283,15 @@ def test_cli_refuses_a_changed_precision_in_one_line(tmp_path: Path, capsys: pyt
     out = tmp_path / "o"
     argv = ["upscale", str(src), str(out), "--model", "bicubic", "--segment-frames", "3",
             "--no-scene-detect", "--progress", "none"]
-    monkeypatch.setenv("STVSR_INTERRUPT_AFTER_SEGMENTS", "1")
+    import functools
+
+    import stvsr.infer.engine as engine
+
+    plain = engine.upscale_video
+    monkeypatch.setattr(engine, "upscale_video",
+                        functools.partial(plain, on_segment_done=interrupt_after(1)))
     assert main(argv) == 130  # interrupted
-    monkeypatch.delenv("STVSR_INTERRUPT_AFTER_SEGMENTS")
+    monkeypatch.setattr(engine, "upscale_video", plain)
     capsys.readouterr()
     assert main([*argv, "--precision", "bf16"]) == 2
     err = capsys.readouterr().err.strip()

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from _helpers import write_panning_clips
+from _helpers import interrupt_after, write_panning_clips
 from torch import nn
 
 from stvsr.cli import main
@@ -170,12 +170,10 @@ def test_stand_in_resume_gives_the_same_output(clip, tmp_path: Path,
     src, _, _ = clip
     ref, out = tmp_path / "ref.mkv", tmp_path / "res.mkv"
     _blend_run(src, ref)
-    monkeypatch.setenv("STVSR_INTERRUPT_AFTER_SEGMENTS", "2")
     with pytest.raises(KeyboardInterrupt):
-        _blend_run(src, out)
+        _blend_run(src, out, on_segment_done=interrupt_after(2))
     work = tmp_path / "res.mkv.stvsr-work"
     assert not out.exists() and len(json.loads((work / "manifest.json").read_text())["done"]) == 2
-    monkeypatch.delenv("STVSR_INTERRUPT_AFTER_SEGMENTS")
     s = _blend_run(src, out)
     assert s["resumed_segments"] == 2 and s["segments"] == 4 and not work.exists()
     a, ta, _ = decode(ref)

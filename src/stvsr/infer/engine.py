@@ -39,15 +39,13 @@ Resume: the work folder's manifest names the input (path, size, mtime, probe), t
 (preset + weights SHA-256), the options and the runtime (device, precision, deformable-conv
 implementation); re-running the same command skips finished segments. Changed options start
 over; a changed runtime alone is refused with a one-line error (the frames would differ).
-The environment variable ``STVSR_INTERRUPT_AFTER_SEGMENTS=k`` raises ``KeyboardInterrupt``
-after ``k`` segments of a run (a test hook that simulates Ctrl-C).
+``on_segment_done`` lets a caller (or a test simulating Ctrl-C) act after each saved segment.
 """
 
 
 from __future__ import annotations
 
 import math
-import os
 import sys
 import time
 import warnings
@@ -105,7 +103,6 @@ __all__ = ["CHUNKING", "Progress", "frame_to_tensor", "tensor_to_frame", "upscal
 # Default chunking by model kind: stvsr.infer.defaults.CHUNKING (the table evaluation uses too).
 #: Input frames per resumable segment (default: 4 chunks).
 SEGMENT_CHUNKS = 4
-_INTERRUPT_ENV = "STVSR_INTERRUPT_AFTER_SEGMENTS"
 
 
 # --------------------------------------------------------------------------------------------
@@ -144,6 +141,7 @@ def upscale_video(
     log: Callable[[str], None] | None = None,
     coordinator: Coordinator | None = None,
     self_ensemble: int = 1,
+    on_segment_done: Callable[[int], None] | None = None,
 ) -> dict[str, Any]:
     """Restore ``input`` (video file or image folder) into ``output`` (video file, or a folder of
     PNGs when it has no video extension). Returns a summary dict.
@@ -159,6 +157,9 @@ def upscale_video(
     ``dry_run`` prints and returns the plan and an estimate of time and memory, writing nothing.
     ``self_ensemble``: average that many flipped / transposed (16: also time-reversed) runs of
     the model (:mod:`stvsr.infer.ensemble`; that many times slower).
+    ``on_segment_done``: called with the number of segments this run has finished, after each
+    one is saved; an exception it raises (e.g. ``KeyboardInterrupt``) ends the run as Ctrl-C
+    does, keeping the finished segments for a resume.
     ``coordinator``: this process is one rank of many sharing the segments
     (:mod:`stvsr.infer.distributed`); only rank 0 joins and returns the full summary.
     See the module docstring for the pipeline, resume and colour handling.
@@ -368,7 +369,6 @@ def upscale_video(
 
     # ---- 2. restore segments ----------------------------------------------------------------
     pending = [s for s in segments if not work.is_done(s.index, seg_suffix)]
-    stop_after = int(os.environ.get(_INTERRUPT_ENV, "0") or 0)
     trim = _bound_malloc()
     bar = Progress(progress, n_out, initial=done_frames)
     colour = info.color
@@ -407,8 +407,8 @@ def upscale_video(
             work.mark_done(seg.index, len(plans[seg.index]))
             trim()
             finished += 1
-            if stop_after and finished >= stop_after and k + 1 < len(pending):
-                raise KeyboardInterrupt(f"{_INTERRUPT_ENV}={stop_after}")
+            if on_segment_done is not None:
+                on_segment_done(finished)
     except KeyboardInterrupt:
         bar.close()
         say(f"interrupted: {work.path} keeps the finished segments; run the same command "
