@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from _helpers import randomize_params
 from torch import nn
 
 from stvsr.errors import StvsrError
@@ -146,3 +147,23 @@ def test_cli_sizes_put_time_reversal_first():
         assert (ens.k, ens.temporal, ens.variants) == (k, True, n)
     with pytest.raises(StvsrError, match="1, 2, 4, 8 or 16"):
         self_ensemble(net, 3)
+
+
+def test_window_model_time_reversal_through_the_stream():
+    """EDVR (a window model, mirrored clip ends) self-ensembled over time reversal and run
+    through restore_stream equals the mean of the plain stream and the reversed stream of the
+    reversed clip: the wrapper sees every window, not just the centre frame."""
+    from stvsr.infer.ensemble import self_ensemble
+    from stvsr.infer.runner import restore_stream
+
+    torch.manual_seed(0)
+    model = create_model("edvr-m", weights=None, num_feat=16, num_extract_block=1,
+                         num_reconstruct_block=1, deformable_groups=2).eval()
+    randomize_params(model)  # a fresh EDVR's output is close to time-symmetric
+    frames = [torch.rand(3, 16, 16) for _ in range(6)]
+    ens = torch.stack(list(restore_stream(self_ensemble(model, 2), frames)))
+    fwd = torch.stack(list(restore_stream(model, frames)))
+    bwd = torch.stack(list(restore_stream(model, frames[::-1]))).flip(0)
+    assert ens.shape == fwd.shape == (6, 3, 64, 64)
+    assert torch.allclose(ens, (fwd + bwd) / 2, atol=1e-5)
+    assert not torch.allclose(ens, fwd, atol=1e-4)
