@@ -264,8 +264,8 @@ def upscale_video(
         from stvsr.ops.dcn import backend_summary
 
         dcn_line = backend_summary(net, device)
-        est = _estimate(net, info, {"device": device}, chunk, overlap, (oh, ow),
-                        held=RETIME_BATCH + 2 if retime else None)
+        est = _estimate(net, info, {"device": device, "precision": precision}, chunk, overlap,
+                        (oh, ow), held=RETIME_BATCH + 2 if retime else None)
         secs = est["seconds_per_input_frame"] * n_in
         if retime:  # one pair interpolation per new frame (a forward of 3 frames makes 2)
             new = max(0, n_out - math.ceil(n_in / factor.denominator))

@@ -15,8 +15,6 @@ per-window path, without the per-frame feature cache).
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 from torch import Tensor, nn
 
 from stvsr.errors import StvsrError
@@ -83,24 +81,19 @@ class SelfEnsemble(nn.Module):
         """Forward passes per call."""
         return self.k * (2 if self.temporal else 1)
 
-    def _time_variants(self) -> list[Callable[[Tensor], Tensor]]:
-        ident: Callable[[Tensor], Tensor] = lambda t: t  # noqa: E731
-        if not self.temporal:
-            return [ident]
-        return [ident, lambda t: t.flip(1)]
-
     def forward(self, x: Tensor) -> Tensor:
         if x.dim() != 5:
             raise StvsrError(f"expected (B, T, 3, h, w) frames, got {tuple(x.shape)}")
         total: Tensor | None = None
-        for rev in self._time_variants():
+        for reverse in ((False, True) if self.temporal else (False,)):
+            xr = x.flip(1) if reverse else x
             for fw, fh, tr in DIHEDRAL[: self.k]:
-                y = self.model(_forward_transform(rev(x), fw, fh, tr))
+                y = self.model(_forward_transform(xr, fw, fh, tr))
                 if isinstance(y, tuple):
                     y = y[0]
                 y = _inverse_transform(y.float(), fw, fh, tr)
-                if self.kind != "window":  # a window model's output has no time axis
-                    y = rev(y)
+                if reverse and self.kind != "window":  # a window model's output has no time axis
+                    y = y.flip(1)
                 total = y if total is None else total + y
         assert total is not None
         return total / self.variants

@@ -125,9 +125,9 @@ def _out_bits(info: VideoInfo, pix_fmt: str | None) -> bool:
 def _estimate(net: nn.Module, info: VideoInfo, fn_kwargs: dict[str, Any], chunk: int,
               overlap: int, out_hw: tuple[int, int], held: int | None = None
               ) -> dict[str, float]:
-    """Seconds per input frame from a timed (fp32, optimized) forward pass on a small crop,
-    scaled by pixel count; peak memory from the frames held at once × (input + features +
-    output)."""
+    """Seconds per input frame from a timed optimized forward pass at the run's precision on a
+    small crop, scaled by pixel count; peak memory from the frames held at once × (input +
+    features + output)."""
     from stvsr.infer.optimize import optimize
 
     h, w = info.height, info.width
@@ -135,7 +135,7 @@ def _estimate(net: nn.Module, info: VideoInfo, fn_kwargs: dict[str, Any], chunk:
     t = 3 if net.kind != "window" else int(net.num_frames)
     x = torch.rand(1, max(t, 2), 3, ch, cw)
     dev = fn_kwargs["device"]
-    fast = optimize(net, dev, "fp32")
+    fast = optimize(net, dev, fn_kwargs.get("precision", "fp32"))
     with torch.inference_mode():
         fast(x.to(dev))  # warm-up
         t0 = time.perf_counter()
