@@ -52,10 +52,14 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("eval", help="score a model on a benchmark (Vid4, Vimeo septuplets)")
     p.add_argument("--model", required=True, help="preset, or 'bicubic' for the baseline")
     p.add_argument("--data", required=True, help="folder of clip folders (HR frames)")
-    p.add_argument("--degradation", default="bi", help="bi, bd or bd-duf (default bi)")
+    p.add_argument("--degradation", default="bi",
+                   help="bi, bd, bd-duf or a chain such as bd+h264:crf=25 (default bi)")
     p.add_argument("--task", choices=["svsr", "stvsr"], default="svsr")
-    p.add_argument("--protocol", choices=["windowed", "full"], default="windowed",
-                   help="space-time protocol (with --task stvsr)")
+    p.add_argument("--protocol", choices=["windowed", "full", "compressed"], default=None,
+                   help="space-time: windowed (default) or full; S-VSR: compressed (Vid4 BD "
+                        "x4 + x264 at each --crf, as COMISR/FTVSR/CAVSR score it)")
+    p.add_argument("--crf", default="15,25,35",
+                   help="CRFs of the compressed protocol (default 15,25,35)")
     p.add_argument("--list-file", default=None, help="septuplet list (Fast/Medium/Slow)")
     p.add_argument("--clips", default=None, help="comma-separated clip names to evaluate")
     p.add_argument("--max-frames", type=int, default=None, help="first N frames of each clip")
@@ -166,10 +170,13 @@ def _cmd_eval(args: argparse.Namespace) -> None:
     run = dict(device=args.device, precision=args.precision, tile=args.tile, chunk=args.chunk,
                overlap=args.overlap, max_frames=args.max_frames, crop_border=args.crop_border,
                progress=not args.quiet, out_dir=out_dir, degradation=args.degradation)
+    if args.protocol == "compressed":
+        _eval_compressed(args, model, run)
+        return
     if args.task == "stvsr":
         from stvsr.evaluate_st import evaluate_spacetime
 
-        result = evaluate_spacetime(model, args.data, protocol=args.protocol,
+        result = evaluate_spacetime(model, args.data, protocol=args.protocol or "windowed",
                                     list_file=args.list_file, **run)
     else:
         from stvsr.evaluate import evaluate_svsr
@@ -185,6 +192,29 @@ def _cmd_eval(args: argparse.Namespace) -> None:
         from stvsr.report.command import report_after_eval
 
         report_after_eval(result, args.json, args.report)
+
+
+def _eval_compressed(args: argparse.Namespace, model, run: dict) -> None:
+    """``stvsr eval --protocol compressed``: the S-VSR score at each ``--crf``."""
+    from stvsr.errors import StvsrError
+    from stvsr.evaluate import write_json
+    from stvsr.evaluate_compressed import evaluate_compressed, format_compressed
+
+    if args.task != "svsr" or args.degradation != "bi" or args.report:
+        raise StvsrError("--protocol compressed is an S-VSR protocol with its own degradation "
+                         "(BD + x264): drop --task stvsr, --degradation and --report")
+    try:
+        crfs = tuple(int(c) for c in args.crf.split(","))
+    except ValueError:
+        raise StvsrError(f"--crf {args.crf!r}: give comma-separated integers, e.g. 15,25,35") \
+            from None
+    run.pop("degradation")
+    clips = args.clips.split(",") if args.clips else None
+    result = evaluate_compressed(model, args.data, crfs=crfs, clips=clips, **run)
+    print(format_compressed([result]))
+    if args.json:
+        write_json(result, args.json)
+        print(f"wrote {args.json}")
 
 
 def _cmd_weights(args: argparse.Namespace) -> None:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import time
+import zlib
 from collections import deque
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,7 +24,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from stvsr.data.degradations import degrade, modcrop
+from stvsr.data.chain import DegradationChain, parse_chain
+from stvsr.data.degradations import modcrop
 from stvsr.data.images import list_frame_files, read_image
 from stvsr.errors import DataError
 from stvsr.frames import frame_to_tensor, to_uint8
@@ -71,8 +73,13 @@ def evaluate_svsr(
     out_dir: str | Path | None = None,
     progress: bool = True,
     save_frames: int = REPORT_FRAMES,
+    seed: int = 0,
 ) -> dict[str, Any]:
     """Evaluate ``model`` on every clip of ``data``; returns the JSON-ready result.
+
+    ``degradation`` is a downscale (``bi``, ``bd``, ``bd-duf``) or a chain
+    (:mod:`stvsr.data.chain`, e.g. ``bd+h264:crf=25``); a chain with a video codec encodes
+    each clip's LR frames as one stream, its random draws seeded by ``seed`` and the clip name.
 
     ``out_dir`` (optional) receives a per-frame PSNR plot and a bicubic | model | GT crop per
     clip, and the model's output for ``save_frames`` evenly spaced frames of each clip (PNG,
@@ -81,6 +88,7 @@ def evaluate_svsr(
     from tqdm import tqdm
 
     scale = int(model.scale)
+    chain = parse_chain(degradation).with_scale(scale)
     found = find_clips(data)
     if clips:
         missing = sorted(set(clips) - {n for n, _ in found})
@@ -101,19 +109,8 @@ def evaluate_svsr(
         gt_queue: deque[np.ndarray] = deque()
         lr_queue: deque[torch.Tensor] = deque()
 
-        def lr_frames(
-            files: list[Path] = files,
-            gt_queue: deque[np.ndarray] = gt_queue,
-            lr_queue: deque[torch.Tensor] = lr_queue,
-        ) -> Iterator[torch.Tensor]:
-            for path in files:
-                hr = modcrop(frame_to_tensor(read_image(path)), scale)
-                lr = degrade(hr.unsqueeze(0), degradation, scale)[0]
-                gt_queue.append(to_uint8(hr))
-                lr_queue.append(lr)
-                yield lr
-
-        stream = restore_stream(model, lr_frames(), device=device, chunk=chunk,
+        frames = degraded_clip(files, chain, clip_generator(seed, name), gt_queue, lr_queue)
+        stream = restore_stream(model, frames, device=device, chunk=chunk,
                                 overlap=overlap, precision=precision, tile=tile)
         curve = {"psnr_y": [], "bicubic_psnr_y": []}
         mid = len(files) // 2
@@ -146,6 +143,38 @@ def evaluate_svsr(
     if out_dir is not None:
         _write_figures(Path(out_dir), result, per_frame, crops)
     return result
+
+
+def clip_generator(seed: int, clip: str) -> np.random.Generator:
+    """The generator of a clip's degradation draws: fixed by ``seed`` and the clip's name."""
+    return np.random.default_rng([int(seed), zlib.crc32(clip.encode())])
+
+
+def degraded_clip(files: list[Path], chain: DegradationChain, rng: np.random.Generator,
+                  gt_queue: deque[np.ndarray], lr_queue: deque[torch.Tensor]
+                  ) -> Iterator[torch.Tensor]:
+    """The LR frames of a clip's HR ``files``, each after its HR frame (8-bit, modcropped) was
+    appended to ``gt_queue`` and the LR frame to ``lr_queue``. A chain without a codec works
+    frame by frame (bounded memory); with one, the whole clip is degraded at once."""
+    scale = chain.scale
+
+    def hr_of(path: Path) -> torch.Tensor:
+        return modcrop(frame_to_tensor(read_image(path)), scale)
+
+    if not chain.per_clip:
+        for path in files:
+            hr = hr_of(path)
+            lr = chain.apply(hr.unsqueeze(0), rng)[0]
+            gt_queue.append(to_uint8(hr))
+            lr_queue.append(lr)
+            yield lr
+        return
+    hrs = [hr_of(p) for p in files]
+    lrs = chain.apply(torch.stack(hrs), rng)
+    for hr, lr in zip(hrs, lrs, strict=True):
+        gt_queue.append(to_uint8(hr))
+        lr_queue.append(lr)
+        yield lr
 
 
 def report_frames(n: int, k: int) -> list[int]:

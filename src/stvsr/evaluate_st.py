@@ -42,7 +42,7 @@ from __future__ import annotations
 import argparse
 import json
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -51,10 +51,17 @@ import numpy as np
 import torch
 from torch import nn
 
-from stvsr.data.degradations import degrade, modcrop
+from stvsr.data.chain import DegradationChain, parse_chain
+from stvsr.data.degradations import modcrop
 from stvsr.data.images import list_frame_files, read_image
 from stvsr.errors import DataError, StvsrError
-from stvsr.evaluate import REPORT_FRAMES, report_frames, result_model_name, save_report_frame
+from stvsr.evaluate import (
+    REPORT_FRAMES,
+    clip_generator,
+    report_frames,
+    result_model_name,
+    save_report_frame,
+)
 from stvsr.frames import frame_to_tensor, to_uint8
 from stvsr.infer.layout import layout_of
 from stvsr.infer.runner import restore_stream
@@ -191,6 +198,20 @@ def _prefixed(means: dict[str, float], suffix: str) -> dict[str, float]:
     return {f"{k}_{suffix}": v for k, v in means.items() if k not in ("frames", "clips")}
 
 
+def _clip_inputs(files: list[Path], chain: DegradationChain, rng: np.random.Generator
+                 ) -> tuple[list[np.ndarray], Callable[[list[int]], list[torch.Tensor]]]:
+    """The clip's 8-bit HR frames and a function giving the LR stream of HR frames ``ids``:
+    degraded frame by frame once (a chain without a codec), or as one encoded stream per
+    call."""
+    scale = chain.scale
+    hrs = [modcrop(frame_to_tensor(read_image(p)), scale) for p in files]
+    gt_u8 = [to_uint8(hr) for hr in hrs]
+    if not chain.per_clip:
+        lr_all = [chain.apply(hr.unsqueeze(0), rng)[0] for hr in hrs]
+        return gt_u8, lambda ids: [lr_all[i] for i in ids]
+    return gt_u8, lambda ids: list(chain.apply(torch.stack([hrs[i] for i in ids]), rng))
+
+
 def evaluate_spacetime(
     model: nn.Module,
     data: str | Path,
@@ -211,6 +232,7 @@ def evaluate_spacetime(
     save_frames: int = REPORT_FRAMES,
     precision: str = "fp32",
     tile: int | None = None,
+    seed: int = 0,
 ) -> dict[str, Any]:
     """Score a ``kind="spacetime"`` model on ``data``; returns the JSON-ready result.
 
@@ -218,7 +240,10 @@ def evaluate_spacetime(
         model: ``(B, n, 3, h, w) -> (B, 2n-1, 3, s·h, s·w)``.
         data: Vimeo septuplet root or Vid4-like folder (see the module docstring).
         protocol: ``"windowed"`` or ``"full"`` (identical for 7-frame septuplets).
-        degradation: ``"bi"``, ``"bd"`` or ``"bd-duf"``.
+        degradation: ``"bi"``, ``"bd"``, ``"bd-duf"`` or a chain (:mod:`stvsr.data.chain`).
+            With a video codec, each input stream the model sees (a window's 4 LR frames, the
+            clip's LR stream, the 2-frame tail) is encoded as one video, as a half-rate file
+            would be; ``seed`` and the clip name fix the chain's random draws.
         list_file: selects septuplets (``00001/0001``) or clip names.
         window, stride: windowed protocol (HR frames).
         max_clips, max_frames: evaluate only the first clips / first frames of each clip.
@@ -245,6 +270,7 @@ def evaluate_spacetime(
     if protocol not in PROTOCOLS:
         raise StvsrError(f"unknown protocol {protocol!r}; choose one of {', '.join(PROTOCOLS)}")
     scale = int(model.scale)
+    chain = parse_chain(degradation).with_scale(scale)
     clips = find_st_clips(data, list_file)[:max_clips]
     model.eval().to(device)
     avg_all, avg_in, avg_new = MetricAverager(), MetricAverager(), MetricAverager()
@@ -269,12 +295,7 @@ def evaluate_spacetime(
         frame_files[clip.name] = [str(f.resolve()) for f in files]
         keep = set(_mixed(report_frames(n, save_frames))) if out_dir is not None else set()
         saved[clip.name] = {}
-        gt_u8 = []
-        lr_all = []
-        for path in files:
-            hr = modcrop(frame_to_tensor(read_image(path)), scale)
-            gt_u8.append(to_uint8(hr))
-            lr_all.append(degrade(hr.unsqueeze(0), degradation, scale)[0])
+        gt_u8, lr_of = _clip_inputs(files, chain, clip_generator(seed, clip.name))
         rows: list[dict[str, Any]] = []
 
         def score(frame: int, out: torch.Tensor, kind: str, name: str = clip.name,
@@ -292,18 +313,18 @@ def evaluate_spacetime(
         if protocol == "windowed" and n >= window:
             for a, scored in windowed_plan(n, window, stride):
                 # output j of the window's stream is its HR frame a + j
-                for j, out in enumerate(run(lr_all[a:a + window:2])):
+                for j, out in enumerate(run(lr_of(list(range(a, a + window, 2))))):
                     outputs += 1
                     if j in scored:
                         score(a + j, out, _KIND[layout.source(j)[0]])
         else:
             idx, tail = full_plan(n)
             # output t of the stream of HR frames 0, 2, ..., E is HR frame t
-            for t, out in enumerate(run([lr_all[i] for i in idx])):
+            for t, out in enumerate(run(lr_of(idx))):
                 outputs += 1
                 score(t, out, _KIND[layout.source(t)[0]])
             if tail is not None:
-                ys = list(run([lr_all[tail - 2], lr_all[tail]]))
+                ys = list(run(lr_of([tail - 2, tail])))
                 outputs += len(ys)
                 score(tail, ys[layout.output_of(1)], "input")
         rows.sort(key=lambda r: r["frame"])

@@ -31,8 +31,6 @@ borders at the patch edge (as in most on-the-fly pipelines); stored LR frames (R
 
 from __future__ import annotations
 
-import io
-import math
 from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -43,9 +41,9 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from stvsr.data.degradations import add_gaussian_noise, degrade, gaussian_kernel1d, quantize
+from stvsr.data.chain import DegradationChain, parse_chain
 from stvsr.errors import DataError
-from stvsr.frames import frames_to_tensor, to_uint8
+from stvsr.frames import frames_to_tensor
 
 __all__ = [
     "MODES",
@@ -55,7 +53,6 @@ __all__ = [
     "DegradationSpec",
     "VideoClipDataset",
     "folder_clips",
-    "h264_compress",
     "item_generator",
     "reds_clips",
     "vimeo_septuplet_clips",
@@ -183,12 +180,14 @@ def folder_clips(root: str | Path) -> list[ClipSource]:
 
 @dataclass
 class DegradationSpec:
-    """On-the-fly degradation of HR crops (ranges are sampled uniformly per item).
+    """On-the-fly degradation of HR crops, as fields (the older config form) or as a chain.
 
-    ``blur_sigma`` (Gaussian blur before ``kind``, HR pixels), ``noise_sigma`` (on the [0, 1]
-    scale, after downscaling), ``jpeg_quality`` and ``h264_crf`` (compression of the LR clip)
-    are ``(low, high)`` ranges or ``None`` (off); each extra is applied with probability
-    ``prob``.
+    ``chain`` (text, :mod:`stvsr.data.chain`, e.g. ``"bi|bd+h264:crf=15-38,prob=0.9"``)
+    replaces the other fields when given. Otherwise ``kind`` is the downscale and
+    ``blur_sigma`` (Gaussian blur before it, HR pixels), ``noise_sigma`` (on the [0, 1] scale,
+    after downscaling), ``jpeg_quality`` and ``h264_crf`` (compression of the LR clip, x264
+    ``veryfast``) are ``(low, high)`` ranges or ``None`` (off), each applied with probability
+    ``prob``; they are written as the equivalent chain.
     """
 
     kind: str = "bi"
@@ -198,70 +197,45 @@ class DegradationSpec:
     jpeg_quality: tuple[int, int] | None = None
     h264_crf: tuple[int, int] | None = None
     prob: float = 1.0
+    chain: str | None = None
+
+    def chain_text(self) -> str:
+        """The chain these fields stand for."""
+        if self.chain is not None:
+            return self.chain
+        p = f",prob={self.prob:g}" if self.prob != 1.0 else ""
+        parts = []
+        if self.blur_sigma is not None:
+            parts.append(f"blur:sigma={_span(self.blur_sigma)}{p}")
+        parts.append(self.kind)
+        if self.noise_sigma is not None:
+            parts.append(f"noise:sigma={_span(self.noise_sigma)}{p}")
+        if self.jpeg_quality is not None:
+            parts.append(f"jpeg:q={_span(self.jpeg_quality)}{p}")
+        if self.h264_crf is not None:
+            parts.append(f"h264:crf={_span(self.h264_crf)},preset=veryfast{p}")
+        return "+".join(parts)
+
+    def parsed(self) -> DegradationChain:
+        """The parsed chain (cached; a bad chain raises a one-line error)."""
+        cached = self.__dict__.get("_parsed")
+        if cached is None:
+            cached = parse_chain(self.chain_text()).with_scale(self.scale)
+            self.__dict__["_parsed"] = cached
+        return cached
 
     def apply(self, hr: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:
         """``(N, 3, H, W)`` HR → ``(N, 3, H/s, W/s)`` LR on the 8-bit grid."""
-        x = hr
-        if self.blur_sigma is not None and rng.random() < self.prob:
-            x = _gaussian_blur(x, float(rng.uniform(*self.blur_sigma)))
-        lr = degrade(x, self.kind, self.scale)
-        if self.noise_sigma is not None and rng.random() < self.prob:
-            sigma = float(rng.uniform(*self.noise_sigma))
-            gen = torch.Generator().manual_seed(int(rng.integers(2**62)))
-            lr = quantize(add_gaussian_noise(lr, sigma, generator=gen))
-        if self.jpeg_quality is not None and rng.random() < self.prob:
-            from stvsr.data.degradations import jpeg_compress
+        return self.parsed().apply(hr, rng)
 
-            lr = jpeg_compress(lr, int(rng.integers(self.jpeg_quality[0],
-                                                    self.jpeg_quality[1] + 1)))
-        if self.h264_crf is not None and rng.random() < self.prob:
-            lr = h264_compress(lr, int(rng.integers(self.h264_crf[0], self.h264_crf[1] + 1)))
-        return lr
+    def split(self, hr: torch.Tensor,
+              rng: np.random.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(clean LR, degraded LR)`` of ``(N, 3, H, W)`` HR (:meth:`DegradationChain.split`)."""
+        return self.parsed().split(hr, rng)
 
 
-def _gaussian_blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
-    """Separable Gaussian blur (odd kernel, replicate (edge) padding) of ``(N, 3, H, W)``."""
-    if sigma <= 0:
-        return x
-    size = 2 * math.ceil(3 * sigma) + 1
-    k = torch.from_numpy(gaussian_kernel1d(size, sigma)).to(x.dtype)
-    n, c, h, w = x.shape
-    y = x.reshape(n * c, 1, h, w)
-    pad = size // 2
-    y = torch.nn.functional.pad(y, (pad, pad, pad, pad), mode="replicate")
-    y = torch.nn.functional.conv2d(y, k.view(1, 1, 1, -1))
-    y = torch.nn.functional.conv2d(y, k.view(1, 1, -1, 1))
-    return y.reshape(n, c, h, w)
-
-
-def h264_compress(frames: torch.Tensor, crf: int, preset: str = "veryfast") -> torch.Tensor:
-    """Encode ``(N, 3, h, w)`` frames as one H.264 clip (libx264, yuv420p, ``crf``) in memory
-    and decode them back; odd sizes are edge-padded for the encoder and cropped after."""
-    import av
-
-    n, _, h, w = frames.shape
-    u8 = to_uint8(frames)
-    ph, pw = h + h % 2, w + w % 2
-    if (ph, pw) != (h, w):
-        u8 = np.pad(u8, ((0, 0), (0, ph - h), (0, pw - w), (0, 0)), mode="edge")
-    buf = io.BytesIO()
-    with av.open(buf, "w", format="mp4") as out:
-        stream = out.add_stream("libx264", rate=25)
-        stream.width, stream.height, stream.pix_fmt = pw, ph, "yuv420p"
-        stream.options = {"crf": str(int(crf)), "preset": preset}
-        for arr in u8:
-            out.mux(stream.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(arr),
-                                                             format="rgb24")))
-        out.mux(stream.encode(None))
-    buf.seek(0)
-    decoded = []
-    with av.open(buf, "r") as inp:
-        for frame in inp.decode(video=0):
-            decoded.append(frame.to_ndarray(format="rgb24")[:h, :w])
-    if len(decoded) != n:
-        raise RuntimeError(f"H.264 round trip returned {len(decoded)} of {n} frames")
-    arr = np.stack(decoded)
-    return frames_to_tensor(arr, frames.dtype)
+def _span(r: tuple[float, float]) -> str:
+    return f"{r[0]:g}-{r[1]:g}" if r[0] != r[1] else f"{r[0]:g}"
 
 
 # --------------------------------------------------------------------------- dataset
@@ -297,6 +271,9 @@ class VideoClipDataset(Dataset):
             reversal (each with probability 1/2).
         repeat: items per clip per epoch.
         seed: base seed.
+        target: ``"hr"`` (the HR frames, above) or ``"clean_lr"``: the LR frames after the
+            downscale alone, before noise and compression (same frames as ``"hr"`` would give,
+            at LR size): the target of a same-size restoration that removes compression.
 
     Items are dicts ``{"lr": (T, 3, p, p), "gt": ..., "key": str}`` (see module docstring).
     """
@@ -317,6 +294,7 @@ class VideoClipDataset(Dataset):
         repeat: int = 1,
         seed: int = 0,
         cache_mb: int = 512,
+        target: str = "hr",
     ) -> None:
         if mode not in MODES:
             raise DataError(f"unknown sampling mode {mode!r}; choose one of {', '.join(MODES)}")
@@ -338,6 +316,11 @@ class VideoClipDataset(Dataset):
         self.intervals = tuple(int(i) for i in intervals)
         self.flip, self.transpose, self.reverse = flip, transpose, reverse
         self.repeat = int(repeat)
+        if target not in ("hr", "clean_lr"):
+            raise DataError(f"unknown target {target!r}; choose hr or clean_lr")
+        if target == "clean_lr" and any(c.lr_frames for c in self.clips):
+            raise DataError("target clean_lr makes LR on the fly; these clips store LR frames")
+        self.target = target
         self.seed = int(seed)
         self.epoch = 0
         self._cache_bytes = int(cache_mb) << 20
@@ -413,13 +396,12 @@ class VideoClipDataset(Dataset):
         hr_t, lr_t = self._augment(hr_t, lr_t, rng)
         inputs = slice(0, None, 2) if self.mode == "stvsr" else slice(None)
         if lr_t is None:
-            lr_t = self.degradation.apply(hr_t[inputs], rng)
+            clean, lr_t = self.degradation.split(hr_t[inputs], rng)
         else:
-            lr_t = lr_t[inputs]
-        if self.mode == "svsr":
-            gt = hr_t[self.num_frames // 2]
-        else:
-            gt = hr_t
+            clean, lr_t = None, lr_t[inputs]
+        target = clean if self.target == "clean_lr" else hr_t
+        assert target is not None
+        gt = target[self.num_frames // 2] if self.mode == "svsr" else target
         key = f"{clip.name}/{idx[0]}-{idx[-1]}"
         return {"lr": lr_t.contiguous(), "gt": gt.contiguous(), "key": key}
 

@@ -12,6 +12,7 @@ PRESET_MODULES: tuple[str, ...] = (
     "basicvsr",
     "bicubic",
     "edvr",
+    "lr_clean",
     "rife",
     "sfnet",
     "sfnet_s",

@@ -112,13 +112,15 @@ def build_dataset(cfg: Config, mode: str):
     def rng(v):
         return None if v is None else tuple(v)
 
-    deg = DegradationSpec(kind=d.degradation, scale=d.scale, blur_sigma=rng(d.blur_sigma),
-                          noise_sigma=rng(d.noise_sigma), jpeg_quality=rng(d.jpeg_quality),
-                          h264_crf=rng(d.h264_crf), prob=d.extra_prob)
+    chain = "+" in d.degradation or ":" in d.degradation or "|" in d.degradation
+    deg = DegradationSpec(kind="bi" if chain else d.degradation, scale=d.scale,
+                          blur_sigma=rng(d.blur_sigma), noise_sigma=rng(d.noise_sigma),
+                          jpeg_quality=rng(d.jpeg_quality), h264_crf=rng(d.h264_crf),
+                          prob=d.extra_prob, chain=d.degradation if chain else None)
     return VideoClipDataset(clips, mode=mode, num_frames=d.num_frames, lr_patch=d.lr_patch,
                             scale=d.scale, degradation=deg, intervals=d.intervals, flip=d.flip,
                             transpose=d.transpose, reverse=d.reverse, repeat=d.repeat,
-                            seed=cfg.train.seed)
+                            seed=cfg.train.seed, target=d.target)
 
 
 
@@ -133,7 +135,11 @@ def data_mode(cfg: Config, model: nn.Module) -> str:
     if kind == "window" and cfg.data.num_frames != model.num_frames:
         raise ConfigError(f"data.num_frames is {cfg.data.num_frames} but the model takes "
                           f"{model.num_frames} frames")
-    if int(model.scale) != cfg.data.scale:
+    if cfg.data.target == "clean_lr":
+        if int(model.scale) != 1:
+            raise ConfigError(f"data.target clean_lr trains a same-size model; this one has "
+                              f"scale {model.scale}")
+    elif int(model.scale) != cfg.data.scale:
         raise ConfigError(f"data.scale {cfg.data.scale} != model scale {model.scale}")
     return mode
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import types
 import typing
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -63,7 +64,11 @@ class ModelConfig:
 class DataConfig:
     """Training data. ``type``: ``vimeo`` | ``reds`` | ``folder``; ``mode``: ``auto`` (from the
     model's kind), ``svsr``, ``sequence`` or ``stvsr``; ``batch_size`` is the *global* batch
-    (split evenly over DDP processes). Ranges (``blur_sigma``...) are ``[low, high]``."""
+    (split evenly over DDP processes). Ranges (``blur_sigma``...) are ``[low, high]``.
+    ``degradation``: ``bi``, ``bd``, ``bd-duf`` or a chain (:mod:`stvsr.data.chain`, e.g.
+    ``bi|bd+h264:crf=15-38,prob=0.9``; then the range fields must be unset). ``target``: ``hr``
+    or ``clean_lr`` (the LR clip before noise and compression: for same-size models that
+    remove compression, scale 1)."""
 
     type: str = "folder"
     root: str = ""
@@ -80,6 +85,7 @@ class DataConfig:
     jpeg_quality: list[int] | None = None
     h264_crf: list[int] | None = None
     extra_prob: float = 1.0
+    target: str = "hr"
     intervals: list[int] = field(default_factory=lambda: [1])
     flip: bool = True
     transpose: bool = True
@@ -271,7 +277,7 @@ _CHOICES: dict[str, tuple[str, ...]] = {
     "model.init_mode": ("strict", "partial", "basicvsr", "pretrained"),
     "data.type": ("vimeo", "reds", "folder"),
     "data.mode": ("auto", "svsr", "sequence", "stvsr"),
-    "data.degradation": ("bi", "bd", "bd-duf"),
+    "data.target": ("hr", "clean_lr"),
     "val.task": ("auto", "svsr", "stvsr"),
     "val.degradation": ("bi", "bd", "bd-duf"),
     "val.protocol": ("windowed", "full"),
@@ -281,6 +287,22 @@ _CHOICES: dict[str, tuple[str, ...]] = {
     "schedule.type": ("cosine_restart", "constant"),
     "train.precision": ("fp32", "bf16", "fp16"),
 }
+
+
+def _validate_chain(d: DataConfig, fail: Callable[[str], None]) -> None:
+    """``data.degradation`` is a downscale name or a chain that parses; a chain carries its own
+    extras, so the older range fields must then be unset."""
+    from stvsr.data.chain import parse_chain
+
+    try:
+        chain = parse_chain(d.degradation)
+    except StvsrError as err:
+        fail(f"data.degradation: {err}")
+        return
+    ranges = [k for k in ("blur_sigma", "noise_sigma", "jpeg_quality", "h264_crf")
+              if getattr(d, k) is not None]
+    if len(chain.stages) > 1 and ranges:
+        fail(f"data.degradation is a chain; put {ranges[0]} into it instead")
 
 
 def _validate(cfg: Config, source: str) -> None:
@@ -308,6 +330,7 @@ def _validate(cfg: Config, source: str) -> None:
         rng = getattr(d, key)
         if rng is not None and (len(rng) != 2 or rng[0] > rng[1] or rng[0] < 0):
             fail(f"data.{key} must be [low, high] with 0 <= low <= high")
+    _validate_chain(d, fail)
     if not 0 <= d.extra_prob <= 1:
         fail("data.extra_prob must lie in [0, 1]")
     o = cfg.optim
