@@ -1,19 +1,65 @@
-"""`--device auto` and `--precision auto`."""
+"""`--device auto` and `--precision auto`: what each answers on each kind of machine.
+
+The probes the functions consult (CUDA present, CUDA bf16, oneDNN native bf16 on the CPU) are
+replaced by fakes, so every case runs on any machine and the expected answer is written out."""
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 from stvsr.infer.defaults import resolve_device, resolve_precision
 
 
-def test_auto_device_and_precision() -> None:
-    dev = resolve_device("auto")
-    assert dev == ("cuda" if torch.cuda.is_available() else "cpu")
-    assert resolve_device("cuda:1") == "cuda:1" and resolve_device("cpu") == "cpu"
-    native = torch.ops.mkldnn._is_mkldnn_bf16_supported()
-    assert resolve_precision("auto", "cpu") == ("bf16" if native else "fp32")
+def fake_machine(monkeypatch: pytest.MonkeyPatch, *, cuda: bool, cuda_bf16: bool = False,
+                 cpu_bf16: bool | None = False) -> None:
+    """``cpu_bf16=None``: a torch whose oneDNN does not offer the bf16 probe at all."""
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: cuda)
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: cuda_bf16)
+    probe = None if cpu_bf16 is None else (lambda: cpu_bf16)
+    monkeypatch.setattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", probe, raising=False)
+
+
+@pytest.mark.parametrize("cuda,expected", [(True, "cuda"), (False, "cpu")])
+def test_auto_device(monkeypatch: pytest.MonkeyPatch, cuda: bool, expected: str) -> None:
+    fake_machine(monkeypatch, cuda=cuda)
+    assert resolve_device("auto") == expected
+    # a named device is taken as given, whatever the machine has
+    for name in ("cpu", "cuda", "cuda:1", "mps"):
+        assert resolve_device(name) == name
+
+
+@pytest.mark.parametrize("device", ["cuda", "cuda:0", "cuda:3"])
+@pytest.mark.parametrize("cuda_bf16,expected", [(True, "bf16"), (False, "fp16")])
+def test_auto_precision_on_cuda(monkeypatch: pytest.MonkeyPatch, device: str, cuda_bf16: bool,
+                                expected: str) -> None:
+    # the CPU's abilities do not matter for a CUDA device
+    for cpu_bf16 in (True, False):
+        fake_machine(monkeypatch, cuda=True, cuda_bf16=cuda_bf16, cpu_bf16=cpu_bf16)
+        assert resolve_precision("auto", device) == expected
+
+
+@pytest.mark.parametrize("cpu_bf16,expected", [(True, "bf16"), (False, "fp32"), (None, "fp32")])
+def test_auto_precision_on_cpu(monkeypatch: pytest.MonkeyPatch, cpu_bf16: bool | None,
+                               expected: str) -> None:
+    # a GPU elsewhere in the machine does not change what the CPU runs
+    for cuda in (True, False):
+        fake_machine(monkeypatch, cuda=cuda, cuda_bf16=True, cpu_bf16=cpu_bf16)
+        assert resolve_precision("auto", "cpu") == expected
+
+
+@pytest.mark.parametrize("device", ["cpu", "cuda"])
+def test_named_precision_is_kept(monkeypatch: pytest.MonkeyPatch, device: str) -> None:
+    fake_machine(monkeypatch, cuda=True, cuda_bf16=False, cpu_bf16=False)
     for p in ("fp32", "bf16", "fp16"):
-        assert resolve_precision(p, "cpu") == p
-    if torch.cuda.is_available():
-        assert resolve_precision("auto", "cuda") in ("bf16", "fp16")
+        assert resolve_precision(p, device) == p
+
+
+def test_auto_device_then_precision(monkeypatch: pytest.MonkeyPatch) -> None:
+    """What `--device auto --precision auto` gives, end to end, on three machines."""
+    fake_machine(monkeypatch, cuda=True, cuda_bf16=True, cpu_bf16=False)
+    assert resolve_precision("auto", resolve_device("auto")) == "bf16"
+    fake_machine(monkeypatch, cuda=False, cpu_bf16=True)
+    assert resolve_precision("auto", resolve_device("auto")) == "bf16"
+    fake_machine(monkeypatch, cuda=False, cpu_bf16=False)
+    assert resolve_precision("auto", resolve_device("auto")) == "fp32"

@@ -88,36 +88,90 @@ def test_in_between_step_input_uses_neighbours() -> None:
     assert d[3] > d[0]
 
 
-def test_store_and_fetch_stay_within_budget() -> None:
-    torch.manual_seed(0)
-    budget = 3
-    model = tiny(fetch_frames=budget)
-    n = 8
+def _distant_reads(model: SFNet, n: int) -> tuple[int, dict, dict]:
+    """Runs ``model`` on ``n`` random frames and watches the tensors themselves: every store
+    entry each direction writes, and every entry its distant fetch is handed. Returns ``K``, the
+    number of entries each direction stored, and per direction ``{k: (available, read)}``: the
+    entries a step could read (``(direction, index)`` of those at distance >= 2 in time, as the
+    design allows) and the ones that reached its attention, identified by tensor equality."""
     kk = 2 * n - 1
-    with torch.no_grad():
-        model(torch.rand(1, n, 3, 8, 8))
-    brm, frm = model.debug["brm"], model.debug["frm"]
-    assert [r["k"] for r in brm] == list(range(kk - 1, -1, -1))
-    assert [r["k"] for r in frm] == list(range(kk))
-    for r in brm:
-        k = r["k"]
-        assert r["store_sizes"][0] == kk - 1 - k <= kk  # one entry per processed step
-        assert all(j >= k + 2 for j in r["fetched"])
-        assert len(r["fetched"]) == min(budget, len(r["candidates"])) <= budget
-    for r in frm:
-        k = r["k"]
-        size_f, size_b = r["store_sizes"]
-        assert size_f == k and size_b == kk
-        assert all(j <= k - 2 or j >= k + 2 for j in r["fetched"])
-        assert set(r["fetched"]) <= set(r["candidates"])
-        assert len(r["fetched"]) == min(budget, len(r["candidates"])) <= budget
-    assert max(len(r["candidates"]) for r in frm) > budget  # the cap was actually needed
-    assert frm[0]["fetched"] and not brm[0]["fetched"]  # last BRM step has no candidates
+    stored: dict[str, list[torch.Tensor]] = {"b": [], "f": []}
+    steps: dict[str, dict[int, tuple[list, list]]] = {"b": {}, "f": {}}
+
+    def index(d: str) -> int:  # BRM runs k = K-1 ... 0, FRM k = 0 ... K-1 (the class docs)
+        return kk - 1 - len(stored[d]) if d == "b" else len(stored[d])
+
+    def available(d: str, k: int) -> list[tuple[str, int]]:
+        later = [("b", kk - 1 - i) for i in range(len(stored["b"])) if kk - 1 - i >= k + 2]
+        earlier = [("f", i) for i in range(len(stored["f"])) if i <= k - 2]
+        return later if d == "b" else earlier + later
+
+    def on_store(d: str):
+        def hook(module, args, out) -> None:
+            steps[d].setdefault(index(d), (available(d, index(d)), []))
+            stored[d].append(out[0])
+        return hook
+
+    def on_fetch(d: str):
+        def hook(module, args) -> None:
+            _, keys, _ = args
+            k = index(d)
+            read = []
+            for m in range(keys.shape[1]):
+                hits = [(e, (kk - 1 - i) if e == "b" else i)
+                        for e in "bf" for i, t in enumerate(stored[e])
+                        if torch.equal(t, keys[:, m])]
+                assert len(hits) == 1, f"step {k}: fetched key {m} is not one stored entry"
+                read.append(hits[0])
+            steps[d][k] = (available(d, k), read)
+        return hook
+
+    hooks = [model.brm.store.register_forward_hook(on_store("b")),
+             model.frm.store.register_forward_hook(on_store("f")),
+             model.brm.df.register_forward_pre_hook(on_fetch("b")),
+             model.frm.df.register_forward_pre_hook(on_fetch("f"))]
+    try:
+        with torch.no_grad():
+            model(torch.rand(1, n, 3, 8, 8))
+    finally:
+        for h in hooks:
+            h.remove()
+    assert len(stored["b"]) == len(stored["f"]), "both directions store one entry per step"
+    return len(stored["b"]), steps["b"], steps["f"]
+
+
+@pytest.mark.parametrize("policy", ["spread", "nearest"])
+def test_store_and_fetch_stay_within_budget(policy: str) -> None:
+    """Each direction stores one entry per step; a step's distant fetch is handed at most
+    ``fetch_frames`` entries, all at least two steps away (BRM: later steps; FRM: earlier steps
+    of its own store, later ones of BRM's), exactly those the selection rule picks, and as many
+    as the budget allows — however long the clip."""
+    budget = 3
+    for n in (5, 10):
+        torch.manual_seed(0)
+        model = tiny(fetch_frames=budget, store_policy=policy)
+        kk = 2 * n - 1
+        stored, brm, frm = _distant_reads(model, n)
+        assert stored == kk
+        assert sorted(brm) == sorted(frm) == list(range(kk))  # every step stored once
+        widths = []
+        for steps in (brm, frm):
+            for k, (avail, read) in steps.items():
+                assert len(read) == len(set(read)) == min(budget, len(avail)), (k, avail, read)
+                assert set(read) <= set(avail), (k, avail, read)  # >= 2 steps away, right store
+                chosen = select_fetch_indices([j for _, j in avail], k, budget, policy)
+                assert sorted(j for _, j in read) == chosen
+                widths.append(len(read))
+        assert max(widths) == budget  # the cap holds at both lengths ...
+        assert max(len(a) for a, _ in frm.values()) > budget  # ... and was needed
+        assert not brm[kk - 1][1] and not brm[kk - 2][1]  # nothing two steps later yet
+        assert frm[0][1]  # the first FRM step reads BRM's far entries
 
     everything = tiny(fetch_frames=None)
-    with torch.no_grad():
-        everything(torch.rand(1, n, 3, 8, 8))
-    assert all(r["fetched"] == r["candidates"] for r in everything.debug["frm"])
+    _, brm, frm = _distant_reads(everything, 6)
+    for steps in (brm, frm):
+        for k, (avail, read) in steps.items():
+            assert sorted(read) == sorted(avail), k
 
 
 def test_select_fetch_indices() -> None:

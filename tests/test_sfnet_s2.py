@@ -86,18 +86,56 @@ def test_untrained_head_with_spynet_is_a_bicubic_flow_two_stage() -> None:
 
 
 def test_distant_fetch_reads_frames_two_steps_away() -> None:
-    """Changing input 3 changes the new frame between inputs 1 and 2 only through the distant
-    fetch (BasicVSR's own features of 1 and 2 also see it, so compare with DF off)."""
-    x = smooth(4, 12, 16)
-    x2 = x.clone()
-    x2[:, 3] = 1 - x2[:, 3]
-    deltas = {}
-    for use_df in (True, False):
-        model = tiny(use_df=use_df)
-        torch.nn.init.normal_(model.head.conv_last.weight, std=0.1)
+    """The new frame between inputs i and i+1 reads the stored state of input i+2 through the
+    distant fetch, and nothing else does.
+
+    One model, five inputs. The store entry of input 3 is swapped for the one input 3 would
+    store if it were different, everything else left as it is: only the new frame between
+    inputs 1 and 2 (two steps before input 3) may change; the input frames and the new frames
+    next to input 3 (which use its features directly, not its store entry) must not. With the
+    fetch's output zeroed on the same model the swap has no effect at all."""
+    model = tiny()
+    torch.nn.init.normal_(model.head.conv_last.weight, std=0.1)  # the head's output is used
+    x = smooth(5, 12, 16)
+    far = x.clone()
+    far[:, 3] = 1 - far[:, 3]
+
+    def entries(inputs: torch.Tensor) -> list:
+        seen: list = []
+        handle = model.head.store.register_forward_hook(lambda m, a, out: seen.append(out))
         with torch.no_grad():
-            deltas[use_df] = (model(x)[:, 3] - model(x2)[:, 3]).abs().max()
-    assert deltas[True] != deltas[False]
+            model(inputs)
+        handle.remove()
+        return seen
+
+    swapped_entry = entries(far)[3]
+    assert len(entries(x)) == 5  # one store entry per input frame
+
+    def run(swap: bool, fetch_off: bool) -> torch.Tensor:
+        calls = iter(range(5))
+        hooks = []
+        if swap:
+            hooks.append(model.head.store.register_forward_hook(
+                lambda m, a, out: swapped_entry if next(calls) == 3 else out))
+        if fetch_off:
+            hooks.append(model.head.fetch.register_forward_hook(
+                lambda m, a, out: torch.zeros_like(out)))
+        with torch.no_grad():
+            y = model(x)
+        for h in hooks:
+            h.remove()
+        return y
+
+    base, moved = run(False, False), run(True, False)
+    change = (moved - base).abs().amax(dim=(0, 2, 3, 4))  # per output frame
+    assert change[3] > 1e-3, change  # new frame 1|2 reads input 3, two steps away
+    others = [k for k in range(9) if k != 3]
+    assert torch.all(change[others] == 0), change  # inputs, and new frames 2|3, 3|4, 0|1
+
+    base_off, moved_off = run(False, True), run(True, True)
+    assert torch.equal(base_off, moved_off)  # without the fetch the swap is invisible
+    assert (base_off[:, 3] - base[:, 3]).abs().max() > 1e-3  # the fetch contributes there
+    assert torch.equal(base_off[:, 0::2], base[:, 0::2])
 
 
 def test_head_only_checkpoint_and_export(tmp_path: Path, pull_weights) -> None:
