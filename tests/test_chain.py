@@ -128,3 +128,32 @@ def test_dataset_clean_lr_target(tmp_path) -> None:
     centre = VideoClipDataset(folder_clips(tmp_path / "c"), target="clean_lr",
                               **{**kw, "mode": "svsr"})[0]
     assert centre["gt"].shape == (3, 16, 16)
+
+
+def test_whole_clip_variants(tmp_path) -> None:
+    """Items crop from seeded whole-clip variants: deterministic, the codec saw whole frames."""
+    clip = to_uint8(_clip(8, 96, 128))
+    folder = tmp_path / "c" / "clip"
+    folder.mkdir(parents=True)
+    for i, f in enumerate(clip):
+        write_image(folder / f"{i:03d}.png", f)
+    spec = DegradationSpec(chain="bi+h264:crf=20-40")
+    kw = dict(mode="sequence", num_frames=5, lr_patch=16, degradation=spec, seed=3, variants=2,
+              target="clean_lr", flip=False, transpose=False)
+    ds = VideoClipDataset(folder_clips(tmp_path / "c"), **kw)
+    again = VideoClipDataset(folder_clips(tmp_path / "c"), **kw)
+    items = [ds[i] for i in range(6)]
+    for i, item in enumerate(items):
+        assert torch.equal(item["lr"], again[i]["lr"]) and torch.equal(item["gt"], again[i]["gt"])
+        assert item["lr"].shape == item["gt"].shape == (5, 3, 16, 16)
+    # the LR of an item is a crop of one whole-clip encoding (not of an encoded crop)
+    hr = frames_to_tensor(clip)
+    wholes = [DegradationSpec(chain="bi+h264:crf=20-40").split(hr, rng)[1]
+              for rng in (np.random.Generator(np.random.PCG64(np.random.SeedSequence(
+                  [3, 7919, 0, v]))) for v in range(2))]
+    lr = items[0]["lr"]
+    found = any(torch.equal(lr, w[t:t + 5, :, y:y + 16, x:x + 16])
+                for w in wholes for t in range(4) for y in range(9) for x in range(17))
+    assert found
+    with pytest.raises(Exception, match="variants"):
+        VideoClipDataset(folder_clips(tmp_path / "c"), **{**kw, "mode": "stvsr", "num_frames": 3})

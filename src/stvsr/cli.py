@@ -102,7 +102,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("demo", help="upscale a real clip end to end and compare with its original")
     p.add_argument("--out", default="out/demo", help="output folder (default out/demo)")
-    p.add_argument("--model", default=DEFAULT_MODEL)
+    p.add_argument("--model", default=None,
+                   help=f"preset(s), comma-separated (default: {DEFAULT_MODEL} and its "
+                        "compressed-input variant)")
+    p.add_argument("--input-crf", type=int, default=28,
+                   help="H.264 CRF of the 320x180 input (default 28, a small web video; "
+                        "0 = lossless)")
     p.add_argument("--seconds", type=float, default=2.0, help="length of the clip (default 2 s)")
     p.add_argument("--precision", choices=["fp32", "bf16"], default="fp32")
     p.add_argument("--quiet", action="store_true")
@@ -253,8 +258,9 @@ def _cmd_models(_: argparse.Namespace) -> None:
 def _cmd_demo(args: argparse.Namespace) -> None:
     from stvsr.infer.demo import run_demo
 
-    run_demo(args.out, model=args.model, seconds=args.seconds, precision=args.precision,
-             progress=not args.quiet)
+    models = args.model.split(",") if args.model else None
+    run_demo(args.out, model=models, seconds=args.seconds, precision=args.precision,
+             progress=not args.quiet, input_crf=args.input_crf)
 
 
 COMMANDS = {"upscale": _cmd_upscale, "eval": _cmd_eval, "weights": _cmd_weights,

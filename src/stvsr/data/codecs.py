@@ -17,7 +17,9 @@ macroblocks by repeating the edge itself). x264 runs without its assembly kernel
 (``asm=0``): they must give the same bitstream as its C code (x264's own ``checkasm``), but in
 this PyAV build two encodings of the same clip differed now and then with them (measured: 2-6
 distinct outputs in 60 runs of one clip; with ``asm=0``, 1). It costs about 1.2x the time on a
-7-frame 36x36 training clip and 2.8x on a 49-frame 180x144 Vid4 clip (0.7 -> 2.1 s).
+7-frame 36x36 training clip and 2.8x on a 49-frame 180x144 Vid4 clip (0.7 -> 2.1 s). For
+x265, frames are padded to at least 64x64: this build's libx265 corrupted the heap (the process
+aborts) on 48x48 and 48x32 frames, and not on 64x64 or larger.
 """
 
 from __future__ import annotations
@@ -121,6 +123,8 @@ def encode_clip(frames: np.ndarray, settings: CodecSettings) -> np.ndarray:
         raise StvsrError(f"this PyAV build has no {encoder} encoder; install PyAV from PyPI")
     n, h, w, _ = frames.shape
     ph, pw = -(-h // _MB) * _MB, -(-w // _MB) * _MB
+    if settings.codec == "h265":  # this x265 build corrupts memory on frames under 64 px
+        ph, pw = max(ph, 64), max(pw, 64)
     if (ph, pw) != (h, w):
         frames = np.pad(frames, ((0, 0), (0, ph - h), (0, pw - w), (0, 0)), mode="edge")
     buf = io.BytesIO()

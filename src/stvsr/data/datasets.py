@@ -42,6 +42,7 @@ import torch
 from torch.utils.data import Dataset
 
 from stvsr.data.chain import DegradationChain, parse_chain
+from stvsr.data.variants import VariantCache
 from stvsr.errors import DataError
 from stvsr.frames import frames_to_tensor
 
@@ -295,6 +296,7 @@ class VideoClipDataset(Dataset):
         seed: int = 0,
         cache_mb: int = 512,
         target: str = "hr",
+        variants: int = 0,
     ) -> None:
         if mode not in MODES:
             raise DataError(f"unknown sampling mode {mode!r}; choose one of {', '.join(MODES)}")
@@ -321,6 +323,11 @@ class VideoClipDataset(Dataset):
         if target == "clean_lr" and any(c.lr_frames for c in self.clips):
             raise DataError("target clean_lr makes LR on the fly; these clips store LR frames")
         self.target = target
+        if variants and (mode == "stvsr" or any(c.lr_frames for c in self.clips)):
+            raise DataError("whole-clip variants work for svsr / sequence sampling of clips "
+                            "without stored LR frames")
+        self.variants = int(variants)
+        self._variant_cache: VariantCache | None = None
         self.seed = int(seed)
         self.epoch = 0
         self._cache_bytes = int(cache_mb) << 20
@@ -390,6 +397,9 @@ class VideoClipDataset(Dataset):
         interval = usable[int(rng.integers(len(usable)))]
         start = int(rng.integers(n - (span - 1) * interval))
         idx = [start + k * interval for k in range(span)]
+        key = f"{clip.name}/{idx[0]}-{idx[-1]}"
+        if self.variants:
+            return self._variant_item(index % len(self.clips), clip, idx, rng, key)
         hr = self._load(clip, idx, lr=False)
         lr = self._load(clip, idx, lr=True) if clip.lr_frames else None
         hr_t, lr_t = self._crop(hr, lr, rng, clip.name)
@@ -402,8 +412,34 @@ class VideoClipDataset(Dataset):
         target = clean if self.target == "clean_lr" else hr_t
         assert target is not None
         gt = target[self.num_frames // 2] if self.mode == "svsr" else target
-        key = f"{clip.name}/{idx[0]}-{idx[-1]}"
         return {"lr": lr_t.contiguous(), "gt": gt.contiguous(), "key": key}
+
+    def _variant_item(self, ci: int, clip: ClipSource, idx: list[int],
+                      rng: np.random.Generator, key: str) -> dict[str, Any]:
+        """An item cropped from a whole-clip degraded variant (:mod:`stvsr.data.variants`)."""
+        if self._variant_cache is None:
+            self._variant_cache = VariantCache(self.degradation.split, self.scale, self.seed,
+                                               self._cache_bytes)
+        n = self._num_clip_frames(clip)
+        v = int(rng.integers(self.variants))
+        clean, coded = self._variant_cache.get(
+            ci, v, lambda: self._load(clip, list(range(n)), lr=False))
+        h, w = coded.shape[1:3]
+        p = self.lr_patch or min(h, w)
+        if h < p or w < p:
+            raise DataError(f"clip {clip.name} is {w}x{h} at LR, smaller than the LR patch {p}")
+        y, x = int(rng.integers(h - p + 1)), int(rng.integers(w - p + 1))
+        lr_t = frames_to_tensor(coded[idx, y:y + p, x:x + p])
+        if self.target == "clean_lr":
+            target = frames_to_tensor(clean[idx, y:y + p, x:x + p])
+        else:
+            s = self.scale
+            hr = self._load(clip, idx, lr=False)
+            target = frames_to_tensor(hr[:, s * y: s * (y + p), s * x: s * (x + p)])
+        target, lr_aug = self._augment(target, lr_t, rng)
+        assert lr_aug is not None
+        gt = target[self.num_frames // 2] if self.mode == "svsr" else target
+        return {"lr": lr_aug.contiguous(), "gt": gt.contiguous(), "key": key}
 
     def _load(self, clip: ClipSource, idx: list[int], *, lr: bool) -> np.ndarray:
         from stvsr.data.images import read_image

@@ -6,6 +6,10 @@ from __future__ import annotations
 # model (x4 space, x2 frame rate; `--fps-factor 1` keeps the rate).
 DEFAULT_MODEL = "sfnet-s"
 
+# ... and for input that a lossy codec made (H.264, HEVC, MPEG-2/4, ...; stvsr.infer.source):
+# the same restorer behind a first stage trained to remove compression artifacts.
+DEFAULT_COMPRESSED_MODEL = "sfnet-s-compressed"
+
 # The model `stvsr upscale --scale 1` uses when none is named: frame interpolation only, at any
 # rational `--fps-factor` (Practical-RIFE 3.9).
 INTERPOLATION_MODEL = "rife"

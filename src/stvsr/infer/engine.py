@@ -63,7 +63,7 @@ from stvsr.data.video import (
     count_frames,
 )
 from stvsr.errors import StvsrError, VideoError
-from stvsr.infer.defaults import CHUNKING, DEFAULT_MODEL, INTERPOLATION_MODEL, chunking
+from stvsr.infer.defaults import CHUNKING, chunking
 from stvsr.infer.layout import layout_of
 from stvsr.infer.retime import (
     count_retimed,
@@ -78,6 +78,7 @@ from stvsr.infer.segments import (
     output_plan,
     plan_segments,
 )
+from stvsr.infer.source import default_model
 from stvsr.infer.tiling import TileSize
 
 if TYPE_CHECKING:
@@ -178,11 +179,12 @@ def upscale_video(
         raise StvsrError("give --fps-factor or --output-fps, not both")
     factor = None if fps_factor is None else parse_rational(fps_factor, "--fps-factor")
     target = None if output_fps is None else parse_rational(output_fps, "--output-fps")
-    if model is None:
-        model = INTERPOLATION_MODEL if scale is not None and float(scale) == 1 else DEFAULT_MODEL
     reader = VideoReader(in_path, start=start, end=end, high_bit_depth=True,
                          fps_for_folders=fps_for_folders)
     info = reader.info
+    if model is None:
+        model, why = default_model(info, scale)
+        say(f"model: {model} ({why}; --model overrides)")
     if isinstance(model, str):
         net = create_model(model, weights=weights, device=device)
     else:
@@ -398,6 +400,8 @@ def upscale_video(
                 bar=bar,
             )
             path = work.segment_path(seg.index, seg_suffix)
+            bar.status(f"segment {seg.index + 1}/{len(segments)}: input frames "
+                       f"{seg.start}-{seg.end - 1}")
             if retime:
                 assert interp_fn is not None
                 _run_retime_segment(interp_fn, seg, plans[seg.index], rel, feed, path, **common)

@@ -4,27 +4,23 @@ from __future__ import annotations
 
 import json
 import sys
+import threading
 import time
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from stvsr.errors import StvsrError
 
-if TYPE_CHECKING:
-    pass
-
-
-
-
-
-
-# --------------------------------------------------------------------------------------------
-# Progress
-# --------------------------------------------------------------------------------------------
+HEARTBEAT_S = 1.0  # the bar's clock ticks this often while a chunk is being restored
 
 
 class Progress:
     """Frames done / total, fps and ETA: a tqdm bar (``"bar"``), JSON lines on stderr
-    (``"json"``: ``{"stage", "frames_done", "total", "fps", "eta_s"}``) or nothing (``"none"``)."""
+    (``"json"``: ``{"stage", "frames_done", "total", "fps", "eta_s", "elapsed_s", "status"}``)
+    or nothing (``"none"``).
+
+    A model restores a whole chunk before its first frame comes out, so the bar is redrawn
+    every :data:`HEARTBEAT_S` seconds by a background thread: its elapsed time runs and
+    :meth:`status` says what is being worked on (JSON mode: a line every 5 s)."""
 
     def __init__(self, mode: str, total: int, *, initial: int = 0, stage: str = "upscale",
                  stream: Any = None) -> None:
@@ -36,11 +32,35 @@ class Progress:
         self.t0 = time.perf_counter()
         self._last_emit = 0.0
         self._bar = None
+        self.status_text = ""
+        self._stop = threading.Event()
+        self._ticker: threading.Thread | None = None
         if mode == "bar":
             from tqdm import tqdm
 
             self._bar = tqdm(total=total, initial=initial, unit="frame", desc=stage,
                              file=self.stream, dynamic_ncols=True)
+        if mode != "none":
+            self._ticker = threading.Thread(target=self._tick, daemon=True)
+            self._ticker.start()
+
+    def _tick(self) -> None:
+        """Redraw the bar (its elapsed time) while nothing else does; JSON: every 5 s."""
+        period = HEARTBEAT_S if self.mode == "bar" else 5.0
+        while not self._stop.wait(period):
+            bar = self._bar
+            if bar is not None:
+                with bar.get_lock():
+                    bar.refresh()
+            elif self.mode == "json" and time.perf_counter() - self._last_emit >= period:
+                self._last_emit = time.perf_counter()
+                self.emit()
+
+    def status(self, text: str) -> None:
+        """Say what is being worked on (shown beside the bar, or in the JSON lines)."""
+        self.status_text = text
+        if self._bar is not None:
+            self._bar.set_postfix_str(text, refresh=True)
 
     @property
     def fps(self) -> float:
@@ -60,10 +80,14 @@ class Progress:
         fps = self.fps
         eta = (self.total - self.done) / fps if fps > 0 else None
         line = {"stage": self.stage, "frames_done": self.done, "total": self.total,
-                "fps": round(fps, 3), "eta_s": None if eta is None else round(eta, 1)}
+                "fps": round(fps, 3), "eta_s": None if eta is None else round(eta, 1),
+                "elapsed_s": round(time.perf_counter() - self.t0, 1), "status": self.status_text}
         print(json.dumps(line), file=self.stream, flush=True)
 
     def close(self) -> None:
+        self._stop.set()
+        if self._ticker is not None and self._ticker is not threading.current_thread():
+            self._ticker.join(timeout=2 * HEARTBEAT_S)
         if self._bar is not None:
             self._bar.close()
             self._bar = None

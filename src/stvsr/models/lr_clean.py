@@ -22,10 +22,14 @@ import torch
 from torch import Tensor, nn
 
 from stvsr.errors import StvsrError
+from stvsr.models.basicvsr import VIMEO_BD_WEIGHTS, VIMEO_BI_WEIGHTS
 from stvsr.models.blocks import ResidualBlockNoBN, make_layer
+from stvsr.models.sfnet_s2 import BACKBONE_WEIGHTS, HEAD_WEIGHTS
 from stvsr.registry import register_model
+from stvsr.weights import WeightsSpec
 
-__all__ = ["CleanThenRestore", "LRClean", "window_indices"]
+__all__ = ["LR_CLEAN_WEIGHTS", "CleanThenRestore", "LRClean", "build_clean_restore",
+           "window_indices"]
 
 
 def window_indices(num_frames: int, radius: int) -> list[list[int]]:
@@ -86,7 +90,7 @@ class LRClean(nn.Module):
         for start in range(0, t, self.group):
             idx = torch.tensor(windows[start:start + self.group], device=x.device)
             n = idx.shape[0]
-            stacked = feats[:, idx.flatten()].view(b * n, -1, h, w)  # (B n, (2r+1) F, h, w)
+            stacked = feats[:, idx.flatten()].reshape(b * n, -1, h, w)  # (B n, (2r+1) F, h, w)
             y = self.lrelu(self.conv_fuse(stacked))
             y = self.conv_last(self.body(y)).view(b, n, c, h, w)
             out.append(x[:, start:start + n] + y)
@@ -118,3 +122,40 @@ class CleanThenRestore(nn.Module):
 register_model("lr-clean-untrained", LRClean,
                description="LRClean architecture (compression removal at LR size), randomly "
                            "initialised (for training)")
+
+
+LR_CLEAN_WEIGHTS = WeightsSpec(
+    name="lr-clean",
+    filename="lr_clean.safetensors",
+    sha256="02ef59d4bd68c21d7b8cefe51a85e73151fe7a9fc9aeb755489485c787177c66",
+    license="Apache-2.0 (stvsr)",
+    packaged="pretrained/lr_clean.safetensors",
+    description="LRClean trained by stvsr on its CPU corpus with BI/BD x4 + x264 CRF 15-38 "
+                "(docs/models/lr-clean.md)",
+)
+register_model("lr-clean", LRClean, weights=LR_CLEAN_WEIGHTS,
+               description="for compressed input: removes H.264 artifacts at LR size (scale 1; "
+                           "the first stage of the *-compressed presets)")
+
+
+def build_clean_restore(restorer: str, pretrained: bool = True) -> CleanThenRestore:
+    """A ``*-compressed`` preset: ``lr-clean`` then the preset ``restorer`` (both strict; their
+    weights must have been pulled, nothing is downloaded here)."""
+    from stvsr.registry import create_model
+
+    w = "default" if pretrained else None
+    return CleanThenRestore(create_model("lr-clean", weights=w), create_model(restorer, weights=w))
+
+
+register_model("basicvsr-vimeo-bd-compressed", build_clean_restore, restorer="basicvsr-vimeo-bd",
+               pretrained=True,
+               parts=[LR_CLEAN_WEIGHTS, VIMEO_BD_WEIGHTS],
+               description="for compressed input: lr-clean + official BasicVSR (Vimeo BD) x4")
+register_model("basicvsr-vimeo-bi-compressed", build_clean_restore, restorer="basicvsr-vimeo-bi",
+               pretrained=True,
+               parts=[LR_CLEAN_WEIGHTS, VIMEO_BI_WEIGHTS],
+               description="for compressed input: lr-clean + official BasicVSR (Vimeo BI) x4")
+register_model("sfnet-s-compressed", build_clean_restore, restorer="sfnet-s", pretrained=True,
+               parts=[LR_CLEAN_WEIGHTS, HEAD_WEIGHTS, *BACKBONE_WEIGHTS.values()],
+               description="for compressed input: lr-clean + sfnet-s, x4 space x2 time (the "
+                           "default of `stvsr upscale` for lossy-coded video)")

@@ -109,6 +109,9 @@ def build_dataset(cfg: Config, mode: str):
     else:
         clips = folder_clips(d.root)
 
+    if d.skip_small and d.lr_patch is not None:
+        clips = _large_enough(clips, d.lr_patch * d.scale)
+
     def rng(v):
         return None if v is None else tuple(v)
 
@@ -120,7 +123,26 @@ def build_dataset(cfg: Config, mode: str):
     return VideoClipDataset(clips, mode=mode, num_frames=d.num_frames, lr_patch=d.lr_patch,
                             scale=d.scale, degradation=deg, intervals=d.intervals, flip=d.flip,
                             transpose=d.transpose, reverse=d.reverse, repeat=d.repeat,
-                            seed=cfg.train.seed, target=d.target)
+                            seed=cfg.train.seed, target=d.target, variants=d.variants)
+
+
+def _large_enough(clips: list, size: int) -> list:
+    """The clips whose frames are at least ``size`` pixels on both sides (frame files are
+    measured from their first image's header; video files are kept)."""
+    from PIL import Image
+
+    kept = []
+    for clip in clips:
+        if clip.frames:
+            with Image.open(clip.frames[0]) as im:
+                if min(im.size) < size:
+                    continue
+        kept.append(clip)
+    if not kept:
+        raise ConfigError(f"no clip has frames of at least {size} px; lower data.lr_patch")
+    if len(kept) < len(clips):
+        print(f"data: left out {len(clips) - len(kept)} clips smaller than the HR patch {size}")
+    return kept
 
 
 

@@ -68,7 +68,9 @@ class DataConfig:
     ``degradation``: ``bi``, ``bd``, ``bd-duf`` or a chain (:mod:`stvsr.data.chain`, e.g.
     ``bi|bd+h264:crf=15-38,prob=0.9``; then the range fields must be unset). ``target``: ``hr``
     or ``clean_lr`` (the LR clip before noise and compression: for same-size models that
-    remove compression, scale 1)."""
+    remove compression, scale 1). ``variants``: ``K > 0`` degrades each clip's whole frames in
+    ``K`` seeded variants once and crops items from them (a codec sees whole frames).
+    ``skip_small``: leave out clips smaller than the HR patch (else an error)."""
 
     type: str = "folder"
     root: str = ""
@@ -86,6 +88,8 @@ class DataConfig:
     h264_crf: list[int] | None = None
     extra_prob: float = 1.0
     target: str = "hr"
+    variants: int = 0
+    skip_small: bool = False
     intervals: list[int] = field(default_factory=lambda: [1])
     flip: bool = True
     transpose: bool = True
@@ -324,8 +328,8 @@ def _validate(cfg: Config, source: str) -> None:
             fail(f"data.{key} must be >= 1")
     if d.lr_patch is not None and d.lr_patch < 1:
         fail("data.lr_patch must be >= 1 or null (whole frames)")
-    if d.num_workers < 0:
-        fail("data.num_workers must be >= 0")
+    if d.num_workers < 0 or d.variants < 0:
+        fail("data.num_workers and data.variants must be >= 0")
     for key in ("blur_sigma", "noise_sigma", "jpeg_quality", "h264_crf"):
         rng = getattr(d, key)
         if rng is not None and (len(rng) != 2 or rng[0] > rng[1] or rng[0] < 0):
