@@ -25,6 +25,12 @@ def _clip(n: int = 6, h: int = 96, w: int = 128, seed: int = 0) -> torch.Tensor:
     return torch.stack([base[:, :h, 3 * t: 3 * t + w] for t in range(n)]).float()
 
 
+def _write_clip(folder, frames: np.ndarray) -> None:
+    folder.mkdir(parents=True)
+    for i, f in enumerate(frames):
+        write_image(folder / f"{i:03d}.png", f)
+
+
 def _psnr(a: torch.Tensor, b: torch.Tensor) -> float:
     return float(10 * torch.log10(1 / ((a.double() - b.double()) ** 2).mean()))
 
@@ -111,11 +117,7 @@ def test_old_fields_and_chain_text_agree() -> None:
 
 
 def test_dataset_clean_lr_target(tmp_path) -> None:
-    clip = to_uint8(_clip(7, 96, 96))
-    folder = tmp_path / "c" / "clip"
-    folder.mkdir(parents=True)
-    for i, f in enumerate(clip):
-        write_image(folder / f"{i:03d}.png", f)
+    _write_clip(tmp_path / "c" / "clip", to_uint8(_clip(7, 96, 96)))
     spec = DegradationSpec(chain="bi+h264:crf=35")
     kw = dict(mode="sequence", num_frames=5, lr_patch=16, degradation=spec, seed=3)
     ds = VideoClipDataset(folder_clips(tmp_path / "c"), target="clean_lr", **kw)
@@ -133,10 +135,7 @@ def test_dataset_clean_lr_target(tmp_path) -> None:
 def test_whole_clip_variants(tmp_path) -> None:
     """Items crop from seeded whole-clip variants: deterministic, the codec saw whole frames."""
     clip = to_uint8(_clip(8, 96, 128))
-    folder = tmp_path / "c" / "clip"
-    folder.mkdir(parents=True)
-    for i, f in enumerate(clip):
-        write_image(folder / f"{i:03d}.png", f)
+    _write_clip(tmp_path / "c" / "clip", clip)
     spec = DegradationSpec(chain="bi+h264:crf=20-40")
     kw = dict(mode="sequence", num_frames=5, lr_patch=16, degradation=spec, seed=3, variants=2,
               target="clean_lr", flip=False, transpose=False)

@@ -120,3 +120,9 @@ def test_spacetime_eval_with_a_codec_chain(tmp_path: Path) -> None:
     again = evaluate_spacetime(model, tmp_path / "data", degradation="bi+h264:crf=40", **kw)
     assert coded["mean"]["psnr_y"] < clean["mean"]["psnr_y"]
     assert coded["mean"]["psnr_y"] == again["mean"]["psnr_y"]
+
+
+def test_parameter_count_stated_in_the_card() -> None:
+    card = (Path(__file__).resolve().parents[1] / "docs" / "models" / "lr-clean.md").read_text()
+    count = sum(p.numel() for p in LRClean().parameters())
+    assert f"{count:,} parameters" in card

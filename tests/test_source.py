@@ -12,7 +12,6 @@ from stvsr.data.video import VideoReader, write_image
 from stvsr.infer.defaults import DEFAULT_COMPRESSED_MODEL, DEFAULT_MODEL, INTERPOLATION_MODEL
 from stvsr.infer.source import default_model, source_coding
 
-
 _X265 = "log-level=none:pools=none:frame-threads=1"  # x265 under 64 px corrupts memory
 
 
@@ -53,3 +52,30 @@ def test_frame_folders(tmp_path: Path) -> None:
         for i in range(3):
             write_image(folder / f"{i:03d}{ext}", frame)
         assert source_coding(VideoReader(folder).info).lossy is lossy
+
+
+def test_progress_shows_time_and_work_during_a_long_chunk(monkeypatch) -> None:
+    """While no frame comes out (a chunk being restored) the bar keeps redrawing its clock and
+    says what is being worked on; JSON lines carry the same."""
+    import io
+    import json
+    import time
+
+    from stvsr.infer import progress as prog
+
+    monkeypatch.setattr(prog, "HEARTBEAT_S", 0.02)
+    out = io.StringIO()
+    bar = prog.Progress("bar", 10, stream=out)
+    bar.status("segment 1/2: input frames 0-29")
+    time.sleep(0.3)
+    redraws = out.getvalue().count("\r")
+    bar.close()
+    assert "segment 1/2: input frames 0-29" in out.getvalue()
+    assert redraws >= 5  # the heartbeat redrew it while nothing was done
+    lines = io.StringIO()
+    js = prog.Progress("json", 10, stream=lines)
+    js.status("segment 2/2")
+    js.update(3)
+    js.close()
+    last = json.loads(lines.getvalue().strip().splitlines()[-1])
+    assert last["status"] == "segment 2/2" and last["frames_done"] == 3 and "elapsed_s" in last

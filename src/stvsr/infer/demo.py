@@ -47,14 +47,14 @@ def run_demo(out: str | Path = "out/demo", *, model: str | Sequence[str] | None 
 
     The input is what a user would have: 320x180, H.264 at CRF ``input_crf`` in yuv420p (a
     small web video; 0 = lossless). ``model``: one preset or several (default: the clean
-    default and the compressed-input one, to show the difference). Space-time models get every
+    default and, when it differs, the compressed-input one). Space-time models get every
     other original frame (half the frame rate, original timestamps) and restore the full rate,
     so their new frames are scored against real frames.
     """
     from stvsr.registry import create_model
 
-    names = [model] if isinstance(model, str) else list(model or
-                                                         (DEFAULT_MODEL, DEFAULT_COMPRESSED_MODEL))
+    defaults = dict.fromkeys((DEFAULT_MODEL, DEFAULT_COMPRESSED_MODEL))  # once each, in order
+    names = [model] if isinstance(model, str) else list(model or defaults)
     nets = [create_model(m) for m in names]  # built once, handed to the engine
     steps = {layout_of(n).step for n in nets}
     if len(steps) != 1:

@@ -1,10 +1,12 @@
 """How the input was coded, and so which model serves it by default.
 
 ``stvsr upscale`` without ``--model`` picks the preset for what it is given (*design*): a video
-whose codec discards information (H.264, HEVC, MPEG-2/4, VP9, AV1, MJPEG, ...) gets the model
-trained for compressed input; a folder of PNG frames, a lossless codec (FFV1, PNG, HuffYUV,
-Ut Video, raw video, ...) or an x264/x265 file that its own encoder-settings SEI says was coded
-losslessly (``qp=0``, ``lossless``) gets the clean model. The reason is printed with the choice.
+whose codec discards information (H.264, HEVC, MPEG-2/4, VP9, AV1, MJPEG, ...) gets
+:data:`~stvsr.infer.defaults.DEFAULT_COMPRESSED_MODEL` (the model for compressed input, once
+one beats the clean model on held-out encoded clips; today they are the same); a folder of PNG
+frames, a lossless codec (FFV1, PNG, HuffYUV, Ut Video, raw video, ...) or an x264/x265 file
+that its own encoder-settings SEI says was coded losslessly (``qp=0``, ``lossless``) gets the
+clean model. The reason is printed with the choice.
 """
 
 from __future__ import annotations
@@ -82,5 +84,8 @@ def default_model(info: VideoInfo, scale: float | None) -> tuple[str, str]:
         return INTERPOLATION_MODEL, "--scale 1: frame interpolation only"
     coding = source_coding(info)
     if coding.lossy:
+        if DEFAULT_COMPRESSED_MODEL == DEFAULT_MODEL:
+            return DEFAULT_MODEL, (f"input is compressed ({coding.reason}); no model trained "
+                                   "for compressed input beats it yet")
         return DEFAULT_COMPRESSED_MODEL, f"input is compressed ({coding.reason})"
     return DEFAULT_MODEL, f"input is not lossy-coded ({coding.reason})"

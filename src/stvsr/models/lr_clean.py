@@ -22,14 +22,10 @@ import torch
 from torch import Tensor, nn
 
 from stvsr.errors import StvsrError
-from stvsr.models.basicvsr import VIMEO_BD_WEIGHTS, VIMEO_BI_WEIGHTS
 from stvsr.models.blocks import ResidualBlockNoBN, make_layer
-from stvsr.models.sfnet_s2 import BACKBONE_WEIGHTS, HEAD_WEIGHTS
 from stvsr.registry import register_model
-from stvsr.weights import WeightsSpec
 
-__all__ = ["LR_CLEAN_WEIGHTS", "CleanThenRestore", "LRClean", "build_clean_restore",
-           "window_indices"]
+__all__ = ["CleanThenRestore", "LRClean", "build_clean_restore", "window_indices"]
 
 
 def window_indices(num_frames: int, radius: int) -> list[list[int]]:
@@ -124,38 +120,13 @@ register_model("lr-clean-untrained", LRClean,
                            "initialised (for training)")
 
 
-LR_CLEAN_WEIGHTS = WeightsSpec(
-    name="lr-clean",
-    filename="lr_clean.safetensors",
-    sha256="02ef59d4bd68c21d7b8cefe51a85e73151fe7a9fc9aeb755489485c787177c66",
-    license="Apache-2.0 (stvsr)",
-    packaged="pretrained/lr_clean.safetensors",
-    description="LRClean trained by stvsr on its CPU corpus with BI/BD x4 + x264 CRF 15-38 "
-                "(docs/models/lr-clean.md)",
-)
-register_model("lr-clean", LRClean, weights=LR_CLEAN_WEIGHTS,
-               description="for compressed input: removes H.264 artifacts at LR size (scale 1; "
-                           "the first stage of the *-compressed presets)")
-
-
-def build_clean_restore(restorer: str, pretrained: bool = True) -> CleanThenRestore:
-    """A ``*-compressed`` preset: ``lr-clean`` then the preset ``restorer`` (both strict; their
-    weights must have been pulled, nothing is downloaded here)."""
+def build_clean_restore(restorer: str, cleaner_weights: str | None = None,
+                        pretrained: bool = True) -> CleanThenRestore:
+    """:class:`CleanThenRestore` of an :class:`LRClean` (from ``cleaner_weights``, a trained
+    checkpoint, else randomly initialised) and the preset ``restorer`` (its weights when
+    ``pretrained``; they must have been pulled, nothing is downloaded here)."""
     from stvsr.registry import create_model
 
-    w = "default" if pretrained else None
-    return CleanThenRestore(create_model("lr-clean", weights=w), create_model(restorer, weights=w))
-
-
-register_model("basicvsr-vimeo-bd-compressed", build_clean_restore, restorer="basicvsr-vimeo-bd",
-               pretrained=True,
-               parts=[LR_CLEAN_WEIGHTS, VIMEO_BD_WEIGHTS],
-               description="for compressed input: lr-clean + official BasicVSR (Vimeo BD) x4")
-register_model("basicvsr-vimeo-bi-compressed", build_clean_restore, restorer="basicvsr-vimeo-bi",
-               pretrained=True,
-               parts=[LR_CLEAN_WEIGHTS, VIMEO_BI_WEIGHTS],
-               description="for compressed input: lr-clean + official BasicVSR (Vimeo BI) x4")
-register_model("sfnet-s-compressed", build_clean_restore, restorer="sfnet-s", pretrained=True,
-               parts=[LR_CLEAN_WEIGHTS, HEAD_WEIGHTS, *BACKBONE_WEIGHTS.values()],
-               description="for compressed input: lr-clean + sfnet-s, x4 space x2 time (the "
-                           "default of `stvsr upscale` for lossy-coded video)")
+    cleaner = create_model("lr-clean-untrained", weights=cleaner_weights)
+    return CleanThenRestore(cleaner, create_model(restorer,
+                                                  weights="default" if pretrained else None))
