@@ -6,7 +6,8 @@ the clean LR clip, which is encoded by each ``--codec`` chain as one stream; the
 the Y-PSNR of the encoded clip and of the cleaned clip against the clean LR (mean of clip
 means), so the gain of the cleaner is measured where it works, at LR size.
 
-    python benchmarks/lr_clean_val.py --weights out/train/lr_clean_cpu/checkpoints/step_0000200_ema.safetensors
+    python benchmarks/lr_clean_val.py \
+        --weights out/train/lr_clean_cpu/checkpoints/step_0000536.safetensors
 """
 
 from __future__ import annotations
@@ -31,8 +32,9 @@ CODECS = ("h264:crf=28", "h264:crf=25,preset=medium,pix_fmt=yuv444p,fps=10", "h2
 
 def main(argv: list[str] | None = None) -> dict:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--weights", default="default", help="LRClean checkpoint (or a preset's)")
-    p.add_argument("--model", default="lr-clean", help="preset (default lr-clean)")
+    p.add_argument("--weights", required=True, help="LRClean checkpoint")
+    p.add_argument("--model", default="lr-clean-untrained",
+                   help="preset whose architecture the checkpoint fits")
     p.add_argument("--data", default="out/val_clips")
     p.add_argument("--frames", type=int, default=19)
     p.add_argument("--codec", action="append", default=None)
