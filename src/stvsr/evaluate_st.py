@@ -204,10 +204,17 @@ def _clip_inputs(files: list[Path], chain: DegradationChain, rng: np.random.Gene
     degraded frame by frame once (a chain without a codec), or as one encoded stream per
     call."""
     scale = chain.scale
-    hrs = [modcrop(frame_to_tensor(read_image(p)), scale) for p in files]
-    gt_u8 = [to_uint8(hr) for hr in hrs]
+    gt_u8: list[np.ndarray] = []
+    lr_all: list[torch.Tensor] = []
+    hrs: list[torch.Tensor] = []  # kept only when a codec needs the whole stream
+    for path in files:
+        hr = modcrop(frame_to_tensor(read_image(path)), scale)
+        gt_u8.append(to_uint8(hr))
+        if chain.per_clip:
+            hrs.append(hr)
+        else:
+            lr_all.append(chain.apply(hr.unsqueeze(0), rng)[0])
     if not chain.per_clip:
-        lr_all = [chain.apply(hr.unsqueeze(0), rng)[0] for hr in hrs]
         return gt_u8, lambda ids: [lr_all[i] for i in ids]
     return gt_u8, lambda ids: list(chain.apply(torch.stack([hrs[i] for i in ids]), rng))
 
