@@ -346,6 +346,14 @@ class VideoClipDataset(Dataset):
         """HR frames read per item."""
         return 2 * self.num_frames - 1 if self.mode == "stvsr" else self.num_frames
 
+    def clip_length(self, ci: int) -> int:
+        """Number of HR frames of clip ``ci``."""
+        return self._num_clip_frames(self.clips[ci])
+
+    def clip_frames(self, ci: int, idx: list[int]) -> np.ndarray:
+        """HR frames ``idx`` of clip ``ci``, whole (uncropped): ``(N, H, W, 3)`` uint8."""
+        return self._load(self.clips[ci], idx, lr=False)
+
     def _worker_cache(self) -> _WorkerCache:
         if self._cache is None:
             self._cache = _WorkerCache(self._cache_bytes)

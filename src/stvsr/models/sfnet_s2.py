@@ -150,7 +150,7 @@ class SFNetS2(nn.Module):
         self.use_df = use_df
         self.sigma = float(sigma)
 
-    def _motion(self, y0: Tensor, y1: Tensor, f01: Tensor, f10: Tensor) -> tuple[Tensor, Tensor]:
+    def motion(self, y0: Tensor, y1: Tensor, f01: Tensor, f10: Tensor) -> tuple[Tensor, Tensor]:
         """HR flows from ``t = ½`` ``(N, 4, H, W)`` and blending logit ``(N, 1, H, W)`` for
         restored (clamped) neighbours ``y0, y1`` and BasicVSR's LR flows ``f01, f10``."""
         big = tuple(y0.shape[-2:])
@@ -186,7 +186,7 @@ class SFNetS2(nn.Module):
                 keys = torch.stack([e[0] for e in far], 1)
                 values = torch.stack([e[1] for e in far], 1)
             y0, y1 = y0.clamp(0, 1), y1.clamp(0, 1)
-            flow, mask = self._motion(y0, y1, flows[0][:, i], flows[1][:, i])
+            flow, mask = self.motion(y0, y1, flows[0][:, i], flows[1][:, i])
             out[:, 2 * i + 1] = self.head(g0, g1, x[:, i], x[:, i + 1], y0, y1, flow, mask,
                                           keys, values)
 

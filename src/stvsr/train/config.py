@@ -22,6 +22,7 @@ import yaml
 from stvsr.errors import StvsrError
 
 __all__ = [
+    "BankConfig",
     "Config",
     "ConfigError",
     "DataConfig",
@@ -182,6 +183,17 @@ class TrainConfig:
 
 
 @dataclass
+class BankConfig:
+    """``bank``: train a frozen-store model's head on frozen outputs kept per whole sequence
+    (:mod:`stvsr.train.store_bank`; sfnet-s only, single process)."""
+
+    enabled: bool = False
+    pool: int = 8
+    refresh: int = 32
+    max_inputs: int = 16
+
+
+@dataclass
 class Config:
     """A whole training config."""
 
@@ -194,6 +206,7 @@ class Config:
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
     freeze: FreezeConfig = field(default_factory=FreezeConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    bank: BankConfig = field(default_factory=BankConfig)
 
 
 # --------------------------------------------------------------------------- parsing

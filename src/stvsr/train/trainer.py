@@ -36,6 +36,7 @@ import random
 import signal
 import sys
 import time
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -62,6 +63,7 @@ from stvsr.train.ema import make_ema, update_ema
 from stvsr.train.logs import LogMixin
 from stvsr.train.losses import compute_loss
 from stvsr.train.sampler import StepSampler
+from stvsr.train.store_bank import BankBatch, StoreBank, head_window
 
 __all__ = ["StepSampler", "Trainer", "build_dataset", "build_model", "train"]
 
@@ -104,6 +106,7 @@ class Trainer(CheckpointMixin, LogMixin):
         self._frozen: bool | None = None
         self.model: nn.Module = self.module
         self._apply_freeze()
+        self.bank = self._build_bank()
         self._stop_requested = False
         self._tb = None
 
@@ -177,8 +180,25 @@ class Trainer(CheckpointMixin, LogMixin):
             self.model = self.module
 
     # ---- data ---------------------------------------------------------------------------
-    def make_loader(self) -> DataLoader:
-        """A loader for the current ``(epoch, batch_in_epoch)`` position."""
+    def _build_bank(self) -> StoreBank | None:
+        """The frozen-store bank when ``bank.enabled`` (see :mod:`stvsr.train.store_bank`)."""
+        b = self.cfg.bank
+        if not b.enabled:
+            return None
+        if self.distributed:
+            raise ConfigError("bank.enabled runs in one process (one GPU or the CPU); "
+                              "drop torchrun or set bank.enabled: false")
+        if not self.cfg.freeze.train_only:
+            raise ConfigError("bank.enabled needs a frozen backbone: set freeze.train_only")
+        return StoreBank(self.module, self.dataset, batch_size=self.sampler.per_rank,
+                         seed=self.cfg.train.seed, pool=b.pool, refresh=b.refresh,
+                         max_inputs=b.max_inputs, device=self.device, autocast=self._autocast)
+
+    def make_loader(self) -> Iterable[dict[str, Any]]:
+        """A loader for the current ``(epoch, batch_in_epoch)`` position (or the bank's batches
+        from the current step)."""
+        if self.bank is not None:
+            return self.bank.batches(self.step)
         if self.batch_in_epoch >= self.sampler.batches_per_epoch:
             self.epoch, self.batch_in_epoch = self.epoch + 1, 0
         self.dataset.set_epoch(self.epoch)
@@ -200,12 +220,25 @@ class Trainer(CheckpointMixin, LogMixin):
     def forward_backward(self, batch: dict[str, Any]) -> torch.Tensor:
         """Loss of this rank's share of the batch, back-propagated (gradients are averaged
         over ranks by DDP); returns the detached loss, scaled to the global batch."""
+        if "bank" in batch:
+            return self._bank_forward_backward(batch["bank"])
         lr = batch["lr"].to(self.device, non_blocking=True)
         gt = batch["gt"].to(self.device, non_blocking=True)
         # with "sum" each rank sums its share: scale so the DDP mean equals the global sum
         factor = float(self.world) if self.cfg.loss.reduction == "sum" else 1.0
         with self._autocast():
             loss = compute_loss(self.model, self.kind, lr, gt, self.cfg.loss, self.pixel) * factor
+        if not torch.isfinite(loss):
+            raise StvsrError(f"loss became {loss.item()} at step {self.step + 1}; lower optim.lr "
+                             "or enable train.grad_clip")
+        (self.scaler.scale(loss) if self.scaler else loss).backward()
+        return loss.detach()
+
+    def _bank_forward_backward(self, bank: BankBatch) -> torch.Tensor:
+        """The head's loss on a bank batch (the frozen outputs are already in it)."""
+        bank = bank.to(self.device)
+        with self._autocast():
+            loss = self.pixel(head_window(self.module, bank), bank.gt)
         if not torch.isfinite(loss):
             raise StvsrError(f"loss became {loss.item()} at step {self.step + 1}; lower optim.lr "
                              "or enable train.grad_clip")
