@@ -42,3 +42,28 @@ def test_edvr_speed_quick(tmp_path, capsys):
             tol = 1e-4 if r["precision"] == "fp32" else 5e-2
             assert r["max_abs_diff_vs_pure"] < tol
     assert "s/frame" in capsys.readouterr().out
+
+
+def test_train_throughput_quick(tmp_path):
+    """Both recipes (plain loader, frozen-store bank) run through the benchmark's loop."""
+    import yaml
+
+    bench = _load("train_throughput")
+    root = write_panning_clips(tmp_path / "clips", 2, 9, (16, 24), step=4)
+    tiny = {"num_feat": 8, "num_block": 1, "mid_feat": 8, "mid_block": 1}
+    base = {
+        "model": {"preset": "sfnet-s-untrained", "overrides": tiny},
+        "data": {"type": "folder", "root": str(root), "mode": "stvsr", "num_frames": 3,
+                 "lr_patch": 8, "batch_size": 2},
+        "freeze": {"steps": 1000, "train_only": ["head"]},
+        "schedule": {"periods": [10]},
+        "train": {"total_steps": 10, "device": "cpu"},
+    }
+    plain, banked = tmp_path / "plain.yaml", tmp_path / "bank.yaml"
+    plain.write_text(yaml.safe_dump(base))
+    banked.write_text(yaml.safe_dump({**base, "bank": {"enabled": True, "pool": 2,
+                                                        "max_inputs": 4}}))
+    rows = [bench.measure(str(c), [], steps=2, warmup=1) for c in (plain, banked)]
+    assert [r["bank"] for r in rows] == [False, True]
+    for r in rows:
+        assert r["samples_per_s"] > 0 and 0 <= r["data_wait_fraction"] <= 1
