@@ -2,14 +2,15 @@
 
 Wire into the CLI with ``add_train_parsers(subparsers)``; each parser sets
 ``handler=<function(args)>`` via ``set_defaults`` and the handlers are also exported as
-:func:`run_train` (command ``train``) and :func:`run_data` (command ``data``).
+:func:`run_train` (command ``train``), :func:`run_ledger` (command ``ledger``) and
+:func:`run_data` (command ``data``).
 """
 
 from __future__ import annotations
 
 import argparse
 
-__all__ = ["add_train_parsers", "run_data", "run_train"]
+__all__ = ["add_train_parsers", "run_data", "run_ledger", "run_train"]
 
 
 def add_train_parsers(subparsers: argparse._SubParsersAction) -> None:
@@ -28,6 +29,23 @@ def add_train_parsers(subparsers: argparse._SubParsersAction) -> None:
                    help="override a config value, e.g. --set optim.lr=1e-4 (repeatable)")
     p.add_argument("--quiet", action="store_true", help="no progress bar or messages")
     p.set_defaults(handler=run_train)
+
+    p = subparsers.add_parser(
+        "ledger", help="write a training run into its model's ledger (and ship its checkpoint "
+                       "if held-out validation improved)",
+        description="Summarise the training output folder RUN_DIR (steps, samples, device, "
+                    "minutes, held-out validation curve) as a row of LEDGER. With --ship, the "
+                    "best validated EMA checkpoint of the run replaces the packaged weights only "
+                    "when its held-out score beats the ledger's shipped row.")
+    p.add_argument("run_dir", help="the run's train.out_dir")
+    p.add_argument("--ledger", required=True,
+                   help="ledger CSV, e.g. docs/models/sfnet-s-ledger.csv")
+    p.add_argument("--ship", action="store_true",
+                   help="export the run's best validated checkpoint as the packaged sfnet-s head "
+                        "if it beats the shipped row")
+    p.add_argument("--force", action="store_true", help="with --ship: replace even if not better")
+    p.add_argument("--note", default="", help="free text for the row (what changed)")
+    p.set_defaults(handler=run_ledger)
 
     p = subparsers.add_parser("data", help="build training data")
     dsub = p.add_subparsers(dest="data_command", required=True)
@@ -70,6 +88,56 @@ def run_train(args: argparse.Namespace) -> None:
         first, last = summary["history"][0][1], summary["history"][-1][1]
         print(f"trained to step {summary['step']} (loss {first:.4g} -> {last:.4g}); "
               f"output in {summary['out_dir']}")
+
+
+def run_ledger(args: argparse.Namespace) -> None:
+    """Handler of ``stvsr ledger``: append the run's row; with ``--ship``, export its best
+    validated EMA checkpoint when the held-out score beats the shipped one."""
+    from pathlib import Path
+
+    from stvsr.errors import StvsrError
+    from stvsr.train.ledger import append_row, decide, read_ledger, summarize_run
+
+    row = summarize_run(args.run_dir)
+    row["note"] = args.note
+    row["shipped"] = "no"
+    if args.ship:
+        best = best_validated_checkpoint(Path(args.run_dir))
+        if best is None:
+            raise StvsrError(f"{args.run_dir}: no validated EMA checkpoint is left to ship "
+                             "(set val.every to a multiple of train.ckpt_every)")
+        step, score, ckpt = best
+        decision = decide(read_ledger(args.ledger), score)
+        print(decision.reason)
+        if decision.ship or args.force:
+            from stvsr.models.sfnet_s2 import HEAD_WEIGHTS, export_head
+            from stvsr.weights import cached_path
+
+            out = cached_path(HEAD_WEIGHTS)
+            digest = export_head(ckpt, out)
+            row.update(shipped=f"step {step}, sha256 {digest}", val_score=f"{score:.3f}")
+            print(f"shipped step {step} as {out}\nsha256 {digest} (set HEAD_WEIGHTS.sha256 "
+                  "to it)")
+    full = append_row(args.ledger, row)
+    print(f"{args.ledger}: run {full['run']}, steps {full['start_step']}-{full['end_step']}, "
+          f"{full['minutes']} min, held-out {full['val_score'] or 'n/a'}")
+
+
+def best_validated_checkpoint(run_dir) -> tuple[int, float, object] | None:
+    """``(step, score, path)`` of the best-scoring validated EMA checkpoint still on disk."""
+    import csv
+
+    path = run_dir / "val_log.csv"
+    if not path.is_file():
+        return None
+    with open(path, newline="") as fh:
+        rows = [r for r in csv.DictReader(fh) if r.get("psnr_y_new")]
+    found = []
+    for r in rows:
+        ckpt = run_dir / "checkpoints" / f"step_{int(r['step']):07d}_ema.safetensors"
+        if ckpt.is_file():
+            found.append((int(r["step"]), float(r["psnr_y_new"]), ckpt))
+    return max(found, key=lambda f: f[1]) if found else None
 
 
 def run_data(args: argparse.Namespace) -> None:
