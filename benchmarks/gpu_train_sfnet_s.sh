@@ -4,6 +4,9 @@
 # tree). Writes the trained heads (EMA), the training logs and the corpus manifest to $OUT (or
 # out/gpu).
 #   bash benchmarks/gpu_train_sfnet_s.sh [MINUTES] [extra --set options for stvsr train]
+# The frozen-store bank (docs/training.md) takes the data loader off the critical path:
+#   bash benchmarks/gpu_train_sfnet_s.sh 10 --set bank.enabled=true --set data.num_workers=0 \
+#     --set train.precision=bf16      (the pack already continues from the shipped head)
 # ABLATIONS=1 trains, at the same time on the same GPU, the DF-off and RIFE-motion variants
 # too (each run then gets a third of the data workers). Measured on an H200 (2026-11-28): the
 # data pipeline (PNG decoding + MATLAB-bicubic degradation on the CPU workers) bounds the
@@ -68,4 +71,10 @@ with open(dest / "train_logs.txt", "w") as out:
             if f.is_file():
                 out.write(f"===== {f}\n{f.read_text()}\n")
 PYEOF
+# each run's ledger row (steps, samples, device, minutes, validation curve), for the model's
+# ledger in docs/models/ once the results are brought back
+for run in "$WORK"/train/sfnet_s_gpu*/; do
+  [ -f "$run/train_log.csv" ] && $PY -m stvsr ledger "$run" --ledger "$DEST/ledger_rows.csv" \
+    --note "benchmarks/gpu_train_sfnet_s.sh $MIN min $*" || true
+done
 echo "total $(( $(date +%s) - t0 )) s"

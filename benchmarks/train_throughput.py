@@ -11,6 +11,11 @@ Usage (the sfnet-s recipes before/after the frozen-store bank)::
 
     .venv/bin/python benchmarks/train_throughput.py configs/sfnet_s_cpu.yaml \
         configs/sfnet_s_v3_cpu.yaml --steps 64 --warmup 4 --json out/train_throughput.json
+
+A recipe can carry its own overrides after ``+`` (on a GPU, the same config plain and banked)::
+
+    python benchmarks/train_throughput.py configs/sfnet_s_gpu.yaml \
+        "configs/sfnet_s_gpu.yaml+bank.enabled=true+data.num_workers=0+train.precision=bf16"
 """
 
 from __future__ import annotations
@@ -29,8 +34,13 @@ from stvsr.train.trainer import Trainer
 
 
 def measure(config: str, overrides: list[str], steps: int, warmup: int) -> dict[str, Any]:
-    """Time ``warmup + steps`` training steps of ``config``; returns the measurements."""
-    cfg = load_config(config, [*overrides, "val.every=0"])
+    """Time ``warmup + steps`` training steps of ``config``; returns the measurements.
+
+    ``config`` may carry its own overrides after ``+``:
+    ``a.yaml+bank.enabled=true+data.num_workers=0``.
+    """
+    path, *own = config.split("+")
+    cfg = load_config(path, [*overrides, *own, "val.every=0"])
     with tempfile.TemporaryDirectory() as tmp:
         tr = Trainer(cfg, tmp, progress=False)
         t_start = time.perf_counter()
