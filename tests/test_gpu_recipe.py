@@ -7,6 +7,7 @@ head export) for 5 steps on a tiny pack, with PyAV hidden as on the GPU machine;
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import shutil
@@ -58,6 +59,9 @@ def test_gpu_recipe_five_steps_on_cpu(tmp_path: Path, shared_dir: Path, pull_wei
     assert head and all(k.startswith("head.") for k in head)
     log = (tmp_path / "result" / "train_logs.txt").read_text()
     assert "5," in log and "failed" not in proc.stdout
+    with open(tmp_path / "result" / "ledger_rows.csv", newline="") as fh:
+        (row,) = list(csv.DictReader(fh))  # the run's ledger row comes back with the heads
+    assert row["end_step"] == "5" and row["model"] == "sfnet-s-untrained"
 
 
 def test_gpu_check_dry_mode(tmp_path: Path) -> None:
