@@ -76,6 +76,11 @@ class ClipSource:
         """The LR frame ``(3, h, w)`` that was fed for HR frame ``frame`` (``keep_inputs``)."""
         return self._fed.pop(frame)
 
+    @property
+    def held(self) -> list[int]:
+        """The frames whose LR (or, with a codec, HR) tensor is kept for a later run."""
+        return sorted(self._kept)
+
     def _feed(self, i: int, lr: torch.Tensor) -> torch.Tensor:
         if self.keep_inputs and i in self._scored:
             self._fed[i] = lr
