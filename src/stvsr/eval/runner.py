@@ -57,31 +57,45 @@ def score_clips(model: nn.Module, clips: Sequence[Clip],
     frames the model made (scored or not)."""
     from tqdm import tqdm
 
-    outputs = 0
-    bar = tqdm(clips, desc=label, unit="clip", disable=not progress)
-    for clip in bar:
+    plans = []
+    for clip in clips:
         n = len(clip.files[:max_frames])
-        runs = plan(clip, n)
+        plans.append((clip, n, plan(clip, n)))
+    bar = tqdm(total=sum(n for _, n, _ in plans), desc=label, unit="f", disable=not progress)
+    outputs = 0
+    for clip, n, runs in plans:
+        bar.set_description(f"{label} {clip.name}")
         source = ClipSource(clip.files[:n], chain, clip_generator(seed, clip.name), runs,
                             keep_inputs=scorer.reference_scale is not None)
         keeper.start_clip(clip.name, n)
         for run in runs:
-            targets = {t.output: t for t in run.targets}
-            for j, out in enumerate(restore_stream(
-                    model, source.stream(run), device=stream.device, chunk=stream.chunk,
-                    overlap=stream.overlap, precision=stream.precision, tile=stream.tile)):
-                outputs += 1
-                target = targets.get(j)
-                if target is None:
-                    continue
-                sr, gt = to_uint8(out), source.gt(target.frame)
-                ref = None
-                if scorer.reference_scale is not None:
-                    ref = bicubic_reference(source.fed(target.frame), scorer.reference_scale)
-                scorer.score(clip.name, target.frame, target.kind, sr, gt, ref)
-                keeper.offer(clip.name, target.frame, sr, gt, ref)
+            outputs += _score_run(model, run, clip.name, source, scorer, keeper, stream, bar)
         rows = scorer.finish_clip(clip.name, n)
         bar.set_postfix(psnr_y=f"{sum(r['psnr_y'] for r in rows) / max(1, n):.2f}")
+    bar.close()
+    return outputs
+
+
+def _score_run(model: nn.Module, run: Run, clip: str, source: ClipSource, scorer: Scorer,
+               keeper: FrameKeeper, stream: StreamOptions, bar: Any) -> int:
+    """Feed one run's LR stream through ``restore_stream`` and score its targets; returns the
+    number of outputs the stream made."""
+    targets = {t.output: t for t in run.targets}
+    outputs = 0
+    for j, out in enumerate(restore_stream(
+            model, source.stream(run), device=stream.device, chunk=stream.chunk,
+            overlap=stream.overlap, precision=stream.precision, tile=stream.tile)):
+        outputs += 1
+        target = targets.get(j)
+        if target is None:
+            continue
+        sr, gt = to_uint8(out), source.gt(target.frame)  # (H, W, 3) uint8 each
+        ref = None
+        if scorer.reference_scale is not None:
+            ref = bicubic_reference(source.fed(target.frame), scorer.reference_scale)
+        scorer.score(clip, target.frame, target.kind, sr, gt, ref)
+        keeper.offer(clip, target.frame, sr, gt, ref)
+        bar.update(1)
     return outputs
 
 
