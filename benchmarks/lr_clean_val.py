@@ -23,7 +23,7 @@ from stvsr import create_model
 from stvsr.data.chain import parse_chain
 from stvsr.data.degradations import modcrop
 from stvsr.data.images import list_frame_files, read_image
-from stvsr.evaluate import clip_generator
+from stvsr.eval.source import clip_generator
 from stvsr.frames import frame_to_tensor, to_uint8
 from stvsr.metrics import psnr
 

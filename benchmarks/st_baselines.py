@@ -14,7 +14,7 @@ from pathlib import Path
 import torch
 
 import stvsr
-from stvsr.evaluate_st import evaluate_spacetime
+from stvsr.eval import evaluate_spacetime
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 

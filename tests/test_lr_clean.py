@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from collections import deque
 from pathlib import Path
 
 import numpy as np
@@ -14,8 +13,9 @@ from stvsr import create_model
 from stvsr.cli import main
 from stvsr.data.chain import parse_chain
 from stvsr.data.video import write_image
-from stvsr.evaluate import clip_generator, degraded_clip
-from stvsr.evaluate_compressed import compressed_chain
+from stvsr.eval.compressed import compressed_chain
+from stvsr.eval.protocols import svsr_runs
+from stvsr.eval.source import ClipSource, clip_generator
 from stvsr.frames import frame_to_tensor, to_uint8
 from stvsr.models.lr_clean import CleanThenRestore, LRClean, window_indices
 
@@ -82,14 +82,14 @@ def test_eval_encodes_each_clip_as_one_stream(tmp_path: Path) -> None:
     folder = _clip_folder(tmp_path)
     files = sorted(folder.iterdir())
     chain = parse_chain("bd+h264:crf=30").with_scale(4)
-    gt: deque = deque()
-    lr: deque = deque()
-    frames = list(degraded_clip(files, chain, clip_generator(0, "clip"), gt, lr))
-    hr = torch.stack([frame_to_tensor(np.asarray(g)) for g in gt])
-    assert len(frames) == len(files) == len(gt)
+    runs = svsr_runs(len(files))
+    source = ClipSource(files, chain, clip_generator(0, "clip"), runs)
+    frames = list(source.stream(runs[0]))
+    hr = torch.stack([frame_to_tensor(source.gt(i)) for i in range(len(files))])
+    assert len(frames) == len(files)
     assert torch.equal(torch.stack(frames), chain.apply(hr, np.random.default_rng(0)))
     per_frame = parse_chain("bd").with_scale(4)
-    clean = list(degraded_clip(files, per_frame, clip_generator(0, "clip"), deque(), deque()))
+    clean = list(ClipSource(files, per_frame, clip_generator(0, "clip"), runs).stream(runs[0]))
     assert not torch.equal(torch.stack(clean), torch.stack(frames))
 
 
@@ -110,7 +110,7 @@ def test_compressed_protocol_cli(tmp_path: Path, capsys) -> None:
 
 
 def test_spacetime_eval_with_a_codec_chain(tmp_path: Path) -> None:
-    from stvsr.evaluate_st import evaluate_spacetime
+    from stvsr.eval import evaluate_spacetime
 
     _clip_folder(tmp_path / "data", n=7)
     model = create_model("stvsr-bicubic")

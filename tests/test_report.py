@@ -15,7 +15,7 @@ from _browser import Browser, find_chromium
 
 from stvsr.cli import main
 from stvsr.data.images import write_image
-from stvsr.evaluate import report_frames
+from stvsr.eval.figures import report_frames
 
 
 def _frames(n: int, h: int = 128, w: int = 128) -> list[np.ndarray]:

@@ -136,7 +136,7 @@ def test_chunking_table() -> None:
 def _direct_scores(model: nn.Module, folder: Path, protocol: str) -> list[tuple[int, str, float]]:
     """Per-frame ``(frame, kind, psnr_y)`` of the ST-VSR protocols with direct model calls
     (the evaluation before it went through ``restore_stream``)."""
-    from stvsr.evaluate_st import full_plan, windowed_plan
+    from stvsr.eval.protocols import full_plan, windowed_plan
 
     files = sorted(folder.iterdir())
     hr = [modcrop(frame_to_tensor(read_image(f)), model.scale) for f in files]
@@ -169,7 +169,7 @@ def _direct_scores(model: nn.Module, folder: Path, protocol: str) -> list[tuple[
 @pytest.mark.parametrize("protocol", ["windowed", "full"])
 def test_st_protocols_through_restore_stream_equal_direct_calls(
         tmp_path: Path, protocol: str, frames: int) -> None:
-    from stvsr.evaluate_st import evaluate_spacetime
+    from stvsr.eval import evaluate_spacetime
 
     root = write_panning_clips(tmp_path / "clips", clips=1, frames=frames, blocks=(10, 12))
     model = GlobalSpaceTime().eval()
@@ -185,7 +185,7 @@ def test_st_protocols_through_restore_stream_equal_direct_calls(
 
 
 def test_svsr_eval_runs_a_clip_whole(tmp_path: Path) -> None:
-    from stvsr.evaluate import evaluate_svsr
+    from stvsr.eval import evaluate_svsr
 
     root = write_panning_clips(tmp_path / "clips", clips=1, frames=12, blocks=(6, 6))
     model = TemporalBox(scale=2)
@@ -247,18 +247,18 @@ def test_trainer_validation_feeds_restore_stream(tmp_path: Path, monkeypatch: py
                                                  protocol: str) -> None:
     """Validation mid-training goes through ``restore_stream`` (inference mode), and training
     goes on afterwards (no inference tensor leaks into autograd)."""
-    import stvsr.evaluate_st
+    import stvsr.eval.runner
     from stvsr.train.config import config_from_dict
     from stvsr.train.trainer import Trainer
 
     calls: list[int] = []
-    real = stvsr.evaluate_st.restore_stream
+    real = stvsr.eval.runner.restore_stream
 
     def counted(*args, **kwargs):
         calls.append(1)
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(stvsr.evaluate_st, "restore_stream", counted)
+    monkeypatch.setattr(stvsr.eval.runner, "restore_stream", counted)
     root = write_panning_clips(tmp_path / "clips", clips=2, frames=7, blocks=(10, 12))
     cfg = config_from_dict({
         "model": {"preset": "sfnet-lite", "overrides": {"num_feat": 8, "num_fe": 1, "num_ds": 1,

@@ -12,7 +12,9 @@ from PIL import Image
 import stvsr
 from stvsr.data.degradations import degrade
 from stvsr.errors import DataError, StvsrError
-from stvsr.evaluate_st import evaluate_spacetime, find_st_clips, full_plan, windowed_plan
+from stvsr.eval import evaluate_spacetime, find_clips
+from stvsr.eval.clips import read_names
+from stvsr.eval.protocols import full_plan, windowed_plan
 from stvsr.metrics import frame_metrics, to_uint8
 from stvsr.models.stvsr_baselines import TwoStageSTVSR
 from stvsr.ops.resize import imresize
@@ -166,9 +168,9 @@ def test_evaluate_rejects_bad_input(tmp_path: Path) -> None:
     bad = tmp_path / "list.txt"
     bad.write_text("nope\n")
     with pytest.raises(DataError):
-        find_st_clips(tmp_path, bad)
+        find_clips(tmp_path, read_names(bad))
     with pytest.raises(DataError):
-        find_st_clips(tmp_path / "missing")
+        find_clips(tmp_path / "missing")
 
 
 def test_evaluate_real_vimeo_septuplets(shared_dir: Path, tmp_path: Path) -> None:
@@ -177,9 +179,9 @@ def test_evaluate_real_vimeo_septuplets(shared_dir: Path, tmp_path: Path) -> Non
         pytest.skip("shared Vimeo septuplets not found")
     lst = tmp_path / "sep.txt"
     lst.write_text("00001/0003\n00002/0005\n")
-    clips = find_st_clips(root, lst)
+    clips = find_clips(root, read_names(lst))
     assert [c.name for c in clips] == ["00001/0003", "00002/0005"] and all(c.vimeo for c in clips)
-    assert len(find_st_clips(root)) == 16
+    assert len(find_clips(root)) == 16
     res = evaluate_spacetime(stvsr.create_model("stvsr-bicubic"), root, list_file=lst,
                              progress=False)
     for clip in res["clips"].values():

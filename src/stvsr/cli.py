@@ -143,7 +143,7 @@ def _cmd_eval(args: argparse.Namespace) -> None:
     from pathlib import Path
 
     from stvsr import create_model
-    from stvsr.evaluate import format_table, write_json
+    from stvsr.eval import format_table, write_json
     from stvsr.ops.memory import tune_cpu_allocator
     from stvsr.registry import is_untrained
 
@@ -179,12 +179,12 @@ def _cmd_eval(args: argparse.Namespace) -> None:
         _eval_compressed(args, model, run)
         return
     if args.task == "stvsr":
-        from stvsr.evaluate_st import evaluate_spacetime
+        from stvsr.eval import evaluate_spacetime
 
         result = evaluate_spacetime(model, args.data, protocol=args.protocol or "windowed",
                                     list_file=args.list_file, **run)
     else:
-        from stvsr.evaluate import evaluate_svsr
+        from stvsr.eval import evaluate_svsr
 
         clips = args.clips.split(",") if args.clips else None
         result = evaluate_svsr(model, args.data, clips=clips, **run)
@@ -202,8 +202,7 @@ def _cmd_eval(args: argparse.Namespace) -> None:
 def _eval_compressed(args: argparse.Namespace, model, run: dict) -> None:
     """``stvsr eval --protocol compressed``: the S-VSR score at each ``--crf``."""
     from stvsr.errors import StvsrError
-    from stvsr.evaluate import write_json
-    from stvsr.evaluate_compressed import evaluate_compressed, format_compressed
+    from stvsr.eval import evaluate_compressed, format_compressed, write_json
 
     if args.task != "svsr" or args.degradation != "bi" or args.report:
         raise StvsrError("--protocol compressed is an S-VSR protocol with its own degradation "

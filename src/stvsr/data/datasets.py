@@ -91,11 +91,11 @@ def _require_dir(path: Path, what: str) -> None:
 
 
 def _images(folder: Path) -> list[Path]:
-    from stvsr.data.images import _natural_key
+    from stvsr.data.images import natural_key
 
     files = [p for p in folder.iterdir()
              if p.suffix.lower() in _IMAGE_EXTENSIONS and not p.name.startswith(".")]
-    return sorted(files, key=lambda p: _natural_key(p.name))
+    return sorted(files, key=lambda p: natural_key(p.name))
 
 
 def vimeo_septuplet_clips(root: str | Path,

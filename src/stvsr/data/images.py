@@ -20,7 +20,7 @@ from PIL import Image
 from stvsr.errors import VideoError
 from stvsr.frames import to_8bit
 
-__all__ = ["IMAGE_EXTENSIONS", "list_frame_files", "read_image", "write_image"]
+__all__ = ["IMAGE_EXTENSIONS", "list_frame_files", "natural_key", "read_image", "write_image"]
 
 IMAGE_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"})
 
@@ -40,7 +40,8 @@ def _check_rgb(rgb: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(rgb)
 
 
-def _natural_key(name: str) -> tuple[Any, ...]:
+def natural_key(name: str) -> tuple[Any, ...]:
+    """Sort key of a file name in natural order (``Frame 2`` before ``Frame 10``, case-folded)."""
     parts = re.split(r"([0-9]+)", name)
     key = tuple((0, int(p), "") if p.isdigit() else (1, 0, p.casefold()) for p in parts if p)
     return key + ((2, 0, name),)
@@ -59,7 +60,7 @@ def list_frame_files(folder: str | Path) -> list[Path]:
     if not files:
         exts = " ".join(sorted(IMAGE_EXTENSIONS))
         raise VideoError(f"no image files ({exts}) in folder {folder}")
-    return sorted(files, key=lambda p: _natural_key(p.name))
+    return sorted(files, key=lambda p: natural_key(p.name))
 
 
 def _png_bit_depth(path: Path) -> int:

@@ -18,7 +18,7 @@ One :class:`StreamLayout` (from :func:`layout_of`) answers, for ``recurrent``, `
 
 :func:`stvsr.infer.runner.restore_stream` (chunks), :mod:`stvsr.infer.segments` and
 :mod:`stvsr.infer.engine` (resumable segments of ``stvsr upscale``), :mod:`stvsr.infer.execute`
-(labelling a segment's outputs) and :mod:`stvsr.evaluate_st` (scoring) all use it.
+(labelling a segment's outputs) and :mod:`stvsr.eval.protocols` (scoring) all use it.
 """
 
 from __future__ import annotations

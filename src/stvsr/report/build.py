@@ -306,7 +306,7 @@ def _video_section(inp: Path, out: Path, offset: float, idx: int) -> Section:
                    f"{float(fps_out):.3f} fps"),
         ("scale", f"×{info_out.width / info_in.width:.3g} space, ×{ratio:.3g} time"),
     ]
-    from stvsr.evaluate import report_frames
+    from stvsr.eval.figures import report_frames
 
     cands = report_frames(n_out, VIDEO_FRAMES)
     if ratio > 1.5 and cands and all(c % 2 == 0 for c in cands) and n_out > 2:

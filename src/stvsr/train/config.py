@@ -103,7 +103,8 @@ class DataConfig:
 @dataclass
 class ValConfig:
     """Validation every ``every`` steps (0 = never) on ``data`` (a folder of HR clip folders),
-    scored with ``stvsr.evaluate`` (``task: svsr``) or ``stvsr.evaluate_st`` (``stvsr``)."""
+    scored with :func:`stvsr.eval.evaluate_svsr` (``task: svsr``) or
+    :func:`stvsr.eval.evaluate_spacetime` (``stvsr``)."""
 
     every: int = 0
     data: str | None = None

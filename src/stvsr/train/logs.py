@@ -80,14 +80,14 @@ class LogMixin:
             try:
                 with torch.no_grad():
                     if task == "stvsr":
-                        from stvsr.evaluate_st import evaluate_spacetime
+                        from stvsr.eval import evaluate_spacetime
 
                         result = evaluate_spacetime(net, v.data, protocol=v.protocol,
                                                     degradation=v.degradation,
                                                     max_frames=v.max_frames,
                                                     device=str(self.device), progress=False)
                     else:
-                        from stvsr.evaluate import evaluate_svsr
+                        from stvsr.eval import evaluate_svsr
 
                         result = evaluate_svsr(net, v.data, degradation=v.degradation,
                                                max_frames=v.max_frames,

@@ -10,6 +10,9 @@ decoded back to frames; scored on Y, no border crop, mean of clip means.
 depends on the frame rate); one encoding at the CRF directly (COMISR first writes a lossless
 ``-crf 0`` video and re-encodes it: in yuv444p both routes convert RGB to YUV once, so the
 frames the CRF encoder sees are the same); x264 single-threaded (see :mod:`stvsr.data.codecs`).
+
+As data: the S-VSR protocol (:func:`stvsr.eval.protocols.svsr_runs`) under the degradation
+:data:`CHAIN` at each of :data:`CRFS`, beside the published rows :data:`PUBLISHED`.
 """
 
 from __future__ import annotations
@@ -19,11 +22,13 @@ from typing import Any
 
 from torch import nn
 
-from stvsr.evaluate import evaluate_svsr
+from stvsr.eval.runner import evaluate_svsr
 
-__all__ = ["CRFS", "PUBLISHED", "compressed_chain", "evaluate_compressed", "format_compressed"]
+__all__ = ["CHAIN", "CRFS", "PUBLISHED", "compressed_chain", "evaluate_compressed",
+           "format_compressed"]
 
 CRFS = (15, 25, 35)
+CHAIN = "bd+h264:crf={crf},preset=medium,pix_fmt=yuv444p,fps=10"  # the degradation at a CRF
 
 # Vid4 Y-PSNR / SSIM at CRF 15 / 25 / 35 (CAVSR's poster, CVPR 2023); facts, never outputs.
 PUBLISHED: dict[str, tuple[tuple[float, float], ...]] = {
@@ -37,13 +42,13 @@ PUBLISHED: dict[str, tuple[tuple[float, float], ...]] = {
 
 def compressed_chain(crf: int) -> str:
     """The protocol's degradation at ``crf`` as a chain (:mod:`stvsr.data.chain`)."""
-    return f"bd+h264:crf={int(crf)},preset=medium,pix_fmt=yuv444p,fps=10"
+    return CHAIN.format(crf=int(crf))
 
 
 def evaluate_compressed(model: nn.Module, data: str | Path, *, crfs: tuple[int, ...] = CRFS,
                         **kwargs: Any) -> dict[str, Any]:
     """Score ``model`` on ``data`` (e.g. ``Vid4/GT``) at each CRF; ``kwargs`` go to
-    :func:`~stvsr.evaluate.evaluate_svsr` (device, precision, out_dir, ...).
+    :func:`~stvsr.eval.runner.evaluate_svsr` (device, precision, out_dir, ...).
 
     Returns ``{"model", "task": "svsr", "protocol": "compressed", "crfs", "runs": {"15":
     S-VSR result, ...}, "mean": {"15": {psnr_y, ssim_y, ...}, ...}}``.
