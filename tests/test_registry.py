@@ -183,12 +183,12 @@ def test_missing_weights_name_the_pull_command(empty_cache: Path, preset: str,
 def test_missing_weights_by_name_and_for_parts(empty_cache: Path) -> None:
     from stvsr.models.sfnet_s2 import SFNetS2, pretrained_parts
     from stvsr.models.spynet import load_spynet
-    from stvsr.train.builders import _resolve_weights
+    from stvsr.train.builders import resolve_init_weights
 
     for call in (lambda: stvsr.create_model("basicvsr", weights="basicvsr-vimeo-bd"),
                  lambda: load_spynet("basicvsr-vimeo-bi"),
                  lambda: registry.weights_file("rife-v3.9"),
-                 lambda: _resolve_weights("basicvsr-reds4"),
+                 lambda: resolve_init_weights("basicvsr-reds4"),
                  lambda: pretrained_parts(SFNetS2(num_feat=8, num_block=1, mid_feat=8,
                                                   mid_block=1))):
         with pytest.raises(CheckpointError) as exc:

@@ -21,12 +21,12 @@ from stvsr.train.losses import PixelLoss
 from stvsr.train.schedule import LRSchedule
 
 __all__ = ["MODE_OF_KIND", "build_dataset", "build_loss", "build_model", "build_optimizer",
-           "build_scaler", "build_schedule", "data_mode"]
+           "build_scaler", "build_schedule", "data_mode", "resolve_init_weights"]
 
 MODE_OF_KIND = {"window": "svsr", "recurrent": "sequence", "spacetime": "stvsr"}
 
 
-def _resolve_weights(ref: str) -> Path:
+def resolve_init_weights(ref: str) -> Path:
     """``model.init``: an existing file, or a registered weights name (its verified cached
     file; a missing one is a one-line error naming ``stvsr weights pull NAME``)."""
     from stvsr.registry import list_weights, weights_file
@@ -58,7 +58,7 @@ def build_model(cfg: Config, log=print) -> nn.Module:
         model.pretrained = True
         model.weights_source = "pretrained parts"
     elif cfg.model.init:
-        path = _resolve_weights(cfg.model.init)
+        path = resolve_init_weights(cfg.model.init)
         mode = cfg.model.init_mode
         if mode == "strict":
             wlib.load_weights(model, path)

@@ -44,6 +44,9 @@ def add_train_parsers(subparsers: argparse._SubParsersAction) -> None:
                    help="export the run's best validated checkpoint as the packaged sfnet-s head "
                         "if it beats the shipped row")
     p.add_argument("--force", action="store_true", help="with --ship: replace even if not better")
+    p.add_argument("--state", action="store_true",
+                   help="with --ship: also keep the run's training state (raw weights, optimizer "
+                        "moments, steps) beside the shipped file, for model.init_state: auto")
     p.add_argument("--note", default="", help="free text for the row (what changed)")
     p.set_defaults(handler=run_ledger)
 
@@ -110,17 +113,36 @@ def run_ledger(args: argparse.Namespace) -> None:
         decision = decide(read_ledger(args.ledger), score)
         print(decision.reason)
         if decision.ship or args.force:
-            from stvsr.models.sfnet_s2 import HEAD_WEIGHTS, export_head
-            from stvsr.weights import cached_path
-
-            out = cached_path(HEAD_WEIGHTS)
-            digest = export_head(ckpt, out)
-            row.update(shipped=f"step {step}, sha256 {digest}", val_score=f"{score:.3f}")
-            print(f"shipped step {step} as {out}\nsha256 {digest} (set HEAD_WEIGHTS.sha256 "
-                  "to it)")
+            row.update(ship_checkpoint(Path(args.run_dir), step, ckpt, state=args.state))
+            row["val_score"] = f"{score:.3f}"
     full = append_row(args.ledger, row)
     print(f"{args.ledger}: run {full['run']}, steps {full['start_step']}-{full['end_step']}, "
           f"{full['minutes']} min, held-out {full['val_score'] or 'n/a'}")
+
+
+def ship_checkpoint(run_dir, step: int, ema_ckpt, *, state: bool) -> dict[str, str]:
+    """Export the sfnet-s head of ``ema_ckpt`` over the shipped file; with ``state``, write the
+    run's training state at ``step`` beside it (:mod:`stvsr.train.state`). Returns the ledger
+    fields that record it."""
+    import yaml
+
+    from stvsr.models.sfnet_s2 import HEAD_WEIGHTS, SFNetS2, export_head
+    from stvsr.train.state import export_train_state, read_lineage, state_beside
+    from stvsr.weights import cached_path
+
+    out = cached_path(HEAD_WEIGHTS)
+    digest = export_head(ema_ckpt, out)
+    print(f"shipped step {step} as {out}\nsha256 {digest} (set HEAD_WEIGHTS.sha256 to it)")
+    if state:
+        cfg = yaml.safe_load((run_dir / "config.yaml").read_text())
+        prior = read_lineage(run_dir)
+        batch = int(cfg["data"]["batch_size"])
+        dest = export_train_state(
+            SFNetS2(), run_dir / "checkpoints" / f"step_{step:07d}.pt", state_beside(out),
+            weights_sha256=digest, steps=int(prior.get("steps", 0)) + step,
+            samples=int(prior.get("samples", 0)) + step * batch)
+        print(f"training state beside it: {dest}")
+    return {"shipped": f"step {step}, sha256 {digest}"}
 
 
 def best_validated_checkpoint(run_dir) -> tuple[int, float, object] | None:

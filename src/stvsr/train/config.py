@@ -52,13 +52,16 @@ class ModelConfig:
     as BasicSR's ``strict_load: false`` — used to start EDVR-M from EDVR-M-woTSA) or
     ``basicvsr`` (SFNet warm start from BasicVSR weights via ``init_from_basicvsr``) or
     ``pretrained`` (no ``init`` file: the model module's ``init_pretrained`` loads the official
-    weights of its frozen parts, as sfnet-s v2's BasicVSR and RIFE).
+    weights of its frozen parts, as sfnet-s v2's BasicVSR and RIFE). ``init_state``: continue
+    the training state kept beside the ``init`` file (:mod:`stvsr.train.state`): ``auto`` (when
+    it is there and pairs with the file), a path, or ``None`` (a fresh optimizer).
     """
 
     preset: str = ""
     overrides: dict[str, Any] = field(default_factory=dict)
     init: str | None = None
     init_mode: str = "strict"
+    init_state: str | None = None
 
 
 @dataclass

@@ -19,6 +19,7 @@ from pathlib import Path
 import yaml
 
 from stvsr.errors import StvsrError
+from stvsr.train.state import read_lineage
 
 __all__ = ["FIELDS", "Decision", "append_row", "decide", "read_ledger", "summarize_run"]
 
@@ -67,6 +68,8 @@ def summarize_run(run_dir: str | Path, metric: str = "psnr_y_new") -> dict[str, 
 
     ``minutes`` is the sum of the logged step times (start-up and validation excluded);
     ``val_curve`` lists ``step:score`` for every validated checkpoint; ``val_score`` is the last.
+    A run that continued a shipped training state (``model.init_state``) counts its steps on
+    from that state's (``start_step`` / ``end_step`` / the curve's steps are cumulative).
     """
     d = Path(run_dir)
     cfg_path = d / "config.yaml"
@@ -83,15 +86,19 @@ def summarize_run(run_dir: str | Path, metric: str = "psnr_y_new") -> dict[str, 
         n = s - prev if prev is not None else int(cfg["train"].get("log_every", 1))
         seconds += float(r["sec_per_step"]) * max(n, 0)
         prev = s
+    prior = int(read_lineage(d).get("steps", 0))
     vals = [r for r in _csv_rows(d / "val_log.csv") if metric in r]
-    curve = ";".join(f"{r['step']}:{float(r[metric]):.3f}" for r in vals)
+    curve = ";".join(f"{int(r['step']) + prior}:{float(r[metric]):.3f}" for r in vals)
     model, data, val = cfg["model"], cfg["data"], cfg.get("val") or {}
     start_step = max(0, steps[0] - int(cfg["train"].get("log_every", 1)))
     batch = int(data["batch_size"])
+    start = model.get("init") or model.get("init_mode", "")
+    if prior:
+        start += f" + its training state ({prior} steps)"
     return {
         "date": _dt.date.today().isoformat(), "model": model["preset"],
-        "config": cfg.get("name", ""), "start": model.get("init") or model.get("init_mode", ""),
-        "start_step": start_step, "end_step": steps[-1], "batch": batch,
+        "config": cfg.get("name", ""), "start": start,
+        "start_step": start_step + prior, "end_step": steps[-1] + prior, "batch": batch,
         "lr_patch": data.get("lr_patch", ""), "samples": (steps[-1] - start_step) * batch,
         "device": cfg["train"].get("device", ""), "precision": cfg["train"].get("precision", ""),
         "minutes": round(seconds / 60, 1),

@@ -56,6 +56,7 @@ from stvsr.train.builders import (
     build_scaler,
     build_schedule,
     data_mode,
+    resolve_init_weights,
 )
 from stvsr.train.checkpoint import CheckpointMixin
 from stvsr.train.config import Config, ConfigError, config_to_dict
@@ -63,6 +64,7 @@ from stvsr.train.ema import make_ema, update_ema
 from stvsr.train.logs import LogMixin
 from stvsr.train.losses import compute_loss
 from stvsr.train.sampler import StepSampler
+from stvsr.train.state import load_train_state, resolve_init_state, write_lineage
 from stvsr.train.store_bank import BankBatch, StoreBank, head_window
 
 __all__ = ["StepSampler", "Trainer", "build_dataset", "build_model", "train"]
@@ -99,6 +101,7 @@ class Trainer(CheckpointMixin, LogMixin):
         self.schedule = build_schedule(cfg, self.optimizer)
         self.scaler = build_scaler(cfg)
         self.pixel = build_loss(cfg)
+        self._continue_state()
         self.step = 0
         self.epoch = 0
         self.batch_in_epoch = 0
@@ -120,6 +123,27 @@ class Trainer(CheckpointMixin, LogMixin):
         self.rank = dist.get_rank() if self.distributed else 0
         self.world = dist.get_world_size() if self.distributed else 1
         self.is_main = self.rank == 0
+
+    def _continue_state(self) -> None:
+        """``model.init_state``: load the raw weights and optimizer state kept beside the init
+        weights (the EMA copy stays the init file's weights), and record what was continued."""
+        m = self.cfg.model
+        init = resolve_init_weights(m.init) if m.init else None
+        path = resolve_init_state(m.init_state, init)
+        if path is None or init is None:
+            if m.init_state == "auto":
+                self.log("init_state: no training state beside the init weights; "
+                         "fresh optimizer")
+            return
+        info = load_train_state(self.module, self.optimizer, path, init,
+                                strict=m.init_state != "auto")
+        if info is None:
+            self.log(f"init_state: {path} does not pair with {init}; fresh optimizer")
+            return
+        self.log(f"init_state: continued {path} ({info['steps']} steps, "
+                 f"{info['samples']} samples before this run)")
+        if self.is_main:
+            write_lineage(self.out, info)
 
     def _pick_device(self, name: str) -> torch.device:
         if name == "auto":
