@@ -10,7 +10,13 @@ otherwise random weights (the JSON says which). Prints a table and writes JSON.
 (b) speed: seconds per output frame and peak device memory at LR 180×320 (and 270×480 unless
     ``--quick``) in fp32 / bf16 / fp16;
 (c) training steps per second of EDVR-M at its official recipe's patch and batch (LR 64, batch
-    16; ``--quick``: batch 2, 5 steps) — sfnet-s's come from its own training log.
+    16; ``--quick``: batch 2, 5 steps);
+(d) with ``--train-data CORPUS``: the sfnet-s GPU recipe (``configs/sfnet_s_gpu.yaml``: batch
+    16, LR patch 64, 4 frames) as it was (fp32, PNG decoding and degradation in 12 loader
+    workers) and through the frozen-store bank in bf16, measured one after the other by
+    ``benchmarks/train_throughput.py``: samples per second, the fraction of the time spent
+    waiting for data, and the ratio to the plain recipe and to the ~8 samples/s the plain GPU
+    recipe reached on an H200 in 2026-11 (issue 19's baseline).
 
 ``python benchmarks/gpu_check.py [--device cuda] [--quick] [--json out/gpu_check.json]``;
 ``--device cpu --quick`` is the dry mode that CI runs so the script cannot rot.
@@ -184,12 +190,40 @@ def bench_train_edvr(dev: torch.device, quick: bool) -> dict:
             "steps_per_s": round(steps / (time.perf_counter() - t0), 3)}
 
 
+BASELINE_SAMPLES_PER_S = 8.0  # the plain GPU recipe on an H200, 2026-11-28 (its training log)
+
+
+def bench_train_sfnet_s(dev: torch.device, corpus: Path, parts: Path, quick: bool) -> list[dict]:
+    """(d): the plain and the banked sfnet-s recipe on ``dev`` (see the module docstring)."""
+    from train_throughput import measure
+
+    common = [f"data.root={corpus}", f"train.device={dev.type}", "train.max_minutes=null"]
+    common += ([f"model.init={parts}"] if parts.is_file()
+               else ["model.init=null", "model.init_mode=strict"])
+    if quick:
+        common += ["data.batch_size=2", "data.lr_patch=16", "data.num_workers=0", "bank.pool=2",
+                   "bank.max_inputs=4"]
+    steps, warmup = (3, 1) if quick else (60, 10)
+    recipes = ["configs/sfnet_s_gpu.yaml",
+               "configs/sfnet_s_gpu.yaml+bank.enabled=true+data.num_workers=0"
+               "+train.precision=bf16"]
+    root = Path(__file__).resolve().parents[1]
+    rows = [measure(str(root / r), common, steps, warmup) for r in recipes]
+    for r in rows:
+        r["vs_plain"] = r["samples_per_s"] / rows[0]["samples_per_s"]
+        r["vs_baseline_8_per_s"] = r["samples_per_s"] / BASELINE_SAMPLES_PER_S
+    return rows
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--device", default="cuda")
     ap.add_argument("--quick", action="store_true", help="small sizes, few repetitions")
     ap.add_argument("--parts", default=".gpu_pack/sfnet_s_parts.safetensors")
     ap.add_argument("--json", default="out/gpu_check.json")
+    ap.add_argument("--train-data", type=Path,
+                    help="a training corpus (stvsr data prepare): also measure the sfnet-s "
+                         "training throughput, plain and through the frozen-store bank")
     args = ap.parse_args()
     dev = torch.device(args.device)
     if dev.type == "cuda":
@@ -208,6 +242,8 @@ def main() -> None:
         else ["basicvsr"]
     report["speed"] = bench_speed(speed_names, sizes, dev, parts, 1 if args.quick else 3)
     report["train"] = bench_train_edvr(dev, args.quick or dev.type == "cpu")
+    if args.train_data:
+        report["train_sfnet_s"] = bench_train_sfnet_s(dev, args.train_data, parts, args.quick)
     report["seconds"] = round(time.perf_counter() - t0, 1)
     for r in report["agreement"]:
         print(f"agree  {r['model']:10s} {r['precision']:5s} {r['psnr_vs_cpu_fp32']:8.2f} dB"
@@ -217,6 +253,11 @@ def main() -> None:
         print(f"speed  {r['model']:10s} {r['lr']:8s} {r['precision']:5s} "
               f"{r['s_per_output_frame']:.4f} s/frame  peak {r['peak_mib']} MiB")
     print(f"train  {report['train']}")
+    for r in report.get("train_sfnet_s", []):
+        print(f"train  sfnet-s {'bank ' if r['bank'] else 'plain'} {r['precision']:5s} "
+              f"batch {r['batch']} patch {r['lr_patch']}: {r['samples_per_s']:.1f} samples/s "
+              f"(x{r['vs_plain']:.1f} plain, x{r['vs_baseline_8_per_s']:.1f} the 8/s baseline), "
+              f"waiting for data {r['data_wait_fraction']:.0%}")
     out = Path(args.json)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(report, indent=2))

@@ -16,6 +16,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from _helpers import write_panning_clips
 from safetensors.torch import load_file, save_file
 
 REPO = Path(__file__).resolve().parents[1]
@@ -66,9 +67,11 @@ def test_gpu_recipe_five_steps_on_cpu(tmp_path: Path, shared_dir: Path, pull_wei
 
 def test_gpu_check_dry_mode(tmp_path: Path) -> None:
     out = tmp_path / "gpu_check.json"
+    corpus = write_panning_clips(tmp_path / "clips", 2, 9, (32, 48), step=4)
     proc = subprocess.run(
         [sys.executable, str(REPO / "benchmarks" / "gpu_check.py"), "--device", "cpu", "--quick",
-         "--parts", str(tmp_path / "absent.safetensors"), "--json", str(out)],
+         "--parts", str(tmp_path / "absent.safetensors"), "--json", str(out),
+         "--train-data", str(corpus)],
         capture_output=True, text=True, timeout=600, env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert proc.returncode == 0, proc.stderr[-2000:]
     report = json.loads(out.read_text())
@@ -76,3 +79,8 @@ def test_gpu_check_dry_mode(tmp_path: Path) -> None:
     assert models == {"basicvsr", "edvr-m", "rife", "sfnet-s"}
     assert all(r["psnr_vs_cpu_fp32"] > 40 for r in report["agreement"])
     assert report["speed"] and report["train"]["steps_per_s"] > 0
+    plain, bank = report["train_sfnet_s"]
+    assert (plain["bank"], bank["bank"], bank["precision"]) == (False, True, "bf16")
+    assert all(r["samples_per_s"] > 0 and 0 <= r["data_wait_fraction"] <= 1
+               for r in (plain, bank))
+    assert bank["vs_plain"] == pytest.approx(bank["samples_per_s"] / plain["samples_per_s"])
