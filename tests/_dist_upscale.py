@@ -21,10 +21,10 @@ from typing import Any
 import torch
 
 from stvsr.cli import main
-from stvsr.infer import distributed, engine
+from stvsr.infer import distributed, execute
 
 RANK = distributed.launch_env().rank
-_run_segment = engine._run_segment
+restore_segment = execute.restore_segment
 
 
 class _DieAfterFirstFrame:
@@ -40,7 +40,7 @@ class _DieAfterFirstFrame:
         return getattr(self.bar, name)
 
 
-def _hooked_run_segment(*args: Any, **kw: Any) -> None:
+def hooked_restore_segment(*args: Any, **kw: Any) -> None:
     seg = args[1]
     log = os.environ.get("STVSR_TEST_ENCODE_LOG")
     if log:
@@ -49,12 +49,12 @@ def _hooked_run_segment(*args: Any, **kw: Any) -> None:
     time.sleep(float(os.environ.get("STVSR_TEST_SEGMENT_SLEEP") or 0))
     if os.environ.get("STVSR_TEST_KILL_RANK") == str(RANK):
         kw["bar"] = _DieAfterFirstFrame(kw["bar"])
-    _run_segment(*args, **kw)
+    restore_segment(*args, **kw)
 
 
-engine._run_segment = _hooked_run_segment
+execute.restore_segment = hooked_restore_segment
 if os.environ.get("STVSR_TEST_BLIND_RANK") == str(RANK):
-    distributed._TOKEN_PREFIX = ".not-the-token-"
+    distributed.DistributedScheduler.token_prefix = ".not-the-token-"
 
 if __name__ == "__main__":
     torch.set_num_threads(1)

@@ -401,7 +401,7 @@ def test_create_model_used_by_name_matches_module(tmp_path: Path, pull_weights,
     holds the SHA-256 of the weights file (a model with weights: BasicVSR, skipped when its
     official weights cannot be had)."""
     from stvsr.data.video import read_image
-    from stvsr.infer.engine import _model_hash
+    from stvsr.infer.job import model_hash
     from stvsr.infer.segments import WorkDir
     from stvsr.weights import sha256_file
 
@@ -421,13 +421,13 @@ def test_create_model_used_by_name_matches_module(tmp_path: Path, pull_weights,
     net = create_model("basicvsr-vimeo-bi")
     upscale_video(src, o2, model=net, **FAST)
     assert keys[0]["model"] == keys[1]["model"]
-    assert keys[0]["model"]["weights"] == "sha256:" + sha256_file(path) == _model_hash(net)
+    assert keys[0]["model"]["weights"] == "sha256:" + sha256_file(path) == model_hash(net)
     a_files, b_files = sorted(o1.glob("*.png")), sorted(o2.glob("*.png"))
     assert len(a_files) == len(b_files) == 2
     for a, b in zip(a_files, b_files, strict=True):
         np.testing.assert_array_equal(read_image(a), read_image(b))
     # other weights, another hash: the random initialisation is hashed from its state dict
-    other = _model_hash(create_model("basicvsr-vimeo-bi", weights=None))
+    other = model_hash(create_model("basicvsr-vimeo-bi", weights=None))
     assert other.startswith("state:") and other != keys[0]["model"]["weights"]
 
 

@@ -14,7 +14,7 @@ import pytest
 
 import stvsr.data.video as video
 import stvsr.data.video.reader as video_reader
-import stvsr.infer.engine as engine
+import stvsr.infer.execute as execute
 from stvsr.cli import main
 from stvsr.data.video import VideoReader, read_image
 from stvsr.errors import StvsrError, VideoError
@@ -197,7 +197,7 @@ def test_ctrl_c_leaves_resumable_state_and_no_finished_looking_file(
     make_clip(src, 6)
     out = tmp_path / "o.mp4"
     seen = {"n": 0}
-    real = engine._run_segment
+    real = execute.restore_segment
 
     def interrupted(*a, **k):
         seen["n"] += 1
@@ -205,12 +205,12 @@ def test_ctrl_c_leaves_resumable_state_and_no_finished_looking_file(
             raise KeyboardInterrupt
         return real(*a, **k)
 
-    monkeypatch.setattr(engine, "_run_segment", interrupted)
+    monkeypatch.setattr(execute, "restore_segment", interrupted)
     with pytest.raises(KeyboardInterrupt):
         upscale_video(src, out, model="bicubic", segment_frames=2, **FAST)
     assert not out.exists() and not list(tmp_path.glob(".*partial*"))
     assert (tmp_path / "o.mp4.stvsr-work" / "manifest.json").exists()
-    monkeypatch.setattr(engine, "_run_segment", real)
+    monkeypatch.setattr(execute, "restore_segment", real)
     assert upscale_video(src, out, model="bicubic", segment_frames=2, **FAST)[
         "resumed_segments"] == 1
 

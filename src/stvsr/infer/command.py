@@ -6,9 +6,12 @@ import argparse
 import json
 import sys
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING
 
 from stvsr.infer.defaults import DEFAULT_MODEL, INTERPOLATION_MODEL
+
+if TYPE_CHECKING:
+    from stvsr.infer.scheduler import Scheduler
 
 
 def add_upscale_parser(sub, add_run_options: Callable[..., None]) -> None:
@@ -74,37 +77,31 @@ def run_upscale(args: argparse.Namespace) -> None:
     env = launch_env()
     if env.world > 1 and args.dry_run:
         if env.rank == 0:
-            _run_upscale(args)
+            upscale_from_args(args)
         return
     if env.world > 1:
-        run_ranked(args, env, _run_upscale)
+        run_ranked(args, env, upscale_from_args)
     else:
-        _run_upscale(args)
+        upscale_from_args(args)
 
 
-def _run_upscale(args: argparse.Namespace, coordinator: Any = None) -> None:
-    from fractions import Fraction
-
+def upscale_from_args(args: argparse.Namespace, scheduler: Scheduler | None = None) -> None:
+    """Run :func:`~stvsr.infer.engine.upscale_video` with the options of the parsed command
+    line (built once, :meth:`UpscaleOptions.from_args`) and print its result."""
     from stvsr.infer.engine import upscale_video
+    from stvsr.infer.options import UpscaleOptions
 
     progress = "none" if getattr(args, "quiet", False) else args.progress
     say = (lambda s: None) if progress == "none" and not args.dry_run else (
         lambda s: print(s, file=sys.stderr))
     summary = upscale_video(
-        args.input, args.output, model=args.model, weights=args.weights, device=args.device,
-        precision=args.precision, chunk=args.chunk, overlap=args.overlap, tile=args.tile,
-        scale=args.scale, fps_factor=args.fps_factor, output_fps=args.output_fps,
-        codec=args.codec, crf=args.crf,
-        preset=args.preset, pix_fmt=args.pix_fmt, lossless=args.lossless, start=args.start,
-        end=args.end, segment_frames=args.segment_frames,
-        scene_detect=not args.no_scene_detect, scene_threshold=args.scene_threshold,
-        fps_for_folders=Fraction(args.fps).limit_denominator(1001), progress=progress,
-        dry_run=args.dry_run, log=say, coordinator=coordinator,
-        self_ensemble=getattr(args, "self_ensemble", 1))
-    if coordinator is not None:
-        if not coordinator.is_main:
+        args.input, args.output, UpscaleOptions.from_args(args), model=args.model,
+        weights=args.weights, device=args.device, precision=args.precision, progress=progress,
+        dry_run=args.dry_run, log=say, scheduler=scheduler)
+    if scheduler is not None:
+        if not scheduler.is_main:
             return
-        summary.update(coordinator.report())
+        summary.update(scheduler.report())
     if args.dry_run:
         if progress == "json":
             print(json.dumps(summary, default=str), file=sys.stderr)
@@ -117,6 +114,6 @@ def _run_upscale(args: argparse.Namespace, coordinator: Any = None) -> None:
           f"{summary['width']}x{summary['height']} at {summary['fps']} fps, "
           f"{summary['codec']} {summary['bits']}-bit; {summary['segments']} segments "
           f"({summary['resumed_segments']} resumed"
-          f"{f', {coordinator.world} ranks' if coordinator is not None else ''}), "
+          f"{f', {scheduler.world} ranks' if scheduler is not None else ''}), "
           f"{len(summary['scene_cuts'])} scene cuts; "
           f"{summary['seconds']:.1f} s ({summary['frames_per_second']:.2f} frames/s)")

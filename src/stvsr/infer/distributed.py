@@ -51,7 +51,7 @@ from stvsr.errors import StvsrError, VideoError
 from stvsr.infer.segments import MANIFEST_VERSION, WorkDir
 
 __all__ = [
-    "Coordinator",
+    "DistributedScheduler",
     "LaunchEnv",
     "RankFailed",
     "expand_nodelist",
@@ -60,7 +60,6 @@ __all__ = [
     "run_ranked",
 ]
 
-_TOKEN_PREFIX = ".rank0-token-"
 _STOP = "STOP"
 _DEFAULT_TIMEOUT_S = 24 * 3600
 
@@ -163,18 +162,22 @@ def rank_device(device: str, local_rank: int) -> str:
 
 
 # --------------------------------------------------------------------------------------------
-# The coordinator
+# The scheduler of many ranks
 # --------------------------------------------------------------------------------------------
 
 
-class Coordinator:
-    """Process group, barriers and segment claims of one ranked ``stvsr upscale``.
+class DistributedScheduler:
+    """Process group, barriers and segment claims of one ranked ``stvsr upscale``: the
+    :class:`~stvsr.infer.scheduler.Scheduler` of many processes.
 
     Three barriers, in this order on every rank: *prepared* (rank 0 opened the work folder and
     scanned the input), *checked* (every rank sees the folder and the same manifest) and *done*
     (no segment left). Each carries one status code per rank, so a rank that fails tells the
     others at the barrier they wait at (:meth:`abort`) instead of leaving them hanging.
     """
+
+    #: Name prefix of the token file rank 0 writes for the others to find.
+    token_prefix = ".rank0-token-"
 
     def __init__(self, env: LaunchEnv, device: str, *, timeout_s: float | None = None) -> None:
         import torch
@@ -285,17 +288,17 @@ class Coordinator:
             resumed = work.open(key, refuse="runtime")
             for stale in list(work.path.glob("seg*.claim")) + [work.path / _STOP]:
                 stale.unlink(missing_ok=True)
-            for old in work.path.glob(_TOKEN_PREFIX + "*"):
+            for old in work.path.glob(self.token_prefix + "*"):
                 old.unlink(missing_ok=True)
             times, dists = scan()
             token = secrets.randbits(62)
-            (work.path / f"{_TOKEN_PREFIX}{token:016x}").write_text(f"{self.host}\n")
+            (work.path / f"{self.token_prefix}{token:016x}").write_text(f"{self.host}\n")
         bad, token = self._barrier(0, token)
         if bad:
             raise self._others_failed(bad, "before the start")
         code = 0
         if not self.is_main:
-            if not (work.path / f"{_TOKEN_PREFIX}{token:016x}").is_file():
+            if not (work.path / f"{self.token_prefix}{token:016x}").is_file():
                 code = 1
             else:
                 try:
@@ -314,7 +317,7 @@ class Coordinator:
                         times, dists = scanned
         bad, _ = self._barrier(code)
         if self.is_main:
-            for old in work.path.glob(_TOKEN_PREFIX + "*"):
+            for old in work.path.glob(self.token_prefix + "*"):
                 old.unlink(missing_ok=True)
         if bad:
             if not self.is_main:
@@ -413,15 +416,16 @@ def _canon(obj: Any) -> str:
 # --------------------------------------------------------------------------------------------
 
 
-def run_ranked(args: Any, env: LaunchEnv, run: Callable[[Any, Coordinator], None]) -> None:
-    """Run ``run(args, coordinator)`` as rank ``env.rank`` of ``env.world``: the rank's own
+def run_ranked(args: Any, env: LaunchEnv,
+               run: Callable[[Any, DistributedScheduler], None]) -> None:
+    """Run ``run(args, scheduler)`` as rank ``env.rank`` of ``env.world``: the rank's own
     device, quiet on every rank but 0, the process group closed afterwards."""
     args.rank = env.rank
     args.device = rank_device(args.device, env.local_rank)
     if env.rank:
         args.quiet, args.progress = True, "none"
         warnings.simplefilter("ignore")  # rank 0 already says it
-    coord = Coordinator(env, args.device)
+    coord = DistributedScheduler(env, args.device)
     try:
         run(args, coord)
     except StvsrError as exc:

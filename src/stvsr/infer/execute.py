@@ -1,5 +1,12 @@
-"""Execution of `stvsr upscale`: the frame feed and one segment's decode -> model -> encode
-(space/space-time models, and retiming with an interpolator)."""
+"""Step 4 of ``stvsr upscale``: restore the segments.
+
+:func:`restore_segments` walks the unfinished segments of a :class:`~stvsr.infer.plan.RunPlan`
+(those its :class:`~stvsr.infer.scheduler.Scheduler` gives this process), decodes each one's
+input frames plus context from a forward-only :class:`Feed`, runs the model once optimized for
+the whole run (:func:`restore_segment`) or, when retiming by a rational factor, the model's
+interpolator (:func:`retime_segment`), and encodes the segment's output frames into the work
+folder, marking it done. Only a bounded number of frames is in memory at any time.
+"""
 
 from __future__ import annotations
 
@@ -7,41 +14,38 @@ import warnings
 from collections.abc import Callable, Iterator
 from fractions import Fraction
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 from torch import nn
 
-from stvsr.data.video import (
-    VideoReader,
-    VideoWriter,
-)
+from stvsr.data.video import VideoReader, VideoWriter
 from stvsr.errors import VideoError
 from stvsr.frames import frame_to_tensor, tensor_to_frame
+from stvsr.infer.checks import disk_error
 from stvsr.infer.layout import layout_of
-from stvsr.infer.plan import _rotate
+from stvsr.infer.optimize import optimize
+from stvsr.infer.output import rotate
 from stvsr.infer.progress import Progress
-from stvsr.infer.retime import (
-    interpolate_batch,
-    local_fraction,
-)
+from stvsr.infer.retime import interpolate_batch, local_fraction
 from stvsr.infer.runner import restore_stream
-from stvsr.infer.segments import (
-    Segment,
-)
+from stvsr.infer.segments import Segment, WorkDir
 from stvsr.infer.tiling import TileSize
+
+if TYPE_CHECKING:
+    from stvsr.infer.job import UpscaleJob
+    from stvsr.infer.plan import RunPlan
+    from stvsr.infer.scheduler import Scheduler
+
+__all__ = ["RETIME_BATCH", "Feed", "bound_malloc", "restore_segment", "restore_segments",
+           "retime_segment"]
 
 #: Frame pairs interpolated in one call when retiming by a rational factor.
 RETIME_BATCH = 4
 
 
-# --------------------------------------------------------------------------------------------
-# Input feed
-# --------------------------------------------------------------------------------------------
-
-
-class _Feed:
+class Feed:
     """Forward-only frame source by input index, keeping a few frames for the next segment's
     left context (at most ``hi - keep_from`` frames)."""
 
@@ -90,29 +94,27 @@ class _Feed:
         self.reader.close()
 
 
-def _run_segment(
+def restore_segment(
     net: nn.Module,
     seg: Segment,
     plan: list[tuple[str, int, Fraction]],
-    feed: _Feed,
+    feed: Feed,
     path: Path,
     *,
+    job: UpscaleJob,
     keep_from: int,
-    ctx: tuple[int, int],
-    device: str,
-    precision: str,
-    chunk: int,
-    overlap: int,
     tile: TileSize,
-    tile_overlap: int,
-    resize: tuple[int, int] | None,
-    high: bool,
-    rotation: int,
     writer_kw: dict[str, Any],
     bar: Progress,
 ) -> None:
-    """Restore segment ``seg`` (with context) and encode its outputs to ``path``."""
-    lo, hi = seg.context(*ctx)
+    """Restore segment ``seg`` (with ``job.context`` frames of context) with ``net`` (optimized
+    once for the run) and encode its output frames ``plan`` to ``path``."""
+    o = job.options
+    assert o.chunk is not None and o.overlap is not None  # resolved by resolve_job
+    device, precision, chunk, overlap = job.device, job.precision, o.chunk, o.overlap
+    tile_overlap, resize, high = o.tile_overlap, job.resize_to, job.high
+    rotation = job.frame_rotation
+    lo, hi = seg.context(*job.context)
     layout = layout_of(net)
     single = hi - lo == 1 and layout.chunked
 
@@ -148,7 +150,7 @@ def _run_segment(
                     from stvsr.ops.resize import imresize
 
                     out = imresize(out.float(), size=resize)
-                rgb = _rotate(tensor_to_frame(out, high), rotation)
+                rgb = rotate(tensor_to_frame(out, high), rotation)
                 if (what, i) in wanted:
                     writer.write(rgb, time=wanted[(what, i)])
                     bar.update(1)
@@ -162,22 +164,17 @@ def _run_segment(
                 )
 
 
-def _run_retime_segment(
+def retime_segment(
     interp: Callable[..., torch.Tensor],
     seg: Segment,
     plan: list[tuple[str, int, Fraction]],
     times: list[Fraction],
-    feed: _Feed,
+    feed: Feed,
     path: Path,
     *,
+    job: UpscaleJob,
     keep_from: int,
-    device: str,
-    precision: str,
     tile: TileSize,
-    tile_overlap: int,
-    resize: tuple[int, int] | None,
-    high: bool,
-    rotation: int,
     writer_kw: dict[str, Any],
     bar: Progress,
 ) -> None:
@@ -185,6 +182,8 @@ def _run_retime_segment(
     input frames copied, the others interpolated in batches of :data:`RETIME_BATCH` pairs.
     ``times`` are the input times the plan was made from. At most two input frames (plus the
     pairs of one batch) are held."""
+    device, precision, tile_overlap = job.device, job.precision, job.options.tile_overlap
+    resize, high, rotation = job.resize_to, job.high, job.frame_rotation
     lo, hi = seg.context(0, 1)
     source = feed.frames(lo, hi, keep_from)
     held: dict[int, tuple[np.ndarray, torch.Tensor | None]] = {}
@@ -217,7 +216,7 @@ def _run_retime_segment(
 
                 x = imresize(x.float(), size=resize)
             rgb = tensor_to_frame(x, high)
-        writer.write(_rotate(rgb, rotation), time=g)
+        writer.write(rotate(rgb, rotation), time=g)
         bar.update(1)
 
     writer = VideoWriter(path, **writer_kw)
@@ -257,3 +256,83 @@ def _run_retime_segment(
                 raise VideoError(
                     f"segment {seg.index} produced {writer.frames_written} of {len(plan)} frames"
                 )
+
+
+def bound_malloc() -> Callable[[], None]:
+    """On glibc, cap the number of malloc arenas (each encoder / decoder thread would otherwise
+    keep its own heap of freed frame buffers, so peak RSS crept up with the number of segments)
+    and return a function that gives freed heap memory back to the OS; a no-op elsewhere."""
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL("libc.so.6")
+        libc.mallopt(-8, 2)  # M_ARENA_MAX
+        return lambda: libc.malloc_trim(0)
+    except (OSError, AttributeError):
+        return lambda: None
+
+
+def restore_segments(
+    job: UpscaleJob,
+    plan: RunPlan,
+    work: WorkDir,
+    scheduler: Scheduler,
+    bar: Progress,
+    *,
+    say: Callable[[str], None],
+    on_segment_done: Callable[[int], None] | None = None,
+) -> int:
+    """Step 4: restore every unfinished segment ``scheduler`` gives this process, in order, and
+    mark each one done in ``work``; returns how many were finished before this run.
+
+    The model is optimized once for the run (:func:`stvsr.infer.optimize.optimize`); a tile
+    halved after an out-of-memory error stays halved. ``on_segment_done`` is called with the
+    number of segments this run has finished; an exception it raises (``KeyboardInterrupt``)
+    ends the run as Ctrl-C does, keeping the finished segments for a resume."""
+    pending = [s for s in plan.segments if not work.is_done(s.index, job.suffix)]
+    trim = bound_malloc()
+    net = None if job.retime else optimize(job.net, job.device, job.precision)
+    tiles = TileSize(job.options.tile, log=say)
+    writer_kw = job.writer_kwargs(plan.time_base)
+    rel = plan.relative_times
+    feed: Feed | None = None
+    try:
+        finished, last = 0, -2
+        for k, seg in enumerate(pending):
+            if not scheduler.claim(seg.index, bar):
+                continue  # another rank has it
+            if feed is None or k != last + 1:  # the first segment, or one after a gap: seek
+                if feed is not None:
+                    feed.close()
+                lo0 = seg.context(*job.context)[0]
+                feed = Feed(job.open_reader(start=plan.times[lo0]), lo0, plan.times)
+            last = k
+            nxt = pending[k + 1].context(*job.context)[0] if k + 1 < len(pending) else plan.n_in
+            path = work.segment_path(seg.index, job.suffix)
+            outputs = plan.outputs[seg.index]
+            bar.status(f"segment {seg.index + 1}/{len(plan.segments)}: input frames "
+                       f"{seg.start}-{seg.end - 1}")
+            common: dict[str, Any] = dict(job=job, keep_from=nxt, tile=tiles,
+                                          writer_kw=writer_kw, bar=bar)
+            if net is None:
+                assert job.interp is not None
+                retime_segment(job.interp, seg, outputs, rel, feed, path, **common)
+            else:
+                restore_segment(net, seg, outputs, feed, path, **common)
+            work.mark_done(seg.index, len(outputs))
+            trim()
+            finished += 1
+            if on_segment_done is not None:
+                on_segment_done(finished)
+    except KeyboardInterrupt:
+        bar.close()
+        say(f"interrupted: {work.path} keeps the finished segments; run the same command "
+            "again to resume")
+        raise
+    except (OSError, VideoError) as exc:
+        bar.close()
+        raise disk_error(exc, work.path) from None
+    finally:
+        if feed is not None:
+            feed.close()
+    return len(plan.segments) - len(pending)

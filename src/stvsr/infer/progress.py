@@ -34,6 +34,7 @@ class Progress:
         self._bar = None
         self.status_text = ""
         self._stop = threading.Event()
+        self._closed = False
         self._ticker: threading.Thread | None = None
         if mode == "bar":
             from tqdm import tqdm
@@ -85,6 +86,10 @@ class Progress:
         print(json.dumps(line), file=self.stream, flush=True)
 
     def close(self) -> None:
+        """Stop the clock and finish the display (once; later calls do nothing)."""
+        if self._closed:
+            return
+        self._closed = True
         self._stop.set()
         if self._ticker is not None and self._ticker is not threading.current_thread():
             self._ticker.join(timeout=2 * HEARTBEAT_S)

@@ -39,7 +39,7 @@ __all__ = [
     "plan_segments",
 ]
 
-MANIFEST_VERSION = 1
+MANIFEST_VERSION = 2  # 2: options are UpscaleOptions (encoder options nested)
 
 
 @dataclass(frozen=True)
