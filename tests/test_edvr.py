@@ -11,7 +11,8 @@ from _helpers import randomize_params
 from torch.nn import functional as F  # noqa: N812
 
 from stvsr.errors import CheckpointError, StvsrError
-from stvsr.infer import optimize
+from stvsr.infer import optimize, optimize_edvr
+from stvsr.infer.overrides import bound
 from stvsr.models.edvr import EDVR, TSAFusion, TwoStageEDVR, convert_edvr_state_dict
 from stvsr.ops.fused import FastKernels, fast_kernels
 from stvsr.registry import create_model, get_spec
@@ -393,16 +394,18 @@ def test_two_stage_composes(frames: torch.Tensor) -> None:
 
 @pytest.mark.parametrize("channels_last", [False, True])
 def test_tsa_inference_path_matches_autograd_path(channels_last: bool) -> None:
-    """TSA's fast no-grad path (frame by frame, written into the concatenation) gives the
-    plain autograd path's numbers and keeps the memory format."""
+    """TSA's fast no-grad path (frame by frame, written into the concatenation, bound by
+    :mod:`stvsr.infer.optimize_edvr`) gives the plain autograd path's numbers and keeps the
+    memory format."""
     torch.manual_seed(2)
     tsa = randomize_params(TSAFusion(num_feat=8, num_frame=3, center_frame_idx=1), seed=3)
     fmt = torch.channels_last if channels_last else torch.contiguous_format
     feats = [torch.randn(1, 8, 8, 12).contiguous(memory_format=fmt) for _ in range(3)]
-    with torch.no_grad(), fast_kernels(FastKernels()):
-        fast_in = tsa._weighted_frames(feats)
+    with torch.no_grad(), fast_kernels(FastKernels()), bound(optimize_edvr.overrides(tsa)):
+        fast_in = tsa.weighted_frames(feats)
         fast = tsa(feats)
-    slow_in = tsa._weighted_frames(feats)
+    assert "weighted_frames" not in vars(tsa)  # unbound again
+    slow_in = tsa.weighted_frames(feats)
     slow = tsa(feats)
     assert slow.requires_grad and not fast.requires_grad
     assert fast_in.is_contiguous(memory_format=fmt)

@@ -7,7 +7,7 @@ recurrent modules BRM/FRM, each step = FE → AF + DF → DS emitting a hidden s
 entry; FRM reads BRM's hidden states and store; F&R emits structure, detail and final images).
 Everything else — layer sizes, the DCN offset head, the local-window memory read used for DF,
 the fetch budget and its selection rule, the store entry format, the loss weights, the boundary
-handling — is **this project's design** (``/shared/spec/sfnet.md``), marked *design* below.
+handling — is **this project's design** (``docs/spec/sfnet.md``), marked *design* below.
 This is not a bit-exact reproduction of the paper's network.
 
 Shapes (``s`` = spatial scale, ``K = 2n - 1`` output frames)::
@@ -29,22 +29,18 @@ from torch import Tensor, nn
 from torch.nn import functional as F  # noqa: N812
 
 from stvsr.errors import StvsrError
-from stvsr.models.blocks import (
-    ConvResidualBlocks,
-    run_res_blocks,
-)
+from stvsr.models.blocks import ConvResidualBlocks
 from stvsr.models.sfnet_fetch import (
     POLICIES,
     AdjacentFetch,
     DistantFetch,
     Reconstruction,
     RecurrentModule,
-    _fmt,
-    _lrelu,
+    leaky_relu,
     local_window_read,
     select_fetch_indices,
 )
-from stvsr.ops.fused import conv_act, fast_enabled, fast_layout
+from stvsr.ops.fused import conv_act
 from stvsr.registry import register_model
 
 __all__ = [
@@ -155,7 +151,7 @@ class SFNet(nn.Module):
         self.rec_s = Reconstruction(c, num_rec, scale)
         self.fuse_d = nn.Conv2d(2 * c, c, 1)
         self.rec_d = Reconstruction(c, num_rec, scale)
-        self.lrelu = _lrelu()
+        self.lrelu = leaky_relu()
         self.debug: dict[str, list[dict]] = {"brm": [], "frm": []}
 
     # ------------------------------------------------------------------ helpers
@@ -163,14 +159,6 @@ class SFNet(nn.Module):
     def _multiple(self) -> int:
         m = max(1, self.store_stride) if self.use_df else 1
         return m * 2 if self.pyramid else m
-
-    def _fe(self, x: Tensor) -> Tensor:
-        """FE ``(N, 3, h, w) -> (N, C, h, w)``: ``self.fe(x)`` (with fused convs on the fast
-        path)."""
-        if not fast_enabled():
-            return self.fe(x)
-        conv, act, blocks = self.fe.main
-        return run_res_blocks(blocks, conv_act(conv, x, act))
 
     def _fetch(self, mod: RecurrentModule, feat: Tensor, k: int,
                stores: Sequence[dict[int, tuple[Tensor, Tensor]]],
@@ -187,11 +175,12 @@ class SFNet(nn.Module):
         values = torch.stack([e[1] for e in entries], dim=1)
         return mod.df(feat, keys, values)
 
-    def _fr(self, z: Tensor, hb: Tensor, hf: Tensor) -> tuple[Tensor, Tensor]:
-        """F&R of one step: ``z (B, 3, h, w)``, ``H^b, H^f (B, C, h, w)`` -> ``(I, S)``."""
+    def reconstruct(self, z: Tensor, hb: Tensor, hf: Tensor) -> tuple[Tensor, Tensor]:
+        """F&R of one step: ``z (B, 3, h, w)``, ``H^b, H^f (B, C, h, w)`` -> ``(I, S)``, both
+        ``(B, 3, s·h, s·w)``."""
         base = z if self.scale == 1 else F.interpolate(
             z, scale_factor=self.scale, mode="bilinear", align_corners=False)
-        structure = self.rec_s(hb, add=base.contiguous(memory_format=_fmt(hb)))
+        structure = self.rec_s(hb, add=base)
         image = self.rec_d(conv_act(self.fuse_d, torch.cat([hf, hb], dim=1), self.lrelu),
                            add=structure)
         return image, structure
@@ -215,8 +204,7 @@ class SFNet(nn.Module):
         z = x.new_empty(b, kk, 3, hp, wp)
         z[:, 0::2] = x
         z[:, 1::2] = 0.5 * (x[:, :-1] + x[:, 1:])
-        zin = fast_layout(z.reshape(b * kk, 3, hp, wp))
-        feats = self._fe(zin).view(b, kk, self.num_feat, hp, wp)
+        feats = self.fe(z.reshape(b * kk, 3, hp, wp)).view(b, kk, self.num_feat, hp, wp)
         self.debug = {"brm": [], "frm": [], "budget": self.fetch_frames}  # type: ignore[dict-item]
 
         # BRM: K-1 -> 0
@@ -251,7 +239,7 @@ class SFNet(nn.Module):
             hf = self.frm.step(feat, adj, g)
             if self.use_df:
                 store_f[k] = self.frm.store(hf)
-            img, st = self._fr(z[:, k], hb[k], hf)
+            img, st = self.reconstruct(z[:, k], hb[k], hf)
             outs.append(img)
             structs.append(st)
             hf_prev = hf

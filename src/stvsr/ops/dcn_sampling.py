@@ -10,10 +10,10 @@ from torch import Tensor
 from torch.nn import functional as F  # noqa: N812
 
 from stvsr.ops import native
-from stvsr.ops.fused import _autocast_dtype
+from stvsr.ops.fused import autocast_dtype
 
 
-def _coord_dtype(dtype: torch.dtype) -> torch.dtype:
+def coord_dtype(dtype: torch.dtype) -> torch.dtype:
     """Sampling coordinates are float64 for float64 inputs and float32 for everything else."""
     return torch.float64 if dtype == torch.float64 else torch.float32
 
@@ -42,7 +42,7 @@ def _coord_dtype(dtype: torch.dtype) -> torch.dtype:
 _CHUNK_BYTES = {"cpu": 16 << 20, "cpu_grad": 32 << 20, "cuda": 1 << 30, "cpu_native": 8 << 20}
 
 
-def _deform_conv_pure(
+def deform_conv_pure(
     x: Tensor,
     offset: Tensor,
     mask: Tensor,
@@ -80,10 +80,10 @@ def _deform_conv_pure(
     k = kh * kw
     cg = cin // dg
     ho, wo = offset.shape[-2:]
-    cdt = _coord_dtype(x.dtype)
+    cdt = coord_dtype(x.dtype)
     dev = x.device
     fast = not _needs_grad(x, offset, mask, weight, bias)
-    mm_dtype = _autocast_dtype(dev.type) or x.dtype
+    mm_dtype = autocast_dtype(dev.type) or x.dtype
     wmat = weight.to(mm_dtype).reshape(groups, cout // groups, cin_g * k)
 
     # all coordinate math and the sampling run without autocast, in float32/float64
@@ -214,22 +214,22 @@ def _needs_grad(*tensors: Tensor | None) -> bool:
     return torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors)
 
 
-def _native_ok(
+def native_ok(
     x: Tensor, offset: Tensor, mask: Tensor, weight: Tensor, bias: Tensor | None
 ) -> bool:
-    """Whether :func:`_deform_conv_native` can run these inputs (CPU, no autograd, one conv
+    """Whether :func:`deform_conv_native` can run these inputs (CPU, no autograd, one conv
     group, float32/bfloat16 or all-float64) and the native kernel loads."""
     if _needs_grad(x, offset, mask, weight, bias) or x.device.type != "cpu":
         return False
     if weight.shape[1] != x.shape[1]:  # grouped conv
         return False
     return native.supports(
-        x.dtype, torch.promote_types(offset.dtype, mask.dtype), _autocast_dtype("cpu") or x.dtype,
+        x.dtype, torch.promote_types(offset.dtype, mask.dtype), autocast_dtype("cpu") or x.dtype,
         offset.shape[1] // 2,
     )
 
 
-def _deform_conv_native(
+def deform_conv_native(
     x: Tensor,
     offset: Tensor,
     mask: Tensor,
@@ -244,8 +244,8 @@ def _deform_conv_native(
     abs_sums: list[Tensor] | None = None,
 ) -> Tensor:
     """DCNv2 from the native deformable im2col (:mod:`stvsr.ops.native`) + a matmul per chunk of
-    output rows; same arguments and result as :func:`_deform_conv_pure` (inference only, one
-    conv group; check :func:`_native_ok` first).
+    output rows; same arguments and result as :func:`deform_conv_pure` (inference only, one
+    conv group; check :func:`native_ok` first).
 
     The kernel reads ``x`` channels-last (converted once if it is not), ``offset``/``mask``
     through their strides (a channel slice of a channels-last map as is), computes coordinates
@@ -257,7 +257,7 @@ def _deform_conv_native(
     cout, _, kh, kw = weight.shape
     k = kh * kw
     ho, wo = offset.shape[-2:]
-    mm_dtype = _autocast_dtype("cpu") or x.dtype
+    mm_dtype = autocast_dtype("cpu") or x.dtype
     odt = torch.promote_types(offset.dtype, mask.dtype)
     offset, mask = offset.to(odt), mask.to(odt)
     nhwc = x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous()
