@@ -15,7 +15,7 @@ PRESET_MODULES: tuple[str, ...] = (
     "lr_clean",
     "rife",
     "sfnet",
-    "sfnet_s",
+    "sfnet_s_v1",
     "sfnet_s2",
     "stvsr_baselines",
 )

@@ -21,7 +21,7 @@ official BasicVSR (Vimeo-90K, BI ×4) weights and trains only what is new:
 
 ``forward((B, n, 3, h, w)) -> (B, 2n-1, 3, 4h, 4w)``, RGB in ``[0, 1]``, outputs not clamped.
 Checkpoints hold ``vsr.*`` (BasicVSR) and ``head.*``; the shipped file holds only ``head.*`` and
-the official BasicVSR weights are filled in on load (:meth:`SFNetS.convert_state_dict`).
+the official BasicVSR weights are filled in on load (:meth:`SFNetSV1.convert_state_dict`).
 """
 
 from __future__ import annotations
@@ -39,7 +39,7 @@ from stvsr.ops.flow import flow_warp, midpoint_motion, resize_flow
 from stvsr.registry import register_model
 from stvsr.weights import WeightsSpec
 
-__all__ = ["BACKBONE_WEIGHTS", "HEAD_V1_WEIGHTS", "MidFetch", "SFNetS", "export_head",
+__all__ = ["BACKBONE_WEIGHTS", "HEAD_V1_WEIGHTS", "MidFetch", "SFNetSV1", "export_head",
            "init_from_basicvsr"]
 
 BACKBONE_WEIGHTS = VIMEO_BI_WEIGHTS  # filled in on load; must have been pulled
@@ -98,7 +98,7 @@ class MidFetch(nn.Module):
         return alpha * w0i + (1 - alpha) * w1i + F.pixel_shuffle(res, s)
 
 
-class SFNetS(nn.Module):
+class SFNetSV1(nn.Module):
     """Store-and-fetch ST-VSR on a BasicVSR backbone (see the module docstring).
 
     ``(B, n, 3, h, w) -> (B, 2n-1, 3, 4h, 4w)`` for ``n >= 2``; even outputs are BasicVSR's
@@ -149,7 +149,7 @@ class SFNetS(nn.Module):
         return state
 
 
-def init_from_basicvsr(model: SFNetS, state: dict[str, Tensor]) -> list[str]:
+def init_from_basicvsr(model: SFNetSV1, state: dict[str, Tensor]) -> list[str]:
     """Load a BasicVSR state dict into ``model.vsr`` (strictly); returns the keys set."""
     from stvsr.weights import load_state_dict_strict
 
@@ -180,7 +180,7 @@ HEAD_V1_WEIGHTS = WeightsSpec(
                 "(backbone: basicvsr-vimeo-bi, filled in on load)",
 )
 register_model(
-    "sfnet-s-v1", SFNetS, weights=HEAD_V1_WEIGHTS, parts=[BACKBONE_WEIGHTS],
+    "sfnet-s-v1", SFNetSV1, weights=HEAD_V1_WEIGHTS, parts=[BACKBONE_WEIGHTS],
     description="SFNet-S v1 x4/x2t: official BasicVSR store/fetch + the first trained "
                 "mid-frame head (kept for comparison; sfnet-s is v2)",
 )

@@ -12,16 +12,16 @@ from safetensors.torch import save_file
 
 import stvsr
 from stvsr.errors import CheckpointError, StvsrError
-from stvsr.models.sfnet_s import MidFetch, SFNetS, export_head
+from stvsr.models.sfnet_s_v1 import MidFetch, SFNetSV1, export_head
 from stvsr.registry import get_weights, weights_file
 from stvsr.weights import cached_path, read_checkpoint, sha256_file
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
-def tiny() -> SFNetS:
+def tiny() -> SFNetSV1:
     torch.manual_seed(0)
-    model = SFNetS(num_feat=8, num_block=1, mid_feat=8, mid_block=1).eval()
+    model = SFNetSV1(num_feat=8, num_block=1, mid_feat=8, mid_block=1).eval()
     torch.nn.init.normal_(model.head.conv_out.weight, std=1e-2)  # a non-trivial head
     return model
 
@@ -85,7 +85,7 @@ def test_gradients_reach_only_the_head_when_backbone_frozen() -> None:
 
 def test_head_only_checkpoint_gets_the_official_backbone(tmp_path: Path, pull_weights) -> None:
     pull_weights("basicvsr-vimeo-bi")
-    model = SFNetS()
+    model = SFNetSV1()
     torch.manual_seed(0)
     for p in model.head.parameters():
         torch.nn.init.normal_(p, std=0.01)
@@ -117,7 +117,7 @@ def test_shipped_head_is_packaged_and_verified() -> None:
     assert path.is_file(), f"{path} is not in the package"
     assert sha256_file(path) == spec.sha256
     head = read_checkpoint(path)
-    assert set(head) == {k for k in SFNetS().state_dict() if k.startswith("head.")}
+    assert set(head) == {k for k in SFNetSV1().state_dict() if k.startswith("head.")}
 
 
 def test_shipped_model_beats_its_untrained_head_on_vid4(vid4_dir: Path, pull_weights) -> None:
