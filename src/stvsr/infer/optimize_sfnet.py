@@ -17,7 +17,7 @@ from stvsr.infer.optimize_blocks import fmt, res_blocks, res_chain
 from stvsr.infer.overrides import Override, plain
 from stvsr.models.blocks import ConvResidualBlocks
 from stvsr.models.sfnet import SFNet
-from stvsr.models.sfnet_fetch import (
+from stvsr.models.sfnet_blocks import (
     DistantFetch,
     Reconstruction,
     RecurrentModule,

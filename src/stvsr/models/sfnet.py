@@ -21,7 +21,6 @@ Output ``2i`` restores input ``i``; output ``2i + 1`` is the new frame half way 
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 
 import torch
@@ -30,7 +29,7 @@ from torch.nn import functional as F  # noqa: N812
 
 from stvsr.errors import StvsrError
 from stvsr.models.blocks import ConvResidualBlocks
-from stvsr.models.sfnet_fetch import (
+from stvsr.models.sfnet_blocks import (
     POLICIES,
     AdjacentFetch,
     DistantFetch,
@@ -50,10 +49,6 @@ __all__ = [
     "Reconstruction",
     "select_fetch_indices",
     "local_window_read",
-    "charbonnier",
-    "sfnet_loss",
-    "sfnet_windowed",
-    "window_plan",
     "init_from_basicvsr",
 ]
 
@@ -93,7 +88,8 @@ class SFNet(nn.Module):
         pyramid: 2-level PCD-like AF.
         use_af, use_df: ablations (AF off = unaligned adjacent states; DF off = no store).
         store_policy: ``"spread"`` or ``"nearest"``.
-        lambda_s: weight of the structure term in :meth:`loss`.
+        lambda_s: weight of the structure term of the training loss
+            (:func:`stvsr.train.losses.spacetime_loss`).
     """
 
     kind = "spacetime"
@@ -249,94 +245,6 @@ class SFNet(nn.Module):
         if return_structure:
             return out, torch.stack(structs, dim=1)[..., : s * h, : s * w]
         return out
-
-    def loss(self, out: Tensor, structure: Tensor, gt: Tensor) -> Tensor:
-        """:func:`sfnet_loss` with this model's ``lambda_s``."""
-        return sfnet_loss(out, structure, gt, self.lambda_s)
-
-
-# --------------------------------------------------------------------------- loss
-
-
-def charbonnier(pred: Tensor, target: Tensor, eps: float = 1e-3) -> Tensor:
-    """Mean Charbonnier penalty ``sqrt((pred - target)² + eps²)``."""
-    return torch.sqrt((pred - target) ** 2 + eps * eps).mean()
-
-
-def sfnet_loss(out: Tensor, structure: Tensor, gt: Tensor, lambda_s: float = 0.25) -> Tensor:
-    """Training loss: Charbonnier(I, gt) + ``lambda_s`` · Charbonnier(S, gt) (ε = 1e-3).
-
-    All three tensors ``(B, K, 3, s·h, s·w)``. ``lambda_s = 0.25`` is *design*.
-    """
-    return charbonnier(out, gt) + lambda_s * charbonnier(structure, gt)
-
-
-# --------------------------------------------------------------------------- long videos
-
-
-def window_plan(n: int, window: int, overlap: int) -> list[tuple[int, int, int, int]]:
-    """Windows for :func:`sfnet_windowed`: ``[(a, b, t0, t1)]``.
-
-    Window ``[a, b)`` of LR frames (at most ``window`` long, consecutive starts
-    ``window - 2·overlap`` apart, the last one ending at ``n``) contributes its outputs for
-    global output indices ``[t0, t1)``. Each output goes to the window in which it lies
-    farthest from a window edge that is not a sequence end (ties: the earlier window), so
-    every output index ``0 … 2n-2`` is produced exactly once and, where possible, at least
-    ``2·overlap`` output steps from any seam.
-    """
-    if window < 2:
-        raise StvsrError(f"window must be >= 2 LR frames, got {window}")
-    if overlap < 0 or window - 2 * overlap < 1:
-        raise StvsrError(f"overlap {overlap} needs 0 <= 2*overlap < window ({window})")
-    if n <= window:
-        return [(0, n, 0, 2 * n - 1)]
-    step = window - 2 * overlap
-    starts = list(range(0, n - window + 1, step))
-    if starts[-1] + window < n:
-        starts.append(n - window)
-    wins = [(a, a + window) for a in starts]
-    owner = []
-    for t in range(2 * n - 1):
-        best, best_d = 0, -1.0
-        for i, (a, b) in enumerate(wins):
-            lo, hi = 2 * a, 2 * (b - 1)
-            if not lo <= t <= hi:
-                continue
-            dl = math.inf if a == 0 else t - lo
-            dr = math.inf if b == n else hi - t
-            d = min(dl, dr)
-            if d > best_d:
-                best, best_d = i, d
-        owner.append(best)
-    plan = []
-    for i, (a, b) in enumerate(wins):
-        ts = [t for t, o in enumerate(owner) if o == i]
-        if ts:
-            plan.append((a, b, ts[0], ts[-1] + 1))
-    return plan
-
-
-@torch.no_grad()
-def sfnet_windowed(model: nn.Module, x: Tensor, window: int, overlap: int) -> Tensor:
-    """Bounded-memory inference of any space-time model on a long sequence.
-
-    ``x (B, n, 3, h, w) -> (B, 2n-1, 3, s·h, s·w)``. The model runs on windows of ``window``
-    LR frames that overlap by ``overlap`` frames on each side; outputs near a window's inner
-    edges are discarded and the rest stitched (:func:`window_plan`). Model memory depends on
-    ``window``, not on ``n``; only the output tensor grows with ``n``.
-    """
-    b, n = x.shape[:2]
-    plan = window_plan(n, window, overlap)
-    out: Tensor | None = None
-    for a, bb, t0, t1 in plan:
-        y = model(x[:, a:bb])
-        if isinstance(y, tuple):
-            y = y[0]
-        if out is None:
-            out = y.new_empty(b, 2 * n - 1, *y.shape[2:])
-        out[:, t0:t1] = y[:, t0 - 2 * a: t1 - 2 * a]
-    assert out is not None
-    return out
 
 
 # --------------------------------------------------------------------------- warm start

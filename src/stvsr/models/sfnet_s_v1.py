@@ -1,6 +1,6 @@
 """SFNet-S v1 (preset ``sfnet-s-v1``): the first shipped space-time model, kept for comparison.
 
-The shipped ``sfnet-s`` is now v2 (:mod:`stvsr.models.sfnet_s2`); this module keeps v1's
+The shipped ``sfnet-s`` is now v2 (:mod:`stvsr.models.sfnet_s`); this module keeps v1's
 architecture and trained head so that its published numbers can be reproduced.
 
 The paper-scale :class:`~stvsr.models.sfnet.SFNet` cannot be trained on a 2-core CPU, so the

@@ -110,7 +110,7 @@ def run_ledger(args: argparse.Namespace) -> None:
         decision = decide(read_ledger(args.ledger), score)
         print(decision.reason)
         if decision.ship or args.force:
-            from stvsr.models.sfnet_s2 import HEAD_WEIGHTS, export_head
+            from stvsr.models.sfnet_s import HEAD_WEIGHTS, export_head
             from stvsr.weights import cached_path
 
             out = cached_path(HEAD_WEIGHTS)

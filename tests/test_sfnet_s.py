@@ -13,7 +13,7 @@ import stvsr
 from stvsr.errors import CheckpointError, StvsrError
 from stvsr.models.basicvsr import BasicVSR
 from stvsr.models.rife import RIFE
-from stvsr.models.sfnet_s2 import SFNetS2, export_head
+from stvsr.models.sfnet_s import SFNetS, export_head
 from stvsr.models.stvsr_baselines import TwoStageRIFE, interleave
 from stvsr.ops.flow import flow_warp, midpoint_motion, resize_flow
 from stvsr.registry import get_weights, weights_file
@@ -22,9 +22,9 @@ from stvsr.weights import cached_path, read_checkpoint, sha256_file
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
-def tiny(**kw) -> SFNetS2:
+def tiny(**kw) -> SFNetS:
     torch.manual_seed(0)
-    return SFNetS2(num_feat=8, num_block=1, mid_feat=8, mid_block=1, **kw).eval()
+    return SFNetS(num_feat=8, num_block=1, mid_feat=8, mid_block=1, **kw).eval()
 
 
 def smooth(n: int, h: int, w: int) -> torch.Tensor:
@@ -143,7 +143,7 @@ def test_head_only_checkpoint_and_export(tmp_path: Path, pull_weights) -> None:
     loads strictly into the preset (the official BasicVSR is filled in)."""
     pull_weights("basicvsr-vimeo-bi")
     pull_weights("rife-v3.9")
-    model = SFNetS2()
+    model = SFNetS()
     torch.nn.init.normal_(model.head.conv_last.weight, std=1e-3)
     full = tmp_path / "full.safetensors"
     save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(full))
@@ -166,7 +166,7 @@ def test_shipped_head_is_packaged_and_verified() -> None:
     assert path.is_file(), f"{path} is not in the package"
     assert sha256_file(path) == spec.sha256
     head = read_checkpoint(path)
-    assert set(head) == {k for k in SFNetS2().state_dict() if k.startswith("head.")}
+    assert set(head) == {k for k in SFNetS().state_dict() if k.startswith("head.")}
 
 
 def test_composite_presets_report_their_weights(pull_weights) -> None:

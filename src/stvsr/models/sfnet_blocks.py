@@ -1,4 +1,4 @@
-"""SFNet's building blocks (*design* where the paper is silent, see ``spec/sfnet.md``): the
+"""SFNet's building blocks (*design* where the paper is silent, see ``docs/spec/sfnet.md``): the
 fetch-entry selection rule, adjacent fetch (deformable alignment), the distant-fetch memory
 read and store entries, reconstruction, and one recurrent module (BRM or FRM) that combines
 them. Assembled into the network by :mod:`stvsr.models.sfnet`."""

@@ -12,8 +12,8 @@ pretrained weights reachable here do well:
   linear-motion combination of BasicVSR's own SpyNet flows, as ``sfnet-s-v1``).
 * **Distant fetch** (``use_df``, trained): the new frame between inputs ``i`` and ``i+1`` also
   reads the stored features of the inputs two steps away, ``i-1`` and ``i+2``, with the
-  content-matching local-window attention of :class:`~stvsr.models.sfnet.DistantFetch` (stable
-  under large motion because it matches features instead of regressing offsets).
+  content-matching local-window attention of :class:`~stvsr.models.sfnet_blocks.DistantFetch`
+  (stable under large motion because it matches features instead of regressing offsets).
 * **Fusion head** (:class:`MidFusion`, trained): at LR, the neighbours' features and frames
   warped to ``t``, the mask and flows and the distant read go through a residual trunk, which
   predicts a correction of both flows and of the mask (applied to the HR warps) and an HR
@@ -39,12 +39,12 @@ from stvsr.errors import StvsrError
 from stvsr.models.basicvsr import VIMEO_BI_WEIGHTS, BasicVSR
 from stvsr.models.blocks import ResidualBlockNoBN, make_layer
 from stvsr.models.rife import RIFE, RIFE_WEIGHTS
-from stvsr.models.sfnet_fetch import DistantFetch, StoreEntry
+from stvsr.models.sfnet_blocks import DistantFetch, StoreEntry
 from stvsr.ops.flow import flow_warp, midpoint_motion, resize_flow
 from stvsr.registry import register_model
 from stvsr.weights import WeightsSpec
 
-__all__ = ["BACKBONE_WEIGHTS", "HEAD_WEIGHTS", "MidFusion", "SFNetS2", "export_head"]
+__all__ = ["BACKBONE_WEIGHTS", "HEAD_WEIGHTS", "MidFusion", "SFNetS", "export_head"]
 
 # the official parts, filled in on load (they must have been pulled: `stvsr weights pull`)
 BACKBONE_WEIGHTS = {"vsr.": VIMEO_BI_WEIGHTS, "rife.": RIFE_WEIGHTS}
@@ -121,7 +121,7 @@ class MidFusion(nn.Module):
         return a * w0 + (1 - a) * w1 + res
 
 
-class SFNetS2(nn.Module):
+class SFNetS(nn.Module):
     """Store-and-fetch ST-VSR on BasicVSR + RIFE (see the module docstring).
 
     ``(B, n, 3, h, w) -> (B, 2n-1, 3, 4h, 4w)`` for ``n >= 2``; even outputs are BasicVSR's
@@ -208,7 +208,7 @@ class SFNetS2(nn.Module):
         return state
 
 
-def pretrained_parts(model: SFNetS2) -> dict[str, Tensor]:
+def pretrained_parts(model: SFNetS) -> dict[str, Tensor]:
     """The official weights of ``model``'s frozen parts, under their ``vsr.``/``rife.`` keys."""
     from stvsr.weights import local_path, read_checkpoint
 
@@ -225,7 +225,7 @@ def pretrained_parts(model: SFNetS2) -> dict[str, Tensor]:
     return parts
 
 
-def init_pretrained(model: SFNetS2) -> list[str]:
+def init_pretrained(model: SFNetS) -> list[str]:
     """Load the official BasicVSR and RIFE weights into ``model`` (strictly per part); returns
     the keys set. Used as the trainer's warm start (``init_mode: pretrained``)."""
     parts = pretrained_parts(model)
@@ -237,7 +237,7 @@ def init_pretrained(model: SFNetS2) -> list[str]:
     return sorted(parts)
 
 
-def export_head(checkpoint: str | Path, out: str | Path, model: SFNetS2 | None = None) -> str:
+def export_head(checkpoint: str | Path, out: str | Path, model: SFNetS | None = None) -> str:
     """Write the ``head.*`` tensors of a full sfnet-s checkpoint to ``out`` (safetensors).
 
     The frozen parts must equal the official weights (checked tensor by tensor), since that is
@@ -246,12 +246,12 @@ def export_head(checkpoint: str | Path, out: str | Path, model: SFNetS2 | None =
     from stvsr.weights import export_trained_part
 
     names = ",".join(w.name for w in BACKBONE_WEIGHTS.values())
-    return export_trained_part(checkpoint, out, pretrained_parts(model or SFNetS2()),
+    return export_trained_part(checkpoint, out, pretrained_parts(model or SFNetS()),
                                metadata={"backbone": names})
 
 
 register_model(
-    "sfnet-s-untrained", SFNetS2,
+    "sfnet-s-untrained", SFNetS,
     description="sfnet-s v2 architecture, head randomly initialised (for training)",
 )
 HEAD_WEIGHTS = WeightsSpec(
@@ -264,7 +264,7 @@ HEAD_WEIGHTS = WeightsSpec(
                 "(backbone: basicvsr-vimeo-bi, filled in on load)",
 )
 register_model(
-    "sfnet-s", SFNetS2, weights=HEAD_WEIGHTS, parts=BACKBONE_WEIGHTS.values(),
+    "sfnet-s", SFNetS, weights=HEAD_WEIGHTS, parts=BACKBONE_WEIGHTS.values(),
     description="SFNet-S v2 x4/x2t: official BasicVSR store/adjacent fetch + trained distant "
                 "fetch and fusion head (the default model of `stvsr upscale`)",
 )
