@@ -5,6 +5,8 @@ take the same arguments and agree with the float64 reference (tests)."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 from torch import Tensor
 from torch.nn import functional as F  # noqa: N812
@@ -40,6 +42,128 @@ def coord_dtype(dtype: torch.dtype) -> torch.dtype:
 # autograd every chunk's grid_sample backward returns a full-size input gradient, so chunks are
 # larger there; on CUDA the caching allocator makes one chunk best.
 _CHUNK_BYTES = {"cpu": 16 << 20, "cpu_grad": 32 << 20, "cuda": 1 << 30, "cpu_native": 8 << 20}
+
+
+@dataclass
+class _Sampling:
+    """What the chunks of :func:`deform_conv_pure` share: ``x`` as ``(B*dg, Cin/dg, H, W)`` in
+    the coordinate dtype ``cdt``, offsets / mask views ``(B, dg, K, 2, Ho, Wo)`` /
+    ``(B, dg, 1, K, Ho, Wo)``, the packed ``(3·dg·K, Ho·Wo)`` view of DCNv2Pack's offset map
+    (or None) and the normalised base positions ``ny (K, Ho)``, ``nx (K, Wo)``."""
+
+    xs: Tensor
+    off: Tensor
+    msk: Tensor
+    full: Tensor | None
+    ny: Tensor
+    nx: Tensor
+    offset_dtype: torch.dtype
+    mask_contiguous: bool
+    mask_logits: bool
+    fast: bool
+    cdt: torch.dtype
+    dims: tuple[int, int, int, int, int, int]  # b, dg, cg, k, h, w
+
+
+def _prepare(
+    x: Tensor, offset: Tensor, mask: Tensor, kernel: tuple[int, int], stride: tuple[int, int],
+    padding: tuple[int, int], dilation: tuple[int, int], dg: int, mask_logits: bool, fast: bool,
+) -> _Sampling:
+    """The sampling inputs of :func:`deform_conv_pure` (without autocast, float32/float64)."""
+    b, cin, h, w = x.shape
+    kh, kw = kernel
+    k = kh * kw
+    cg = cin // dg
+    ho, wo = offset.shape[-2:]
+    cdt = coord_dtype(x.dtype)
+    dev = x.device
+    xs = x.reshape(b * dg, cg, h, w)
+    if fast and xs.stride(1) == 1 and not xs.is_contiguous(memory_format=torch.channels_last):
+        # channels-last x: each group's channels become one contiguous (H, W, Cin/dg) block
+        # (so that a bilinear sample's corners share cache lines), cast in the same pass
+        xs = torch.empty(xs.shape, dtype=cdt, device=dev, memory_format=torch.channels_last)
+        xs.copy_(x.reshape(b * dg, cg, h, w))
+    else:
+        xs = xs.to(cdt)
+    # 6-D views only split the channel dim, so they work for any memory format; low-precision
+    # offsets/masks are promoted to ``cdt`` chunk by chunk (the adds/multiplies below)
+    if torch.promote_types(offset.dtype, cdt) != cdt:
+        offset = offset.to(cdt)
+    if mask_logits and not fast:
+        mask = torch.sigmoid(mask)
+    if torch.promote_types(mask.dtype, cdt) != cdt and not (mask_logits and fast):
+        mask = mask.to(cdt)
+    # DCNv2Pack's case: offsets and mask logits are consecutive channel slices of one
+    # channels-last map, so a chunk of rows is one contiguous (rows*Wo, 3*dg*K) block; one
+    # blocked 2-D transpose per chunk turns it planar, and every later pass (grid adds,
+    # sigmoid) reads contiguous memory instead of a stride of 3*dg*K elements
+    nt = 2 * dg * k
+    ct = 3 * dg * k
+    packed = (
+        fast and mask_logits and b == 1 and offset.dtype == mask.dtype
+        and offset.stride(1) == 1 and mask.stride(1) == 1
+        and offset.stride()[2:] == mask.stride()[2:] == (wo * ct, ct)
+        and mask.data_ptr() == offset.data_ptr() + nt * offset.element_size()
+    )
+    # normalised base positions (align_corners=False: pixel p -> (2p + 1) / size - 1)
+    ki = torch.arange(kh, device=dev, dtype=cdt).repeat_interleave(kw) * dilation[0]
+    kj = torch.arange(kw, device=dev, dtype=cdt).repeat(kh) * dilation[1]
+    oy = torch.arange(ho, device=dev, dtype=cdt) * stride[0] - padding[0]
+    ox = torch.arange(wo, device=dev, dtype=cdt) * stride[1] - padding[1]
+    return _Sampling(
+        xs=xs, off=offset.view(b, dg, k, 2, ho, wo), msk=mask.view(b, dg, 1, k, ho, wo),
+        full=offset.as_strided((ct, ho * wo), (1, ct)) if packed else None,
+        ny=((ki[:, None] + oy[None, :]) * 2.0 + 1.0) / h - 1.0,  # (K, Ho)
+        nx=((kj[:, None] + ox[None, :]) * 2.0 + 1.0) / w - 1.0,  # (K, Wo)
+        offset_dtype=offset.dtype, mask_contiguous=mask.is_contiguous(),
+        mask_logits=mask_logits, fast=fast, cdt=cdt, dims=(b, dg, cg, k, h, w),
+    )
+
+
+def _sample_rows(sp: _Sampling, r0: int, r1: int, abs_sums: list[Tensor] | None) -> Tensor:
+    """Masked bilinear samples of output rows ``[r0, r1)``: ``(B, dg, Cin/dg, K, rows, Wo)``
+    (without autocast, in the coordinate dtype)."""
+    b, dg, cg, k, h, w = sp.dims
+    wo = sp.off.shape[-1]
+    n = r1 - r0
+    dev, cdt, fast = sp.xs.device, sp.cdt, sp.fast
+    nt = 2 * dg * k
+    ct = 3 * dg * k
+    if sp.full is not None:
+        tc = torch.empty(ct, n * wo, dtype=sp.offset_dtype, device=dev)
+        src = sp.full[:, r0 * wo : r1 * wo]
+        if torch.get_num_threads() > 1:  # the 2-D transpose kernel is serial: 3-D copy
+            tc.view(ct, n, wo).copy_(src.unflatten(1, (n, wo)))
+        else:
+            tc.copy_(src)  # blocked 2-D transpose
+        o = tc[:nt].view(b, dg, k, 2, n, wo)
+        if abs_sums is not None:  # contiguous and in cache: cheap
+            abs_sums.append(torch.linalg.vector_norm(tc[:nt], 1, dtype=cdt))
+    else:
+        o = sp.off[..., r0:r1, :]
+    if fast:
+        grid = torch.empty(b, dg, k, n, wo, 2, dtype=cdt, device=dev)
+        torch.add(sp.nx[:, None, :], o[:, :, :, 1], alpha=2.0 / w, out=grid[..., 0])
+        torch.add(sp.ny[:, r0:r1, None], o[:, :, :, 0], alpha=2.0 / h, out=grid[..., 1])
+    else:
+        gx = torch.add(sp.nx[:, None, :], o[:, :, :, 1], alpha=2.0 / w)
+        gy = torch.add(sp.ny[:, r0:r1, None], o[:, :, :, 0], alpha=2.0 / h)
+        grid = torch.stack((gx, gy), dim=-1)
+    s = F.grid_sample(
+        sp.xs, grid.view(b * dg, k * n, wo, 2), mode="bilinear", padding_mode="zeros",
+        align_corners=False,
+    ).view(b, dg, cg, k, n, wo)
+    mk = sp.msk[..., r0:r1, :]
+    if sp.full is not None:  # contiguous logits: vectorised sigmoid, in ``cdt``
+        lg = tc[nt:].view(b, dg, 1, k, n, wo)
+        mk = torch.sigmoid(lg) if lg.dtype == cdt else lg.to(cdt).sigmoid_()
+    elif sp.mask_logits and fast:  # gather into a contiguous fp32 buffer, sigmoid in place
+        mk = torch.empty(mk.shape, dtype=cdt, device=dev).copy_(mk).sigmoid_()
+    elif not sp.mask_contiguous:  # e.g. channels-last: gather once, not per channel
+        mk = mk.contiguous()
+    # (a mixed-dtype ``mul(..., out=bf16)`` was 4x slower than this in-place multiply
+    # plus a separate cast)
+    return s.mul_(mk) if fast else s * mk
 
 
 def deform_conv_pure(
@@ -78,7 +202,6 @@ def deform_conv_pure(
     cout, cin_g, kh, kw = weight.shape
     groups = cin // cin_g
     k = kh * kw
-    cg = cin // dg
     ho, wo = offset.shape[-2:]
     cdt = coord_dtype(x.dtype)
     dev = x.device
@@ -89,44 +212,7 @@ def deform_conv_pure(
     # all coordinate math and the sampling run without autocast, in float32/float64
     no_autocast = torch.autocast(dev.type, enabled=False)
     with no_autocast:
-        xs = x.reshape(b * dg, cg, h, w)
-        if fast and xs.stride(1) == 1 and not xs.is_contiguous(memory_format=torch.channels_last):
-            # channels-last x: each group's channels become one contiguous (H, W, Cin/dg) block
-            # (so that a bilinear sample's corners share cache lines), cast in the same pass
-            xs = torch.empty(xs.shape, dtype=cdt, device=dev, memory_format=torch.channels_last)
-            xs.copy_(x.reshape(b * dg, cg, h, w))
-        else:
-            xs = xs.to(cdt)
-        # 6-D views only split the channel dim, so they work for any memory format; low-precision
-        # offsets/masks are promoted to ``cdt`` chunk by chunk (the adds/multiplies below)
-        if torch.promote_types(offset.dtype, cdt) != cdt:
-            offset = offset.to(cdt)
-        if mask_logits and not fast:
-            mask = torch.sigmoid(mask)
-        if torch.promote_types(mask.dtype, cdt) != cdt and not (mask_logits and fast):
-            mask = mask.to(cdt)
-        off = offset.view(b, dg, k, 2, ho, wo)
-        msk = mask.view(b, dg, 1, k, ho, wo)
-        # DCNv2Pack's case: offsets and mask logits are consecutive channel slices of one
-        # channels-last map, so a chunk of rows is one contiguous (rows*Wo, 3*dg*K) block; one
-        # blocked 2-D transpose per chunk turns it planar, and every later pass (grid adds,
-        # sigmoid) reads contiguous memory instead of a stride of 3*dg*K elements
-        nt = 2 * dg * k
-        ct = 3 * dg * k
-        packed = (
-            fast and mask_logits and b == 1 and offset.dtype == mask.dtype
-            and offset.stride(1) == 1 and mask.stride(1) == 1
-            and offset.stride()[2:] == mask.stride()[2:] == (wo * ct, ct)
-            and mask.data_ptr() == offset.data_ptr() + nt * offset.element_size()
-        )
-        full = offset.as_strided((ct, ho * wo), (1, ct)) if packed else None
-        # normalised base positions (align_corners=False: pixel p -> (2p + 1) / size - 1)
-        ki = torch.arange(kh, device=dev, dtype=cdt).repeat_interleave(kw) * dilation[0]
-        kj = torch.arange(kw, device=dev, dtype=cdt).repeat(kh) * dilation[1]
-        oy = torch.arange(ho, device=dev, dtype=cdt) * stride[0] - padding[0]
-        ox = torch.arange(wo, device=dev, dtype=cdt) * stride[1] - padding[1]
-        ny = ((ki[:, None] + oy[None, :]) * 2.0 + 1.0) / h - 1.0  # (K, Ho)
-        nx = ((kj[:, None] + ox[None, :]) * 2.0 + 1.0) / w - 1.0  # (K, Wo)
+        sp = _prepare(x, offset, mask, (kh, kw), stride, padding, dilation, dg, mask_logits, fast)
     if chunk_bytes is None:
         key = "cuda" if dev.type == "cuda" else ("cpu" if fast else "cpu_grad")
         chunk_bytes = _CHUNK_BYTES[key]
@@ -150,41 +236,7 @@ def deform_conv_pure(
         r1 = min(ho, r0 + rows)
         n = r1 - r0
         with no_autocast:
-            if full is not None:
-                tc = torch.empty(ct, n * wo, dtype=offset.dtype, device=dev)
-                src = full[:, r0 * wo : r1 * wo]
-                if torch.get_num_threads() > 1:  # the 2-D transpose kernel is serial: 3-D copy
-                    tc.view(ct, n, wo).copy_(src.unflatten(1, (n, wo)))
-                else:
-                    tc.copy_(src)  # blocked 2-D transpose
-                o = tc[:nt].view(b, dg, k, 2, n, wo)
-                if abs_sums is not None:  # contiguous and in cache: cheap
-                    abs_sums.append(torch.linalg.vector_norm(tc[:nt], 1, dtype=cdt))
-            else:
-                o = off[..., r0:r1, :]
-            if fast:
-                grid = torch.empty(b, dg, k, n, wo, 2, dtype=cdt, device=dev)
-                torch.add(nx[:, None, :], o[:, :, :, 1], alpha=2.0 / w, out=grid[..., 0])
-                torch.add(ny[:, r0:r1, None], o[:, :, :, 0], alpha=2.0 / h, out=grid[..., 1])
-            else:
-                gx = torch.add(nx[:, None, :], o[:, :, :, 1], alpha=2.0 / w)
-                gy = torch.add(ny[:, r0:r1, None], o[:, :, :, 0], alpha=2.0 / h)
-                grid = torch.stack((gx, gy), dim=-1)
-            s = F.grid_sample(
-                xs, grid.view(b * dg, k * n, wo, 2), mode="bilinear", padding_mode="zeros",
-                align_corners=False,
-            ).view(b, dg, cg, k, n, wo)
-            mk = msk[..., r0:r1, :]
-            if full is not None:  # contiguous logits: vectorised sigmoid, in ``cdt``
-                lg = tc[nt:].view(b, dg, 1, k, n, wo)
-                mk = torch.sigmoid(lg) if lg.dtype == cdt else lg.to(cdt).sigmoid_()
-            elif mask_logits and fast:  # gather into a contiguous fp32 buffer, sigmoid in place
-                mk = torch.empty(mk.shape, dtype=cdt, device=dev).copy_(mk).sigmoid_()
-            elif not mask.is_contiguous():  # e.g. channels-last: gather once, not per channel
-                mk = mk.contiguous()
-            # (a mixed-dtype ``mul(..., out=bf16)`` was 4x slower than this in-place multiply
-            # plus a separate cast)
-            s = s.mul_(mk) if fast else s * mk
+            s = _sample_rows(sp, r0, r1, abs_sums)
         cols = s.view(b, groups, cin_g * k, n * wo).to(mm_dtype)
         if direct:
             torch.mm(cols.view(cin * k, n * wo).t(), wmat_t, out=out_rows[r0 * wo : r1 * wo])
