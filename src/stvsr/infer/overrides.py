@@ -58,7 +58,7 @@ def bound(overrides: Sequence[Override]) -> Iterator[None]:
                 entry = _BOUND.get(key)
                 if entry is None:
                     before = ov.module.__dict__.get(ov.method, _MISSING)
-                    object.__setattr__(ov.module, ov.method, types.MethodType(ov.fn, ov.module))
+                    ov.module.__dict__[ov.method] = types.MethodType(ov.fn, ov.module)
                     entry = _BOUND[key] = [0, ov.module, before]
                 entry[0] += 1
                 done.append(ov)
