@@ -37,14 +37,14 @@ def main() -> None:
 
     from stvsr import create_model
     from stvsr.data.prepare import PHOTO_WHEELS, fetch_wheel_photos
-    from stvsr.models.sfnet_s2 import pretrained_parts
+    from stvsr.models.sfnet_s import pretrained_parts
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     model = create_model("sfnet-s-untrained", weights=None)
     parts = pretrained_parts(model)
     if args.head != "none":
-        from stvsr.models.sfnet_s2 import HEAD_WEIGHTS
+        from stvsr.models.sfnet_s import HEAD_WEIGHTS
         from stvsr.weights import cached_path, read_checkpoint
 
         head_file = cached_path(HEAD_WEIGHTS) if args.head == "packaged" else Path(args.head)

@@ -1,16 +1,17 @@
-"""SFNet sanity checks on CPU: a short training run must lower the loss; windowed inference
+"""SFNet sanity checks on CPU: a short training run must lower the loss; streamed inference
 must agree with whole-sequence inference on a real clip (seam PSNR).
 
 1. ``sfnet-lite`` from random initialisation, ``--steps`` Adam steps (lr 4e-4, betas 0.9/0.99) on
    random crops of the shared Vimeo septuplets: inputs im1, im3, im5, im7 degraded with BI ×4
    (``degrade(..., "bi")`` on the full frame, then an LR ``--patch``² crop), targets all 7 HR
-   frames; flips and temporal reversal. Loss = :func:`stvsr.models.sfnet.sfnet_loss`. Reports
+   frames; flips and temporal reversal. Loss = :func:`stvsr.train.losses.spacetime_loss`. Reports
    the loss on a fixed held-out batch of crops before and after, and the mean training loss
    of the first and last 20 steps.
 2. Seam check: every other frame of the first ``--seam-frames`` HR frames of Vid4 ``calendar``
-   (BI ×4, an LR centre crop of ``--seam-crop``²) through the model whole and through
-   :func:`sfnet_windowed` (``--window``, ``--overlap``); PSNR of windowed vs whole (RGB, [0, 1])
-   per output frame, for the random-initialised and the briefly trained model.
+   (BI ×4, an LR centre crop of ``--seam-crop``²) through the model whole and through the
+   streaming path :func:`stvsr.infer.runner.restore_stream` (chunks of ``--window`` frames
+   with ``--overlap``); PSNR of streamed vs whole (RGB, [0, 1]) per output frame, for the
+   random-initialised and the briefly trained model.
 
 Usage::
 
@@ -32,7 +33,9 @@ import stvsr
 from stvsr.data.degradations import degrade
 from stvsr.data.video import list_frame_files, read_image
 from stvsr.frames import frame_to_tensor as to_tensor
-from stvsr.models.sfnet import SFNet, sfnet_loss, sfnet_windowed, window_plan
+from stvsr.infer.runner import restore_stream
+from stvsr.models.sfnet import SFNet
+from stvsr.train.losses import spacetime_loss
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 
@@ -75,14 +78,12 @@ def seam_check(model: SFNet, lr: torch.Tensor, window: int, overlap: int) -> dic
     model.eval()
     with torch.no_grad():
         whole = model(lr)
-    win = sfnet_windowed(model, lr, window, overlap)
+    win = torch.stack(list(restore_stream(model, lr[0], chunk=window, overlap=overlap)))[None]
     per = [psnr01(win[:, t], whole[:, t]) for t in range(whole.shape[1])]
-    seams = [t0 for _, _, t0, _ in window_plan(lr.shape[1], window, overlap)[1:]]
     finite = [p for p in per if math.isfinite(p)]
     return {
         "psnr_all_frames": psnr01(win, whole),
         "psnr_per_frame": per,
-        "seam_outputs": seams,
         "min_frame_psnr": min(finite) if finite else math.inf,
     }
 
@@ -120,7 +121,7 @@ def main() -> None:
         model.eval()
         with torch.no_grad():
             out, s = model(held_lr, return_structure=True)
-        return float(sfnet_loss(out, s, held_hr))
+        return float(spacetime_loss(out, s, held_hr))
 
     start = held_out_loss()
     opt = torch.optim.Adam(model.parameters(), lr=4e-4, betas=(0.9, 0.99))
@@ -130,7 +131,7 @@ def main() -> None:
     for step in range(a.steps):
         lr, hr = crop_batch(data, a.batch, a.patch, rng)
         out, s = model(lr, return_structure=True)
-        loss = sfnet_loss(out, s, hr)
+        loss = spacetime_loss(out, s, hr)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -152,7 +153,7 @@ def main() -> None:
     })
     for key in ("seam_random_init", "seam_trained"):
         r = result[key]
-        print(f"{key}: PSNR windowed vs whole {r['psnr_all_frames']:.2f} dB, "
+        print(f"{key}: PSNR streamed vs whole {r['psnr_all_frames']:.2f} dB, "
               f"worst frame {r['min_frame_psnr']:.2f} dB")
     print(f"held-out loss {start:.4f} -> {end:.4f}; train loss first20 "
           f"{result['train_loss_first20']:.4f} last20 {result['train_loss_last20']:.4f}")

@@ -1,69 +1,95 @@
-"""Architecture checks: no import cycle among the package's modules at import time, and EDVR
-equal to an independent formulation written here from the paper's equations."""
+"""Architecture checks on the package's source (read with :mod:`ast`, nothing imported):
+
+* no import cycle between modules of ``stvsr``, imports inside functions included;
+* no underscore name imported from another ``stvsr`` module;
+* the networks in ``stvsr.models`` have no fast-path switch: their speed paths live in
+  ``stvsr.infer.optimize*`` and are bound by :func:`stvsr.infer.optimize`.
+
+Violations in files that are being fixed on another branch are listed in ``KNOWN_*``; an entry
+that no longer occurs fails the test, so the lists only shrink.
+"""
 
 from __future__ import annotations
 
 import ast
 from pathlib import Path
 
+import pytest
+
 SRC = Path(__file__).resolve().parents[1] / "src"
 
-# --------------------------------------------------------------------------- import cycles
+# fixed on another branch (report/)
+KNOWN_CYCLES: list[list[str]] = [
+    ["stvsr.report.build", "stvsr.report.html"],
+]
+# fixed on another branch (infer/engine.py, execute.py, data/): (importer, module, name)
+KNOWN_PRIVATE_IMPORTS: set[tuple[str, str, str]] = {
+    ("stvsr.data.video.writer", "stvsr.data.images", "_check_rgb"),
+    ("stvsr.infer.engine", "stvsr.infer.execute", "_Feed"),
+    ("stvsr.infer.engine", "stvsr.infer.execute", "_run_retime_segment"),
+    ("stvsr.infer.engine", "stvsr.infer.execute", "_run_segment"),
+    ("stvsr.infer.engine", "stvsr.infer.plan", "_assemble_folder"),
+    ("stvsr.infer.engine", "stvsr.infer.plan", "_bound_malloc"),
+    ("stvsr.infer.engine", "stvsr.infer.plan", "_check_output"),
+    ("stvsr.infer.engine", "stvsr.infer.plan", "_disk_error"),
+    ("stvsr.infer.engine", "stvsr.infer.plan", "_estimate"),
+    ("stvsr.infer.engine", "stvsr.infer.plan", "_model_hash"),
+    ("stvsr.infer.engine", "stvsr.infer.plan", "_out_bits"),
+    ("stvsr.infer.engine", "stvsr.infer.plan", "_runtime_key"),
+    ("stvsr.infer.engine", "stvsr.infer.plan", "_time_base"),
+    ("stvsr.infer.execute", "stvsr.infer.plan", "_rotate"),
+}
+# names that switch a model between a reference path and a speed path, or pick a memory layout
+FAST_PATH_NAMES = {
+    "fast_enabled", "fast_layout", "fast_kernels", "FastKernels", "split_convs", "cache_terms",
+    "nbr_terms", "ref_terms", "conv_part", "runs_as_module", "has_forward_hooks",
+    "channels_last", "memory_format", "is_grad_enabled", "__dict__",
+}
 
 
-def _module_name(root: Path, path: Path) -> str:
+def module_name(root: Path, path: Path) -> str:
     parts = list(path.relative_to(root).with_suffix("").parts)
     return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
 
 
-def _is_type_checking(test: ast.expr) -> bool:
+def is_type_checking(test: ast.expr) -> bool:
     return (isinstance(test, ast.Name) and test.id == "TYPE_CHECKING") or (
         isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING")
 
 
-def _import_time_imports(tree: ast.Module) -> list[ast.Import | ast.ImportFrom]:
-    """The import statements that run when the module is imported: module level, also inside
-    ``if`` / ``try`` / ``with`` blocks, but not inside functions or classes, nor under
-    ``if TYPE_CHECKING:``."""
-    found: list[ast.Import | ast.ImportFrom] = []
+def imports(tree: ast.Module) -> list[ast.Import | ast.ImportFrom]:
+    """Every import statement of a module, inside functions and classes too, except those
+    under ``if TYPE_CHECKING:`` (which never run)."""
+    skip = {id(n) for node in ast.walk(tree) if isinstance(node, ast.If)
+            and is_type_checking(node.test) for b in node.body for n in ast.walk(b)}
+    return [n for n in ast.walk(tree)
+            if isinstance(n, ast.Import | ast.ImportFrom) and id(n) not in skip]
 
-    def walk(body: list[ast.stmt]) -> None:
-        for node in body:
-            if isinstance(node, ast.Import | ast.ImportFrom):
-                found.append(node)
-            elif isinstance(node, ast.If):
-                if not _is_type_checking(node.test):
-                    walk(node.body)
-                walk(node.orelse)
-            elif isinstance(node, ast.Try):
-                walk(node.body)
-                walk(node.orelse)
-                walk(node.finalbody)
-                for handler in node.handlers:
-                    walk(handler.body)
-            elif isinstance(node, ast.With):
-                walk(node.body)
 
-    walk(tree.body)
-    return found
+def resolve(here: list[str], node: ast.ImportFrom) -> str:
+    """The absolute module name of ``from <...> import``; ``here`` is the importer's package."""
+    if not node.level:
+        return node.module or ""
+    base = here[: len(here) - (node.level - 1)]
+    return ".".join(base + ([node.module] if node.module else []))
+
+
+def modules(root: Path, package: str) -> dict[str, Path]:
+    return {module_name(root, p): p for p in sorted((root / package).rglob("*.py"))}
 
 
 def import_graph(root: Path, package: str) -> dict[str, set[str]]:
-    """Module → the package's modules it imports at import time. ``from a import b`` points
-    at ``a.b`` when that is a module, else at ``a``; relative imports are resolved."""
-    mods = {_module_name(root, p): p for p in sorted((root / package).rglob("*.py"))}
+    """Module → the package's modules it imports. ``from a import b`` points at ``a.b`` when
+    that is a module, else at ``a``; relative imports are resolved."""
+    mods = modules(root, package)
     edges: dict[str, set[str]] = {m: set() for m in mods}
     for name, path in mods.items():
         here = name.split(".") if path.name == "__init__.py" else name.split(".")[:-1]
-        for node in _import_time_imports(ast.parse(path.read_text(), str(path))):
+        for node in imports(ast.parse(path.read_text(), str(path))):
             if isinstance(node, ast.Import):
                 targets = [a.name for a in node.names]
             else:
-                if node.level:
-                    base = here[: len(here) - (node.level - 1)]
-                    mod = ".".join(base + ([node.module] if node.module else []))
-                else:
-                    mod = node.module or ""
+                mod = resolve(here, node)
                 targets = [f"{mod}.{a.name}" if f"{mod}.{a.name}" in mods else mod
                            for a in node.names]
             edges[name].update(t for t in targets if t in mods and t != name)
@@ -102,267 +128,95 @@ def import_cycles(edges: dict[str, set[str]]) -> list[list[str]]:
     for v in sorted(edges):
         if v not in index:
             visit(v)
+    return sorted(found)
+
+
+def private_imports(root: Path, package: str) -> set[tuple[str, str, str]]:
+    """``(importer, module, name)`` for each ``from <package module> import _name`` whose module
+    is another one (dunder names and a package's own submodules excepted)."""
+    mods = modules(root, package)
+    found = set()
+    for name, path in mods.items():
+        here = name.split(".") if path.name == "__init__.py" else name.split(".")[:-1]
+        for node in imports(ast.parse(path.read_text(), str(path))):
+            if not isinstance(node, ast.ImportFrom):
+                continue
+            mod = resolve(here, node)
+            if mod == name or not (mod == package or mod.startswith(package + ".")):
+                continue
+            for a in node.names:
+                if a.name.startswith("_") and not a.name.startswith("__"):
+                    found.add((name, mod, a.name))
     return found
 
 
-def test_cycle_finder_on_a_made_up_package(tmp_path: Path) -> None:
+def fast_path_names(path: Path) -> set[str]:
+    """The :data:`FAST_PATH_NAMES` a source file mentions (names, attributes, imports,
+    keyword arguments, definitions)."""
+    seen: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Name):
+            seen.add(node.id)
+        elif isinstance(node, ast.Attribute):
+            seen.add(node.attr)
+        elif isinstance(node, ast.alias):
+            seen.add(node.asname or node.name)
+        elif isinstance(node, ast.keyword) and node.arg:
+            seen.add(node.arg)
+        elif isinstance(node, ast.FunctionDef | ast.ClassDef | ast.arg):
+            seen.add(node.name if not isinstance(node, ast.arg) else node.arg)
+    return seen & FAST_PATH_NAMES
+
+
+# --------------------------------------------------------------------------- the checkers
+
+
+def test_checkers_on_a_made_up_package(tmp_path: Path) -> None:
     pkg = tmp_path / "pkg"
     (pkg / "sub").mkdir(parents=True)
     (pkg / "__init__.py").write_text("from pkg.a import f\n")
     (pkg / "a.py").write_text("from pkg import b\n\ndef f():\n    from pkg import c\n")
     (pkg / "b.py").write_text("try:\n    from .sub import d\nexcept ImportError:\n    pass\n")
-    (pkg / "c.py").write_text("import pkg.a\n")  # a -> c only inside a function: fine
+    (pkg / "c.py").write_text("import pkg.a\n")  # a -> c inside a function: still a cycle
+    (pkg / "e.py").write_text("_hidden = __version__ = 1\n")
     (pkg / "sub" / "__init__.py").write_text("")
     (pkg / "sub" / "d.py").write_text(
         "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from pkg import a\n"
-        "from .. import b\n")
+        "from .. import b\nfrom ..e import _hidden, __version__\nfrom ._own import _x\n")
     edges = import_graph(tmp_path, "pkg")
-    assert edges["pkg.a"] == {"pkg.b"} and edges["pkg.sub.d"] == {"pkg.b"}
-    assert edges["pkg.b"] == {"pkg.sub.d"}
-    assert import_cycles(edges) == [["pkg.b", "pkg.sub.d"]]
+    assert edges["pkg.a"] == {"pkg.b", "pkg.c"} and edges["pkg.sub.d"] == {"pkg.b", "pkg.e"}
+    assert import_cycles(edges) == [["pkg.a", "pkg.c"], ["pkg.b", "pkg.sub.d"]]
+    assert private_imports(tmp_path, "pkg") == {
+        ("pkg.sub.d", "pkg.e", "_hidden"), ("pkg.sub.d", "pkg.sub._own", "_x")}
+    model = tmp_path / "m.py"
+    model.write_text("def forward(self, x, cache_terms=True):\n"
+                     "    return x.contiguous(memory_format=torch.channels_last)\n")
+    assert fast_path_names(model) == {"cache_terms", "memory_format", "channels_last"}
+
+
+# --------------------------------------------------------------------------- stvsr
 
 
 def test_no_import_cycle_among_stvsr_modules() -> None:
-    """A cycle among import-time imports breaks as soon as one of its modules is imported
-    first (a partly initialised module); imports inside functions (weights.py → registry.py)
-    run later and are fine."""
+    """A cycle among modules, even through an import inside a function, means neither can be
+    read, tested or replaced without the other."""
     edges = import_graph(SRC, "stvsr")
     assert len(edges) > 40 and "stvsr.infer.engine" in edges
     assert "stvsr.infer.tiling" in edges["stvsr.infer.runner"]
-    assert import_cycles(edges) == []
+    cycles = import_cycles(edges)
+    assert [c for c in cycles if c not in KNOWN_CYCLES] == []
+    assert [c for c in KNOWN_CYCLES if c not in cycles] == [], "fixed: drop it from the list"
 
 
-# --------------------------------------------------------------------------- EDVR
+def test_no_private_name_imported_from_another_stvsr_module() -> None:
+    found = private_imports(SRC, "stvsr")
+    assert found - KNOWN_PRIVATE_IMPORTS == set()
+    assert KNOWN_PRIVATE_IMPORTS - found == set(), "fixed: drop it from the list"
 
 
-
-# --------------------------------------------------------------------------- EDVR
-# EDVR (Wang et al., CVPR-W 2019) written out from the paper's equations and the official
-# layer list, in float64 with plain tensor ops and the model's own weights: its own bilinear
-# resampling, pooling, pixel shuffle and modulated deformable convolution (bilinear sampling
-# with zero outside, DCNv2: y(p) = Σ_k w_k · m_k · x(p + p_k + Δp_k)). Nothing below calls
-# stvsr's ops, so a mistake in the model's fused / cached / in-place paths shows up here.
-
-
-def _lrelu(x):
-    import torch
-
-    return torch.where(x >= 0, x, 0.1 * x)
-
-
-def _conv(conv, x):
-    from torch.nn import functional as F  # noqa: N812
-
-    return F.conv2d(x, conv.weight.double(), conv.bias.double(), conv.stride, conv.padding)
-
-
-def _resblocks(blocks, x):
-    import torch
-
-    for blk in blocks:
-        x = x + _conv(blk.conv2, torch.relu(_conv(blk.conv1, x)))
-    return x
-
-
-def _upsample(x, s: int):
-    """Bilinear ×``s``, ``align_corners=False``: output pixel ``o`` samples input coordinate
-    ``(o + 1/2)/s - 1/2``, clamped at 0 (PyTorch's and the official code's convention)."""
-    import torch
-
-    def axis(n: int):
-        src = ((torch.arange(n * s, dtype=torch.float64) + 0.5) / s - 0.5).clamp(min=0)
-        i0 = src.floor().long()
-        i1 = (i0 + 1).clamp(max=n - 1)
-        return i0, i1, src - i0
-
-    (y0, y1, ly), (x0, x1, lx) = axis(x.shape[-2]), axis(x.shape[-1])
-    rows = x[..., y0, :] * (1 - ly)[:, None] + x[..., y1, :] * ly[:, None]
-    return rows[..., x0] * (1 - lx) + rows[..., x1] * lx
-
-
-def _pool_pair(x):
-    """cat(max-pool, average-pool), 3×3 windows, stride 2, padding 1 (average over all 9)."""
-    import torch
-
-    h, w = x.shape[-2:]
-    pad_max = torch.full((*x.shape[:-2], h + 2, w + 2), -torch.inf, dtype=x.dtype)
-    pad_avg = torch.zeros_like(pad_max)
-    pad_max[..., 1:-1, 1:-1] = x
-    pad_avg[..., 1:-1, 1:-1] = x
-    ho, wo = (h - 1) // 2 + 1, (w - 1) // 2 + 1
-    wins_max = [pad_max[..., i:i + 2 * ho:2, j:j + 2 * wo:2] for i in range(3) for j in range(3)]
-    wins_avg = [pad_avg[..., i:i + 2 * ho:2, j:j + 2 * wo:2] for i in range(3) for j in range(3)]
-    return torch.cat([torch.stack(wins_max).amax(0), torch.stack(wins_avg).sum(0) / 9], dim=1)
-
-
-def _pixel_shuffle(x, r: int = 2):
-    b, c, h, w = x.shape
-    return x.view(b, c // r**2, r, r, h, w).permute(0, 1, 4, 2, 5, 3).reshape(
-        b, c // r**2, h * r, w * r)
-
-
-def _sample_zero(img, py, px):
-    """Bilinear samples of ``img (B, G, Cg, H, W)`` at ``(py, px) (B, G, Ho, Wo)``; each of the
-    four neighbours outside the map counts as zero."""
-    import torch
-
-    b, g, cg, h, w = img.shape
-    y0, x0 = py.floor(), px.floor()
-    flat = img.reshape(b, g, cg, h * w)
-    out = torch.zeros(b, g, cg, *py.shape[-2:], dtype=img.dtype)
-    for dy in (0, 1):
-        for dx in (0, 1):
-            yy, xx = y0 + dy, x0 + dx
-            wt = (1 - (py - yy).abs()) * (1 - (px - xx).abs())
-            inside = (yy >= 0) & (yy < h) & (xx >= 0) & (xx < w)
-            idx = (yy.clamp(0, h - 1) * w + xx.clamp(0, w - 1)).long()
-            vals = flat.gather(3, idx.flatten(2)[:, :, None].expand(b, g, cg, -1))
-            out += vals.view_as(out) * (wt * inside)[:, :, None]
-    return out
-
-
-def _dcn_pack(pack, x, feat):
-    """DCNv2 as in EDVR's DCNv2Pack: offsets and mask predicted from ``feat`` (``o1, o2, m =
-    chunk(conv_offset(feat), 3)``, offset = cat(o1, o2) as (dy, dx) pairs per group and kernel
-    position, mask = sigmoid(m)), then ``y(p) = b + Σ_k W_k · m_k(p) · x(p + p_k + Δp_k)``."""
-    import torch
-
-    dg = pack.deformable_groups
-    kh, kw = pack.kernel_size
-    out = _conv(pack.conv_offset, feat)
-    n = out.shape[1] // 3
-    b, c, h, w = x.shape
-    off = out[:, : 2 * n].reshape(b, dg, kh * kw, 2, h, w)
-    mask = torch.sigmoid(out[:, 2 * n:]).reshape(b, dg, kh * kw, h, w)
-    gy, gx = torch.meshgrid(torch.arange(h, dtype=torch.float64),
-                            torch.arange(w, dtype=torch.float64), indexing="ij")
-    groups = x.reshape(b, dg, c // dg, h, w)
-    weight = pack.weight.double()
-    y = pack.bias.double().view(1, -1, 1, 1).expand(b, -1, h, w).clone()
-    for k in range(kh * kw):
-        i, j = divmod(k, kw)
-        py = gy - pack.padding[0] + i + off[:, :, k, 0]
-        px = gx - pack.padding[1] + j + off[:, :, k, 1]
-        cols = (_sample_zero(groups, py, px) * mask[:, :, k, None]).reshape(b, c, h, w)
-        y = y + torch.einsum("oc,bchw->bohw", weight[:, :, i, j], cols)
-    return y
-
-
-def _edvr_reference(model, x):
-    """EDVR's output for ``x (B, T, 3, H, W)`` (H, W multiples of 4), float64."""
-    import torch
-
-    b, t = x.shape[:2]
-    frames = x.flatten(0, 1)
-    # feature extraction: L1 at full LR size, L2 and L3 by stride-2 convs
-    l1 = _resblocks(model.feature_extraction, _lrelu(_conv(model.conv_first, frames)))
-    l2 = _lrelu(_conv(model.conv_l2_2, _lrelu(_conv(model.conv_l2_1, l1))))
-    l3 = _lrelu(_conv(model.conv_l3_2, _lrelu(_conv(model.conv_l3_1, l2))))
-    pyr = [lv.unflatten(0, (b, t)) for lv in (l1, l2, l3)]
-    c_idx = model.center_frame_idx
-    pcd = model.pcd_align
-
-    def align(i_frame: int):
-        """PCD: coarse-to-fine offsets and features over the pyramid, then a cascading DCN."""
-        up_off = up_feat = None
-        for lvl in (3, 2, 1):
-            key = f"l{lvl}"
-            nbr, ref = pyr[lvl - 1][:, i_frame], pyr[lvl - 1][:, c_idx]
-            off = _lrelu(_conv(pcd.offset_conv1[key], torch.cat([nbr, ref], 1)))
-            if lvl == 3:
-                off = _lrelu(_conv(pcd.offset_conv2[key], off))
-            else:
-                off = _lrelu(_conv(pcd.offset_conv2[key], torch.cat([off, up_off], 1)))
-                off = _lrelu(_conv(pcd.offset_conv3[key], off))
-            feat = _dcn_pack(pcd.dcn_pack[key], nbr, off)
-            if lvl < 3:
-                feat = _conv(pcd.feat_conv[key], torch.cat([feat, up_feat], 1))
-            if lvl > 1:
-                feat = _lrelu(feat)
-                up_off = _upsample(off, 2) * 2  # offsets are in pixels of the finer level
-                up_feat = _upsample(feat, 2)
-        off = _lrelu(_conv(pcd.cas_offset_conv1, torch.cat([feat, pyr[0][:, c_idx]], 1)))
-        off = _lrelu(_conv(pcd.cas_offset_conv2, off))
-        return _lrelu(_dcn_pack(pcd.cas_dcnpack, feat, off))
-
-    aligned = [align(i) for i in range(t)]
-    # TSA: temporal attention = sigmoid of the per-pixel dot product of embeddings with the
-    # centre's, then fusion and a two-level spatial attention pyramid
-    f = model.fusion
-    emb_ref = _conv(f.temporal_attn1, aligned[c_idx])
-    weighted = [a * torch.sigmoid((_conv(f.temporal_attn2, a) * emb_ref).sum(1, keepdim=True))
-                for a in aligned]
-    feat_in = torch.cat(weighted, 1)
-    feat = _lrelu(_conv(f.feat_fusion, feat_in))
-    attn = _lrelu(_conv(f.spatial_attn1, feat_in))
-    attn = _lrelu(_conv(f.spatial_attn2, _pool_pair(attn)))
-    level = _lrelu(_conv(f.spatial_attn_l1, attn))
-    level = _lrelu(_conv(f.spatial_attn_l2, _pool_pair(level)))
-    level = _upsample(_lrelu(_conv(f.spatial_attn_l3, level)), 2)
-    attn = _lrelu(_conv(f.spatial_attn3, attn)) + level
-    attn = _upsample(_lrelu(_conv(f.spatial_attn4, attn)), 2)
-    attn = _conv(f.spatial_attn5, attn)
-    attn_add = _conv(f.spatial_attn_add2, _lrelu(_conv(f.spatial_attn_add1, attn)))
-    fused = feat * torch.sigmoid(attn) * 2 + attn_add
-    # reconstruction: residual blocks, two ×2 pixel-shuffle upsamplings, HR convs, plus the
-    # bilinear ×4 upsampling of the centre input frame
-    out = _resblocks(model.reconstruction, fused)
-    out = _lrelu(_pixel_shuffle(_conv(model.upconv1, out)))
-    out = _lrelu(_pixel_shuffle(_conv(model.upconv2, out)))
-    out = _conv(model.conv_last, _lrelu(_conv(model.conv_hr, out)))
-    return out + _upsample(x[:, c_idx], 4)
-
-
-def _tiny_edvr():
-    import torch
-
-    from stvsr.models.edvr import EDVR
-
-    torch.manual_seed(0)
-    model = EDVR(num_feat=8, num_frame=3, deformable_groups=2, num_extract_block=1,
-                 num_reconstruct_block=1).double().eval()
-    g = torch.Generator().manual_seed(1)
-    with torch.no_grad():
-        for name, p in model.named_parameters():
-            fan_in = p[0].numel() if p.dim() > 1 else 1
-            std = 1 / fan_in**0.5 if p.dim() > 1 else 0.1
-            if "conv_offset" in name:
-                std *= 1.5  # offsets of about a pixel, some sampling outside the map
-            p.copy_(torch.randn(p.shape, generator=g, dtype=torch.float64) * std)
-    return model
-
-
-def test_edvr_equals_the_papers_equations_in_float64(one_thread) -> None:
-    """EDVR (PCD alignment + TSA fusion + reconstruction) against the formulation above, for
-    the plain inference path and the optimized one (fused convs, split and cached PCD terms,
-    in-place ops) with each CPU DCN implementation, and for the autograd path."""
-    import torch
-
-    from stvsr.infer import optimize
-    from stvsr.ops import native
-    from stvsr.ops.dcn import ModulatedDeformConv2d
-
-    model = _tiny_edvr()
-    x = torch.rand(2, 3, 3, 8, 12, generator=torch.Generator().manual_seed(2),
-                   dtype=torch.float64)
-    ref = _edvr_reference(model, x)
-    pack = model.pcd_align.dcn_pack["l1"]
-    offsets = _conv(pack.conv_offset, torch.randn(2, 8, 8, 12, dtype=torch.float64))
-    assert offsets[:, :2 * offsets.shape[1] // 3].abs().mean() > 0.3  # the DCNs really deform
-    impls = ["pure"] + (["native"] if native.available() else [])
-    for impl in impls:
-        for m in model.modules():
-            if isinstance(m, ModulatedDeformConv2d):
-                m.impl = impl
-        for net in (model, optimize(model, "cpu", "fp32")):
-            with torch.no_grad():
-                out = net(x)
-            assert out.dtype == torch.float64 and out.shape == ref.shape == (2, 3, 32, 48)
-            diff = (out - ref).abs().max().item()
-            assert diff <= 1e-10, (impl, diff)
-    for m in model.modules():
-        if isinstance(m, ModulatedDeformConv2d):
-            m.impl = "auto"
-    out = model(x.requires_grad_())  # training path: out-of-place ops, batched attention
-    assert (out.detach() - ref.detach()).abs().max().item() <= 1e-10
-    assert ref.abs().mean() > 0.1 and (ref - _upsample(x[:, 1], 4)).abs().mean() > 0.1
+@pytest.mark.parametrize("path", sorted((SRC / "stvsr" / "models").glob("*.py")),
+                         ids=lambda p: p.name)
+def test_models_have_no_fast_path_switch(path: Path) -> None:
+    """Each network's forward is the paper's computation only (see :mod:`stvsr.infer.optimize`
+    for where the speed paths live)."""
+    assert fast_path_names(path) == set()

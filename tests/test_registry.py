@@ -181,7 +181,7 @@ def test_missing_weights_name_the_pull_command(empty_cache: Path, preset: str,
 
 
 def test_missing_weights_by_name_and_for_parts(empty_cache: Path) -> None:
-    from stvsr.models.sfnet_s2 import SFNetS2, pretrained_parts
+    from stvsr.models.sfnet_s import SFNetS, pretrained_parts
     from stvsr.models.spynet import load_spynet
     from stvsr.train.builders import resolve_init_weights
 
@@ -189,7 +189,7 @@ def test_missing_weights_by_name_and_for_parts(empty_cache: Path) -> None:
                  lambda: load_spynet("basicvsr-vimeo-bi"),
                  lambda: registry.weights_file("rife-v3.9"),
                  lambda: resolve_init_weights("basicvsr-reds4"),
-                 lambda: pretrained_parts(SFNetS2(num_feat=8, num_block=1, mid_feat=8,
+                 lambda: pretrained_parts(SFNetS(num_feat=8, num_block=1, mid_feat=8,
                                                   mid_block=1))):
         with pytest.raises(CheckpointError) as exc:
             call()

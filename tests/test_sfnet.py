@@ -1,4 +1,4 @@
-"""SFNet: shapes, gradients, store/fetch budget, fetch selection, ablations, windowed inference."""
+"""SFNet: shapes, gradients, loss, store/fetch budget, fetch selection, ablations."""
 
 from __future__ import annotations
 
@@ -10,14 +10,11 @@ from stvsr.errors import StvsrError
 from stvsr.infer import optimize
 from stvsr.models.sfnet import (
     SFNet,
-    charbonnier,
     init_from_basicvsr,
     local_window_read,
     select_fetch_indices,
-    sfnet_loss,
-    sfnet_windowed,
-    window_plan,
 )
+from stvsr.train.losses import charbonnier, spacetime_loss
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -37,7 +34,7 @@ def test_presets_forward_backward_reach_every_parameter(name: str, n: int, size:
     out, structure = model(x, return_structure=True)
     assert out.shape == structure.shape == (1, 2 * n - 1, 3, 4 * size, 4 * size)
     gt = torch.rand_like(out)
-    loss = model.loss(out, structure, gt)
+    loss = spacetime_loss(out, structure, gt, model.lambda_s)
     loss.backward()
     bad = [k for k, p in model.named_parameters() if p.grad is None or not p.grad.abs().gt(0).any()]
     assert bad == []
@@ -68,8 +65,8 @@ def test_return_structure_and_loss() -> None:
     gt = torch.rand_like(out)
     manual = (torch.sqrt((out - gt) ** 2 + 1e-6).mean()
               + 0.25 * torch.sqrt((s - gt) ** 2 + 1e-6).mean())
-    assert torch.allclose(sfnet_loss(out, s, gt), manual)
-    assert torch.allclose(model.loss(out, s, gt), manual)
+    assert torch.allclose(spacetime_loss(out, s, gt), manual)
+    assert torch.allclose(spacetime_loss(out, s, gt, model.lambda_s), manual)
     assert charbonnier(gt, gt).item() == pytest.approx(1e-3, rel=1e-4)
 
 
@@ -263,39 +260,6 @@ def test_bad_inputs_raise() -> None:
         model(torch.rand(1, 1, 3, 8, 8))
     with pytest.raises(StvsrError):
         model(torch.rand(1, 3, 8, 8))
-
-
-def test_window_plan_covers_each_output_once() -> None:
-    for n, wdw, ov in [(11, 5, 1), (20, 7, 2), (9, 9, 3), (4, 8, 2), (13, 4, 1)]:
-        plan = window_plan(n, wdw, ov)
-        covered = [t for _, _, t0, t1 in plan for t in range(t0, t1)]
-        assert covered == list(range(2 * n - 1))
-        for a, b, t0, t1 in plan:
-            assert b - a <= wdw and 2 * a <= t0 and t1 - 1 <= 2 * (b - 1)
-    with pytest.raises(StvsrError):
-        window_plan(10, 4, 2)
-
-
-def test_windowed_matches_whole_away_from_seams() -> None:
-    """AF-only recurrence has an unbounded but decaying receptive field: windowed and whole-
-    sequence outputs differ most next to a seam and much less far from it."""
-    torch.manual_seed(0)
-    model = tiny(use_df=False)
-    n = 11
-    x = torch.rand(1, n, 3, 8, 8)
-    with torch.no_grad():
-        whole = model(x)
-    win = sfnet_windowed(model, x, window=5, overlap=1)
-    assert win.shape == whole.shape
-    diff = (whole - win).abs().flatten(2).amax(2)[0]
-    plan = window_plan(n, 5, 1)
-    seams = [t0 for _, _, t0, _ in plan[1:]]  # first output taken from a new window
-    near = [t for s in seams for t in (s - 1, s)]
-    far = [t for t in range(2 * n - 1) if min(abs(t - s) for s in seams) >= 4]
-    assert far and diff[near].max() > 10 * diff[far].max()
-    assert diff.max() < 0.05
-    # one window covering everything is exactly the whole-sequence result
-    assert torch.equal(sfnet_windowed(model, x, window=n, overlap=2), whole)
 
 
 def test_init_from_basicvsr_copies_matching_parts() -> None:

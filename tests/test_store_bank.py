@@ -13,7 +13,7 @@ from _helpers import randomize_params, write_panning_clips
 
 from stvsr.data.datasets import DegradationSpec, VideoClipDataset, folder_clips
 from stvsr.data.degradations import degrade_bi
-from stvsr.models.sfnet_s2 import SFNetS2
+from stvsr.models.sfnet_s import SFNetS
 from stvsr.train.config import config_from_dict
 from stvsr.train.store_bank import BankBatch, StoreBank, frozen_pass, head_window
 from stvsr.train.trainer import Trainer
@@ -21,9 +21,9 @@ from stvsr.train.trainer import Trainer
 TINY = {"num_feat": 8, "num_block": 1, "mid_feat": 8, "mid_block": 1}
 
 
-def tiny_model(seed: int = 0) -> SFNetS2:
+def tiny_model(seed: int = 0) -> SFNetS:
     torch.manual_seed(seed)
-    return randomize_params(SFNetS2(**TINY), seed)  # the zero-initialised head layers too
+    return randomize_params(SFNetS(**TINY), seed)  # the zero-initialised head layers too
 
 
 @pytest.fixture(scope="module")

@@ -235,7 +235,7 @@ def _cmd_weights(args: argparse.Namespace) -> None:
             print(f"{name:<22} {spec.filename:<40} {state}")
         return
     if args.weights_command == "export-sfnet-s":
-        from stvsr.models.sfnet_s2 import HEAD_WEIGHTS, export_head
+        from stvsr.models.sfnet_s import HEAD_WEIGHTS, export_head
 
         out = args.out or w.cached_path(HEAD_WEIGHTS)
         print(f"{out}\nsha256 {export_head(args.checkpoint, out)}")

@@ -1,4 +1,4 @@
-"""Image-quality metrics on 8-bit frames, as in spec/evaluation.md.
+"""Image-quality metrics on 8-bit frames, as in docs/evaluation.md.
 
 * Frames are compared as uint8 ``(H, W, 3)`` RGB arrays; model outputs are clamped to [0, 1]
   and rounded to 8-bit first (:func:`to_uint8`, from :mod:`stvsr.frames`: round half to even,

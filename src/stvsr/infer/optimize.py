@@ -8,16 +8,22 @@ module (its forward and its public methods, e.g. EDVR's ``extract_features`` /
 * under ``torch.autocast`` for ``precision`` (nothing for fp32), and
 * inside :func:`stvsr.ops.fused.fast_kernels` with the wrapper's own caches: fused oneDNN conv +
   activation / add kernels, weights cached in the compute dtype and channels-last, channels-last
-  activations, the phase-major pixel shuffle, EDVR's split PCD offset convs with per-frame
-  neighbour-term caching and TSA's frame-by-frame path (see :mod:`stvsr.ops.fused`).
+  activations, the phase-major pixel shuffle (see :mod:`stvsr.ops.fused`), and
+* with the models' speed paths bound as per-instance method overrides
+  (:mod:`stvsr.infer.overrides`): the networks in :mod:`stvsr.models` have one forward each,
+  the paper's computation; the reorganised but equivalent ones live beside this module —
+  :mod:`~stvsr.infer.optimize_blocks` (fused residual chains), :mod:`~stvsr.infer.optimize_edvr`
+  (split PCD offset convs with per-frame neighbour-term caching, TSA frame by frame),
+  :mod:`~stvsr.infer.optimize_sfnet` and :mod:`~stvsr.infer.optimize_basicvsr` (layouts).
 
 The deformable convolutions keep their own ``impl`` choice (``auto``: the native C kernel for
 CPU inference when it builds, see :func:`stvsr.ops.dcn.inference_impl`), as in the plain model.
 
 The model itself is not changed: its parameters, their memory format and its modules stay as
-they are, so optimizing a model that is being trained (e.g. for validation) is safe; derived
-weights live in the wrapper and are refreshed when the parameters change. The fast path is meant
-for inference (no autograd); with autograd on it computes the same values without fusion.
+they are (the overrides are instance attributes only while a call of the wrapper runs), so
+optimizing a model that is being trained (e.g. for validation) is safe; derived weights live in
+the wrapper and are refreshed when the parameters change. The fast path is meant for inference
+(no autograd); with autograd on it computes the same values without fusion.
 """
 
 from __future__ import annotations
@@ -32,11 +38,22 @@ import torch
 from torch import nn
 
 from stvsr.errors import StvsrError
+from stvsr.infer import optimize_basicvsr, optimize_edvr, optimize_sfnet
+from stvsr.infer.overrides import Override, bound
 from stvsr.ops.fused import FastKernels, fast_kernels
 
-__all__ = ["PRECISIONS", "OptimizedModel", "optimize", "precision_context"]
+__all__ = ["PRECISIONS", "OptimizedModel", "optimize", "precision_context", "speed_paths"]
 
 PRECISIONS = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+# each maps a module to the overrides of its speed paths (none for modules it does not know)
+_OVERRIDE_SOURCES: tuple[Callable[[nn.Module], list[Override]], ...] = (
+    optimize_edvr.overrides, optimize_sfnet.overrides, optimize_basicvsr.overrides)
+
+
+def speed_paths(model: nn.Module) -> list[Override]:
+    """The method overrides :class:`OptimizedModel` binds on ``model``'s modules."""
+    return [ov for m in model.modules() for source in _OVERRIDE_SOURCES for ov in source(m)]
 
 
 def precision_context(
@@ -70,22 +87,25 @@ class OptimizedModel(nn.Module):
         self.run_device = torch.device(device)
         self.precision = precision
         self.kernels = FastKernels(channels_last=True)
+        self.overrides = speed_paths(model)
 
     @contextlib.contextmanager
     def fast(self) -> Iterator[None]:
-        """The fast kernels and the autocast of this wrapper, for a block of calls."""
-        with fast_kernels(self.kernels), precision_context(self.precision, self.run_device):
+        """The fast kernels, the speed paths and the autocast of this wrapper, for a block of
+        calls."""
+        with fast_kernels(self.kernels), bound(self.overrides), precision_context(
+                self.precision, self.run_device):
             yield
 
     def forward(self, *args: Any, **kwargs: Any) -> Any:
         with self.fast():
             return self.model(*args, **kwargs)
 
-    def _wrap(self, fn: Callable[..., Any]) -> Callable[..., Any]:
+    def _wrap(self, fn: Callable[..., Any], name: str) -> Callable[..., Any]:
         @functools.wraps(fn)
         def call(*args: Any, **kwargs: Any) -> Any:
-            with self.fast():
-                out = fn(*args, **kwargs)
+            with self.fast():  # looked up inside: an override bound for the call replaces it
+                out = getattr(self.model, name)(*args, **kwargs)
             return self._gen(out) if inspect.isgenerator(out) else out
 
         return call
@@ -110,7 +130,7 @@ class OptimizedModel(nn.Module):
         attr = getattr(modules["model"], name)
         if inspect.ismethod(attr) and attr.__self__ is modules["model"] and not name.startswith(
                 "_"):
-            return self._wrap(attr)
+            return self._wrap(attr, name)
         return attr
 
     def extra_repr(self) -> str:

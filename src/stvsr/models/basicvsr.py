@@ -21,7 +21,6 @@ from torch.nn import functional as F  # noqa: N812
 from stvsr.models.blocks import ConvResidualBlocks
 from stvsr.models.spynet import SpyNet
 from stvsr.ops.flow import flow_warp
-from stvsr.ops.fused import fast_layout
 from stvsr.registry import register_model
 from stvsr.weights import WeightsSpec, WheelSource
 
@@ -40,8 +39,8 @@ class BasicVSR(nn.Module):
         flow_chunk: SpyNet runs on at most this many frame pairs at once (bounds memory; does
             not change the result).
 
-    On the fast path of :func:`stvsr.infer.optimize` the propagation's activations are kept
-    channels-last on CPU (oneDNN convs are faster that way).
+    :func:`stvsr.infer.optimize` keeps the propagation's activations channels-last on CPU
+    (oneDNN convs are faster that way; :mod:`stvsr.infer.optimize_basicvsr`).
     """
 
     kind = "recurrent"
@@ -78,12 +77,6 @@ class BasicVSR(nn.Module):
             [self.spynet(ref[i:i + step], supp[i:i + step]) for i in range(0, n, step)], dim=0
         )
 
-    @staticmethod
-    def _fmt(t: torch.Tensor) -> torch.Tensor:
-        """``t`` channels-last on CPU on the fast path (:func:`~stvsr.ops.fused.fast_layout`),
-        else as is."""
-        return fast_layout(t) if t.device.type == "cpu" else t
-
     def compute_flows(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor] | None:
         """SpyNet flows between neighbours of ``x (B, T, 3, h, w)``; ``None`` when ``T == 1``.
 
@@ -113,7 +106,7 @@ class BasicVSR(nn.Module):
         for step, i in enumerate(order):
             if step:
                 feat = flow_warp(feat, flows[:, i if reverse else i - 1])
-            feat = trunk(self._fmt(torch.cat([x[:, i], feat], dim=1)))
+            feat = trunk(torch.cat([x[:, i], feat], dim=1))
             yield i, feat
 
     def iter_features(
@@ -130,7 +123,7 @@ class BasicVSR(nn.Module):
         for i, feat in self._propagate(x, flows_b, self.backward_trunk, reverse=True):
             feats_back[i] = feat
         for i, feat in self._propagate(x, flows_f, self.forward_trunk, reverse=False):
-            fused = self.lrelu(self.fusion(self._fmt(torch.cat([feats_back[i], feat], dim=1))))
+            fused = self.lrelu(self.fusion(torch.cat([feats_back[i], feat], dim=1)))
             feats_back[i] = x.new_empty(0)  # free the backward feature as soon as it is used
             yield fused
 

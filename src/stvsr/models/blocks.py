@@ -5,8 +5,6 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from stvsr.ops.fused import conv_act, fast_enabled, has_forward_hooks
-
 
 def default_init(module: nn.Module, scale: float = 1.0) -> None:
     """Kaiming-normal init of every conv/linear in ``module``, weights scaled by ``scale``."""
@@ -34,25 +32,6 @@ class ResidualBlockNoBN(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x + self.conv2(self.relu(self.conv1(x))) * self.res_scale
-
-
-def run_res_blocks(blocks: nn.Sequential, x: torch.Tensor) -> torch.Tensor:
-    """``blocks(x)``: ``(B, C, h, w) -> (B, C, h, w)``.
-
-    On the fast path (:func:`stvsr.ops.fused.fast_enabled`) a chain of
-    :class:`ResidualBlockNoBN` runs with fused conv + ReLU and conv + residual-add kernels (same
-    maths: ``x + conv2(relu(conv1(x)))``); a block of another type, with ``res_scale != 1`` or
-    with hooks runs as a module, and so does the whole chain when it has hooks.
-    """
-    if not fast_enabled() or has_forward_hooks(blocks):
-        return blocks(x)
-    for blk in blocks:
-        if (type(blk) is ResidualBlockNoBN and blk.res_scale == 1.0
-                and not has_forward_hooks(blk) and not has_forward_hooks(blk.relu)):
-            x = conv_act(blk.conv2, conv_act(blk.conv1, x, blk.relu), add=x)
-        else:
-            x = blk(x)
-    return x
 
 
 def make_layer(block: type[nn.Module], num: int, **kwargs) -> nn.Sequential:

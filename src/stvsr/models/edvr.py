@@ -1,7 +1,7 @@
 """EDVR (Wang et al., CVPR-W 2019): PCD alignment + TSA fusion, BasicSR-compatible parameters.
 
 Every preset has exactly the parameter names, order and shapes of the official BasicSR
-checkpoints (``../shared/spec/edvr-state-dict-keys.tsv``). The forward pass is split into
+checkpoints (``docs/spec/edvr.md``). The forward pass is split into
 reusable stages so that video inference can cache the per-frame work:
 
 * :meth:`EDVR.extract_features` — per-frame feature pyramids ``(l1, l2, l3)``, independent of the
@@ -28,17 +28,16 @@ from torch import Tensor, nn
 from torch.nn import functional as F  # noqa: N812
 
 from stvsr.errors import StvsrError
-from stvsr.models.blocks import ResidualBlockNoBN, make_layer, run_res_blocks
+from stvsr.models.blocks import ResidualBlockNoBN, make_layer
 from stvsr.models.edvr_modules import (
-    FeaturePyramid,
     PCDAlignment,
     PredeblurModule,
     Pyramid,
     TSAFusion,
-    _conv,
-    _lrelu,
+    conv_layer,
+    leaky_relu,
 )
-from stvsr.ops.fused import conv_act, conv_shuffle_act, fast_layout, param_version
+from stvsr.ops.fused import conv_act, conv_shuffle_act
 from stvsr.registry import register_model
 
 
@@ -53,7 +52,7 @@ class EDVR(nn.Module):
     Precision follows the caller's autocast; the temporal-attention correlation and the final
     residual add run in fp32 whatever it is (the DCN op samples in fp32 too). For fast CPU
     inference (fused kernels, channels-last, cached PCD terms) wrap the model with
-    :func:`stvsr.infer.optimize`.
+    :func:`stvsr.infer.optimize` (its EDVR speed paths: :mod:`stvsr.infer.optimize_edvr`).
     """
 
     kind = "window"
@@ -87,29 +86,29 @@ class EDVR(nn.Module):
 
         if with_predeblur:
             self.predeblur = PredeblurModule(num_in_ch, c, hr_in=hr_in)
-            self.conv_1x1 = _conv(c, c, 1)
+            self.conv_1x1 = conv_layer(c, c, 1)
         else:
-            self.conv_first = _conv(num_in_ch, c)
+            self.conv_first = conv_layer(num_in_ch, c)
             if hr_in:  # 2019 design (conv_first_1/2/3), see module docstring
-                self.stride_conv_hr1 = _conv(c, c, 3, 2)
-                self.stride_conv_hr2 = _conv(c, c, 3, 2)
+                self.stride_conv_hr1 = conv_layer(c, c, 3, 2)
+                self.stride_conv_hr2 = conv_layer(c, c, 3, 2)
         self.feature_extraction = make_layer(ResidualBlockNoBN, num_extract_block, num_feat=c)
-        self.conv_l2_1 = _conv(c, c, 3, 2)
-        self.conv_l2_2 = _conv(c, c)
-        self.conv_l3_1 = _conv(c, c, 3, 2)
-        self.conv_l3_2 = _conv(c, c)
+        self.conv_l2_1 = conv_layer(c, c, 3, 2)
+        self.conv_l2_2 = conv_layer(c, c)
+        self.conv_l3_1 = conv_layer(c, c, 3, 2)
+        self.conv_l3_2 = conv_layer(c, c)
         self.pcd_align = PCDAlignment(c, deformable_groups)
         self.fusion: nn.Module
         if with_tsa:
             self.fusion = TSAFusion(c, num_frame, self.center_frame_idx)
         else:
-            self.fusion = _conv(num_frame * c, c, 1)
+            self.fusion = conv_layer(num_frame * c, c, 1)
         self.reconstruction = make_layer(ResidualBlockNoBN, num_reconstruct_block, num_feat=c)
-        self.upconv1 = _conv(c, 4 * c)
-        self.upconv2 = _conv(c, 4 * 64)
-        self.conv_hr = _conv(64, 64)
-        self.conv_last = _conv(64, num_out_ch)
-        self.lrelu = _lrelu()
+        self.upconv1 = conv_layer(c, 4 * c)
+        self.upconv2 = conv_layer(c, 4 * 64)
+        self.conv_hr = conv_layer(64, 64)
+        self.conv_last = conv_layer(64, num_out_ch)
+        self.lrelu = leaky_relu()
 
     def _pad(self, x: Tensor) -> Tensor:
         """Pad ``(N, 3, H, W)`` at the bottom/right up to multiples of ``self.multiple``."""
@@ -135,7 +134,13 @@ class EDVR(nn.Module):
         if frames.dim() != 5:
             raise StvsrError(f"EDVR expects (B, T, 3, H, W) frames, got {tuple(frames.shape)}")
         b, t = frames.shape[:2]
-        x = fast_layout(self._pad(frames.flatten(0, 1)))
+        levels = [lv.unflatten(0, (b, t))
+                  for lv in self.feature_pyramid(self._pad(frames.flatten(0, 1)))]
+        return [(levels[0][:, i], levels[1][:, i], levels[2][:, i]) for i in range(t)]
+
+    def feature_pyramid(self, x: Tensor) -> Pyramid:
+        """Feature extraction and the L2 / L3 levels of padded frames: ``x (N, 3, H, W)`` ->
+        ``(l1, l2, l3)``, ``(N, C, h, w)``, ``(N, C, h/2, w/2)``, ``(N, C, h/4, w/4)``."""
         if self.with_predeblur:
             l1 = self.conv_1x1(self.predeblur(x))
         else:
@@ -143,25 +148,23 @@ class EDVR(nn.Module):
             if self.hr_in:
                 l1 = conv_act(self.stride_conv_hr1, l1, self.lrelu)
                 l1 = conv_act(self.stride_conv_hr2, l1, self.lrelu)
-        l1 = run_res_blocks(self.feature_extraction, l1)
+        l1 = self.feature_extraction(l1)
         l2 = conv_act(self.conv_l2_2, conv_act(self.conv_l2_1, l1, self.lrelu), self.lrelu)
         l3 = conv_act(self.conv_l3_2, conv_act(self.conv_l3_1, l2, self.lrelu), self.lrelu)
-        levels = [lv.unflatten(0, (b, t)) for lv in (l1, l2, l3)]
-        return [
-            FeaturePyramid((levels[0][:, i], levels[1][:, i], levels[2][:, i])) for i in range(t)
-        ]
+        return l1, l2, l3
 
-    def fuse_and_reconstruct(
-        self, pyramids: Sequence[Pyramid], centre_lr: Tensor, cache_terms: bool = True
-    ) -> Tensor:
+    def align(self, pyramids: Sequence[Pyramid]) -> list[Tensor]:
+        """PCD alignment of every window frame to the centre one: ``num_frame`` pyramids ->
+        ``num_frame`` aligned features ``(B, C, h, w)``."""
+        ref = pyramids[self.center_frame_idx]
+        return [self.pcd_align(nbr, ref) for nbr in pyramids]
+
+    def fuse_and_reconstruct(self, pyramids: Sequence[Pyramid], centre_lr: Tensor) -> Tensor:
         """Align, fuse and reconstruct one window.
 
         Args:
             pyramids: ``num_frame`` pyramids from :meth:`extract_features`, in window order.
             centre_lr: the unpadded input frame at ``center_frame_idx``, ``(B, 3, H, W)``.
-            cache_terms: on the fast path, keep each frame's PCD neighbour terms on its
-                :class:`FeaturePyramid` (3 extra maps per frame) so that later windows sharing
-                the frame reuse them.
 
         Returns:
             ``(B, 3, s·H, s·W)`` in float32 (float64 for a float64 model).
@@ -171,23 +174,13 @@ class EDVR(nn.Module):
                 f"EDVR was built for {self.num_frames}-frame windows, got {len(pyramids)} frames"
             )
         h, w = centre_lr.shape[-2:]
-        ref = pyramids[self.center_frame_idx]
-        # fast path: split PCD convs, reference terms once per window, neighbour terms per frame
-        if self.pcd_align.split_convs():
-            ref_terms = self.pcd_align.ref_terms(ref)
-            aligned = [
-                self.pcd_align(nbr, ref, self._nbr_terms(nbr, cache_terms), ref_terms)
-                for nbr in pyramids
-            ]
-            del ref_terms
-        else:
-            aligned = [self.pcd_align(nbr, ref) for nbr in pyramids]
+        aligned = self.align(pyramids)
         if self.with_tsa:
             feat = self.fusion(aligned)
         else:
             feat = conv_act(self.fusion, torch.cat(aligned, dim=1))
         del aligned
-        out = run_res_blocks(self.reconstruction, feat)
+        out = self.reconstruction(feat)
         out = conv_shuffle_act(self.upconv1, out, 2, self.lrelu)
         out = conv_shuffle_act(self.upconv2, out, 2, self.lrelu)
         out = conv_act(self.conv_hr, out, self.lrelu)
@@ -208,24 +201,7 @@ class EDVR(nn.Module):
                 f"EDVR expects (B, {self.num_frames}, 3, H, W) input, got {tuple(x.shape)}"
             )
         pyramids = self.extract_features(x)
-        return self.fuse_and_reconstruct(pyramids, x[:, self.center_frame_idx], cache_terms=False)
-
-    def _nbr_terms(self, pyr: Sequence[Tensor], cache: bool) -> list[Tensor]:
-        """PCD neighbour terms of one frame, from / into its :class:`FeaturePyramid` cache
-        (fast path only)."""
-        dev = pyr[0].device.type
-        dt = torch.get_autocast_dtype(dev) if torch.is_autocast_enabled(dev) else pyr[0].dtype
-        convs = self.pcd_align.offset_conv1
-        key = (id(self), dt, *(param_version(convs[f"l{i}"]) for i in (1, 2, 3)))
-        store = getattr(pyr, "__dict__", None)
-        if store is not None:
-            hit = store.get("_pcd_nbr_terms")
-            if hit is not None and hit[0] == key:
-                return hit[1]
-        terms = self.pcd_align.nbr_terms(pyr)
-        if cache and store is not None and not torch.is_grad_enabled():
-            store["_pcd_nbr_terms"] = (key, terms)
-        return terms
+        return self.fuse_and_reconstruct(pyramids, x[:, self.center_frame_idx])
 
     # ------------------------------------------------------------------ checkpoints
     def convert_state_dict(self, state: dict[str, Tensor]) -> dict[str, Tensor]:

@@ -7,7 +7,7 @@ recurrent modules BRM/FRM, each step = FE → AF + DF → DS emitting a hidden s
 entry; FRM reads BRM's hidden states and store; F&R emits structure, detail and final images).
 Everything else — layer sizes, the DCN offset head, the local-window memory read used for DF,
 the fetch budget and its selection rule, the store entry format, the loss weights, the boundary
-handling — is **this project's design** (``/shared/spec/sfnet.md``), marked *design* below.
+handling — is **this project's design** (``docs/spec/sfnet.md``), marked *design* below.
 This is not a bit-exact reproduction of the paper's network.
 
 Shapes (``s`` = spatial scale, ``K = 2n - 1`` output frames)::
@@ -21,7 +21,6 @@ Output ``2i`` restores input ``i``; output ``2i + 1`` is the new frame half way 
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 
 import torch
@@ -29,22 +28,18 @@ from torch import Tensor, nn
 from torch.nn import functional as F  # noqa: N812
 
 from stvsr.errors import StvsrError
-from stvsr.models.blocks import (
-    ConvResidualBlocks,
-    run_res_blocks,
-)
-from stvsr.models.sfnet_fetch import (
+from stvsr.models.blocks import ConvResidualBlocks
+from stvsr.models.sfnet_blocks import (
     POLICIES,
     AdjacentFetch,
     DistantFetch,
     Reconstruction,
     RecurrentModule,
-    _fmt,
-    _lrelu,
+    leaky_relu,
     local_window_read,
     select_fetch_indices,
 )
-from stvsr.ops.fused import conv_act, fast_enabled, fast_layout
+from stvsr.ops.fused import conv_act
 from stvsr.registry import register_model
 
 __all__ = [
@@ -54,10 +49,6 @@ __all__ = [
     "Reconstruction",
     "select_fetch_indices",
     "local_window_read",
-    "charbonnier",
-    "sfnet_loss",
-    "sfnet_windowed",
-    "window_plan",
     "init_from_basicvsr",
 ]
 
@@ -97,7 +88,8 @@ class SFNet(nn.Module):
         pyramid: 2-level PCD-like AF.
         use_af, use_df: ablations (AF off = unaligned adjacent states; DF off = no store).
         store_policy: ``"spread"`` or ``"nearest"``.
-        lambda_s: weight of the structure term in :meth:`loss`.
+        lambda_s: weight of the structure term of the training loss
+            (:func:`stvsr.train.losses.spacetime_loss`).
     """
 
     kind = "spacetime"
@@ -155,7 +147,7 @@ class SFNet(nn.Module):
         self.rec_s = Reconstruction(c, num_rec, scale)
         self.fuse_d = nn.Conv2d(2 * c, c, 1)
         self.rec_d = Reconstruction(c, num_rec, scale)
-        self.lrelu = _lrelu()
+        self.lrelu = leaky_relu()
         self.debug: dict[str, list[dict]] = {"brm": [], "frm": []}
 
     # ------------------------------------------------------------------ helpers
@@ -163,14 +155,6 @@ class SFNet(nn.Module):
     def _multiple(self) -> int:
         m = max(1, self.store_stride) if self.use_df else 1
         return m * 2 if self.pyramid else m
-
-    def _fe(self, x: Tensor) -> Tensor:
-        """FE ``(N, 3, h, w) -> (N, C, h, w)``: ``self.fe(x)`` (with fused convs on the fast
-        path)."""
-        if not fast_enabled():
-            return self.fe(x)
-        conv, act, blocks = self.fe.main
-        return run_res_blocks(blocks, conv_act(conv, x, act))
 
     def _fetch(self, mod: RecurrentModule, feat: Tensor, k: int,
                stores: Sequence[dict[int, tuple[Tensor, Tensor]]],
@@ -187,11 +171,12 @@ class SFNet(nn.Module):
         values = torch.stack([e[1] for e in entries], dim=1)
         return mod.df(feat, keys, values)
 
-    def _fr(self, z: Tensor, hb: Tensor, hf: Tensor) -> tuple[Tensor, Tensor]:
-        """F&R of one step: ``z (B, 3, h, w)``, ``H^b, H^f (B, C, h, w)`` -> ``(I, S)``."""
+    def reconstruct(self, z: Tensor, hb: Tensor, hf: Tensor) -> tuple[Tensor, Tensor]:
+        """F&R of one step: ``z (B, 3, h, w)``, ``H^b, H^f (B, C, h, w)`` -> ``(I, S)``, both
+        ``(B, 3, s·h, s·w)``."""
         base = z if self.scale == 1 else F.interpolate(
             z, scale_factor=self.scale, mode="bilinear", align_corners=False)
-        structure = self.rec_s(hb, add=base.contiguous(memory_format=_fmt(hb)))
+        structure = self.rec_s(hb, add=base)
         image = self.rec_d(conv_act(self.fuse_d, torch.cat([hf, hb], dim=1), self.lrelu),
                            add=structure)
         return image, structure
@@ -215,8 +200,7 @@ class SFNet(nn.Module):
         z = x.new_empty(b, kk, 3, hp, wp)
         z[:, 0::2] = x
         z[:, 1::2] = 0.5 * (x[:, :-1] + x[:, 1:])
-        zin = fast_layout(z.reshape(b * kk, 3, hp, wp))
-        feats = self._fe(zin).view(b, kk, self.num_feat, hp, wp)
+        feats = self.fe(z.reshape(b * kk, 3, hp, wp)).view(b, kk, self.num_feat, hp, wp)
         self.debug = {"brm": [], "frm": [], "budget": self.fetch_frames}  # type: ignore[dict-item]
 
         # BRM: K-1 -> 0
@@ -251,7 +235,7 @@ class SFNet(nn.Module):
             hf = self.frm.step(feat, adj, g)
             if self.use_df:
                 store_f[k] = self.frm.store(hf)
-            img, st = self._fr(z[:, k], hb[k], hf)
+            img, st = self.reconstruct(z[:, k], hb[k], hf)
             outs.append(img)
             structs.append(st)
             hf_prev = hf
@@ -261,94 +245,6 @@ class SFNet(nn.Module):
         if return_structure:
             return out, torch.stack(structs, dim=1)[..., : s * h, : s * w]
         return out
-
-    def loss(self, out: Tensor, structure: Tensor, gt: Tensor) -> Tensor:
-        """:func:`sfnet_loss` with this model's ``lambda_s``."""
-        return sfnet_loss(out, structure, gt, self.lambda_s)
-
-
-# --------------------------------------------------------------------------- loss
-
-
-def charbonnier(pred: Tensor, target: Tensor, eps: float = 1e-3) -> Tensor:
-    """Mean Charbonnier penalty ``sqrt((pred - target)² + eps²)``."""
-    return torch.sqrt((pred - target) ** 2 + eps * eps).mean()
-
-
-def sfnet_loss(out: Tensor, structure: Tensor, gt: Tensor, lambda_s: float = 0.25) -> Tensor:
-    """Training loss: Charbonnier(I, gt) + ``lambda_s`` · Charbonnier(S, gt) (ε = 1e-3).
-
-    All three tensors ``(B, K, 3, s·h, s·w)``. ``lambda_s = 0.25`` is *design*.
-    """
-    return charbonnier(out, gt) + lambda_s * charbonnier(structure, gt)
-
-
-# --------------------------------------------------------------------------- long videos
-
-
-def window_plan(n: int, window: int, overlap: int) -> list[tuple[int, int, int, int]]:
-    """Windows for :func:`sfnet_windowed`: ``[(a, b, t0, t1)]``.
-
-    Window ``[a, b)`` of LR frames (at most ``window`` long, consecutive starts
-    ``window - 2·overlap`` apart, the last one ending at ``n``) contributes its outputs for
-    global output indices ``[t0, t1)``. Each output goes to the window in which it lies
-    farthest from a window edge that is not a sequence end (ties: the earlier window), so
-    every output index ``0 … 2n-2`` is produced exactly once and, where possible, at least
-    ``2·overlap`` output steps from any seam.
-    """
-    if window < 2:
-        raise StvsrError(f"window must be >= 2 LR frames, got {window}")
-    if overlap < 0 or window - 2 * overlap < 1:
-        raise StvsrError(f"overlap {overlap} needs 0 <= 2*overlap < window ({window})")
-    if n <= window:
-        return [(0, n, 0, 2 * n - 1)]
-    step = window - 2 * overlap
-    starts = list(range(0, n - window + 1, step))
-    if starts[-1] + window < n:
-        starts.append(n - window)
-    wins = [(a, a + window) for a in starts]
-    owner = []
-    for t in range(2 * n - 1):
-        best, best_d = 0, -1.0
-        for i, (a, b) in enumerate(wins):
-            lo, hi = 2 * a, 2 * (b - 1)
-            if not lo <= t <= hi:
-                continue
-            dl = math.inf if a == 0 else t - lo
-            dr = math.inf if b == n else hi - t
-            d = min(dl, dr)
-            if d > best_d:
-                best, best_d = i, d
-        owner.append(best)
-    plan = []
-    for i, (a, b) in enumerate(wins):
-        ts = [t for t, o in enumerate(owner) if o == i]
-        if ts:
-            plan.append((a, b, ts[0], ts[-1] + 1))
-    return plan
-
-
-@torch.no_grad()
-def sfnet_windowed(model: nn.Module, x: Tensor, window: int, overlap: int) -> Tensor:
-    """Bounded-memory inference of any space-time model on a long sequence.
-
-    ``x (B, n, 3, h, w) -> (B, 2n-1, 3, s·h, s·w)``. The model runs on windows of ``window``
-    LR frames that overlap by ``overlap`` frames on each side; outputs near a window's inner
-    edges are discarded and the rest stitched (:func:`window_plan`). Model memory depends on
-    ``window``, not on ``n``; only the output tensor grows with ``n``.
-    """
-    b, n = x.shape[:2]
-    plan = window_plan(n, window, overlap)
-    out: Tensor | None = None
-    for a, bb, t0, t1 in plan:
-        y = model(x[:, a:bb])
-        if isinstance(y, tuple):
-            y = y[0]
-        if out is None:
-            out = y.new_empty(b, 2 * n - 1, *y.shape[2:])
-        out[:, t0:t1] = y[:, t0 - 2 * a: t1 - 2 * a]
-    assert out is not None
-    return out
 
 
 # --------------------------------------------------------------------------- warm start

@@ -1,31 +1,34 @@
-"""SFNet-S v1 (preset ``sfnet-s-v1``): the first shipped space-time model, kept for comparison.
+"""SFNet-S v2: store-and-fetch ST-VSR on official BasicVSR and RIFE (the shipped ``sfnet-s``).
 
-The shipped ``sfnet-s`` is now v2 (:mod:`stvsr.models.sfnet_s2`); this module keeps v1's
-architecture and trained head so that its published numbers can be reproduced.
+The paper-scale :class:`~stvsr.models.sfnet.SFNet` cannot be trained on the hardware this
+project has, so the shipped model keeps its store-and-fetch structure and takes the parts that
+pretrained weights reachable here do well:
 
-The paper-scale :class:`~stvsr.models.sfnet.SFNet` cannot be trained on a 2-core CPU, so the
-shipped small model keeps SFNet's store-and-fetch structure but takes its propagation from the
-official BasicVSR (Vimeo-90K, BI ×4) weights and trains only what is new:
-
-* **Store** (backward pass): BasicVSR's backward trunk runs ``n-1 -> 0`` and keeps one feature
-  map per input frame.
-* **Fetch** (forward pass): BasicVSR's forward trunk runs ``0 -> n-1``, fetches the stored
-  feature of each frame and fuses the two; input frames are reconstructed by BasicVSR's
-  upsampler, so their outputs are exactly BasicVSR's.
-* **Mid-frame fetch** (:class:`MidFetch`, trained): each new frame at ``t = 1/2`` fetches the
-  fused features, LR frames and restored HR frames of its two neighbours. Linear-motion flows to
-  ``t`` (Super-SloMo's combination of the SpyNet flows BasicVSR already computed) align the
-  neighbours' features; a small residual network then predicts a correction of both flows, a
-  blending logit (added to a forward–backward-consistency prior) and an HR residual. The last
-  layer starts at zero, so the untrained head is a flow-interpolation two-stage model.
+* **Store** (backward pass) and **adjacent fetch** (forward pass): official BasicVSR (Vimeo-90K
+  BI ×4), frozen. Every input frame gets its fused feature ``g_i`` (``64 × h × w``); input
+  frames are reconstructed by BasicVSR's upsampler, so they come out exactly as BasicVSR's.
+* **Motion to the new frame**: official Practical-RIFE 3.9, frozen, run on the two restored HR
+  neighbours at ``t = ½``: flows ``F_t0, F_t1`` and a blending mask (``use_rife=False``: the
+  linear-motion combination of BasicVSR's own SpyNet flows, as ``sfnet-s-v1``).
+* **Distant fetch** (``use_df``, trained): the new frame between inputs ``i`` and ``i+1`` also
+  reads the stored features of the inputs two steps away, ``i-1`` and ``i+2``, with the
+  content-matching local-window attention of :class:`~stvsr.models.sfnet_blocks.DistantFetch`
+  (stable under large motion because it matches features instead of regressing offsets).
+* **Fusion head** (:class:`MidFusion`, trained): at LR, the neighbours' features and frames
+  warped to ``t``, the mask and flows and the distant read go through a residual trunk, which
+  predicts a correction of both flows and of the mask (applied to the HR warps) and an HR
+  residual through a pixel-shuffle upsampler — so the new frame is re-synthesised from
+  features, not only blended from bilinearly warped (hence softened) neighbours. Its last layers
+  start at zero: the untrained model is exactly ``stvsr-twostage-rife``.
 
 ``forward((B, n, 3, h, w)) -> (B, 2n-1, 3, 4h, 4w)``, RGB in ``[0, 1]``, outputs not clamped.
-Checkpoints hold ``vsr.*`` (BasicVSR) and ``head.*``; the shipped file holds only ``head.*`` and
-the official BasicVSR weights are filled in on load (:meth:`SFNetS.convert_state_dict`).
+Checkpoints hold ``vsr.*``, ``rife.*`` and ``head.*``; the shipped file holds only ``head.*``,
+and the official BasicVSR and RIFE weights are filled in on load.
 """
 
 from __future__ import annotations
 
+from collections import deque
 from pathlib import Path
 
 import torch
@@ -35,79 +38,101 @@ from torch.nn import functional as F  # noqa: N812
 from stvsr.errors import StvsrError
 from stvsr.models.basicvsr import VIMEO_BI_WEIGHTS, BasicVSR
 from stvsr.models.blocks import ResidualBlockNoBN, make_layer
+from stvsr.models.rife import RIFE, RIFE_WEIGHTS
+from stvsr.models.sfnet_blocks import DistantFetch, StoreEntry
 from stvsr.ops.flow import flow_warp, midpoint_motion, resize_flow
 from stvsr.registry import register_model
 from stvsr.weights import WeightsSpec
 
-__all__ = ["BACKBONE_WEIGHTS", "HEAD_V1_WEIGHTS", "MidFetch", "SFNetS", "export_head",
-           "init_from_basicvsr"]
+__all__ = ["BACKBONE_WEIGHTS", "HEAD_WEIGHTS", "MidFusion", "SFNetS", "export_head"]
 
-BACKBONE_WEIGHTS = VIMEO_BI_WEIGHTS  # filled in on load; must have been pulled
+# the official parts, filled in on load (they must have been pulled: `stvsr weights pull`)
+BACKBONE_WEIGHTS = {"vsr.": VIMEO_BI_WEIGHTS, "rife.": RIFE_WEIGHTS}
 
 
-class MidFetch(nn.Module):
-    """Synthesises the HR frame half-way between two restored neighbours.
+class MidFusion(nn.Module):
+    """Synthesises the HR frame at ``t = ½`` from its two restored neighbours (trained part).
 
     Inputs (``h, w`` LR; ``H = 4h, W = 4w``): fused BasicVSR features ``g0, g1 (N, C, h, w)``,
-    LR frames ``x0, x1 (N, 3, h, w)``, restored frames ``y0, y1 (N, 3, H, W)``, SpyNet flows
-    ``f01, f10 (N, 2, h, w)`` (``x0(p) ≈ x1(p + f01(p))``). Output ``(N, 3, H, W)``.
-
-    Args:
-        num_feat: channels of the neighbours' features (BasicVSR's ``num_feat``).
-        mid_feat: channels of the head's trunk.
-        num_block: residual blocks in the trunk.
-        scale: spatial factor between the LR and HR frames.
-        sigma: forward–backward consistency tolerance, LR pixels.
+    LR frames ``x0, x1 (N, 3, h, w)``, restored frames ``y0, y1 (N, 3, H, W)``, HR flows from
+    ``t`` ``flow (N, 4, H, W)`` (``F_t0``, ``F_t1``), blending logit ``mask (N, 1, H, W)``
+    (weight of ``y0`` is its sigmoid), and the distant store entries ``keys (N, M, Ck, h/2,
+    w/2)``, ``values (N, M, Cv, h/2, w/2)`` (``M = 0``: no read). Output ``(N, 3, H, W)``.
     """
 
-    def __init__(self, num_feat: int = 64, mid_feat: int = 64, num_block: int = 8,
-                 scale: int = 4, sigma: float = 0.5) -> None:
+    def __init__(self, num_feat: int = 64, mid_feat: int = 64, num_block: int = 10,
+                 scale: int = 4, use_df: bool = True, key_channels: int = 32,
+                 value_channels: int = 32, radius: int = 3, warp_mode: str = "bicubic") -> None:
         super().__init__()
+        self.warp_mode = warp_mode
+        if scale != 4:
+            raise StvsrError("MidFusion is built for x4")
         self.scale = scale
-        self.sigma = float(sigma)
-        in_ch = 2 * num_feat + 2 * 3 + 2 + 2
-        self.conv_in = nn.Conv2d(in_ch, mid_feat, 3, 1, 1)
-        self.body = make_layer(ResidualBlockNoBN, num_block, num_feat=mid_feat)
-        # 2 + 2 flow corrections, 1 blending logit, 3·s² HR residual (pixel-shuffled).
-        self.conv_out = nn.Conv2d(mid_feat, 5 + 3 * scale * scale, 3, 1, 1)
-        nn.init.zeros_(self.conv_out.weight)
-        nn.init.zeros_(self.conv_out.bias)
+        self.use_df = use_df
+        c = mid_feat
+        self.conv_in = nn.Conv2d(2 * num_feat + 2 * 3 + 1 + 4, c, 3, 1, 1)
+        if use_df:
+            self.store = StoreEntry(num_feat, key_channels, value_channels)
+            self.fetch = DistantFetch(c, key_channels, value_channels, radius=radius)
+        self.body = make_layer(ResidualBlockNoBN, num_block, num_feat=c)
+        self.conv_motion = nn.Conv2d(c, 5, 3, 1, 1)  # 4 flow corrections (LR px), 1 mask logit
+        self.upconv1 = nn.Conv2d(c, 4 * c, 3, 1, 1)
+        self.upconv2 = nn.Conv2d(c, 4 * 64, 3, 1, 1)
+        self.conv_hr = nn.Conv2d(64, 64, 3, 1, 1)
+        self.conv_last = nn.Conv2d(64, 3, 3, 1, 1)
+        for conv in (self.conv_motion, self.conv_last):
+            nn.init.zeros_(conv.weight)
+            nn.init.zeros_(conv.bias)
         self.lrelu = nn.LeakyReLU(0.1, inplace=True)
 
-    def forward(self, g0: Tensor, g1: Tensor, x0: Tensor, x1: Tensor, y0: Tensor, y1: Tensor,
-                f01: Tensor, f10: Tensor) -> Tensor:
-        s = self.scale
-        m = midpoint_motion(f01, f10, self.sigma)
-        ft0, ft1 = m.ft0, m.ft1
-        prior = torch.log(m.w0 + 1e-4) - torch.log(m.w1 + 1e-4)
+    def entry(self, g: Tensor) -> tuple[Tensor, Tensor]:
+        """Store entry ``(key, value)`` of a fused feature ``g (N, C, h, w)``."""
+        return self.store(g)
 
+    def forward(self, g0: Tensor, g1: Tensor, x0: Tensor, x1: Tensor, y0: Tensor, y1: Tensor,
+                flow: Tensor, mask: Tensor, keys: Tensor | None = None,
+                values: Tensor | None = None) -> Tensor:
+        s = self.scale
+        lr = x0.shape[-2:]
+        big = y0.shape[-2:]
+        fl = torch.cat([resize_flow(flow[:, :2], tuple(lr)),
+                        resize_flow(flow[:, 2:], tuple(lr))], dim=1)
+        ml = F.interpolate(mask, size=lr, mode="bilinear", align_corners=False)
         feats = torch.cat([
-            flow_warp(g0, ft0, padding_mode="border"), flow_warp(g1, ft1, padding_mode="border"),
-            flow_warp(x0, ft0, padding_mode="border"), flow_warp(x1, ft1, padding_mode="border"),
-            torch.tanh(m.e0t), torch.tanh(m.e1t), ft0,
+            flow_warp(g0, fl[:, :2], padding_mode="border"),
+            flow_warp(g1, fl[:, 2:], padding_mode="border"),
+            flow_warp(x0, fl[:, :2], padding_mode="border"),
+            flow_warp(x1, fl[:, 2:], padding_mode="border"),
+            torch.tanh(ml / 4), fl / 8,
         ], dim=1)
         z = self.lrelu(self.conv_in(feats))
-        z = self.conv_out(self.body(z))
-        d0, d1, logit, res = z[:, 0:2], z[:, 2:4], z[:, 4:5], z[:, 5:]
-
-        big = y0.shape[-2:]
-        w0i = flow_warp(y0, resize_flow(ft0 + d0, tuple(big)), padding_mode="border")
-        w1i = flow_warp(y1, resize_flow(ft1 + d1, tuple(big)), padding_mode="border")
-        alpha = torch.sigmoid(F.interpolate(prior + logit, size=big, mode="bilinear",
-                                            align_corners=False))
-        return alpha * w0i + (1 - alpha) * w1i + F.pixel_shuffle(res, s)
+        if self.use_df and keys is not None and keys.shape[1] > 0:
+            z = z + self.fetch(z, keys, values)
+        z = self.body(z)
+        motion = F.interpolate(self.conv_motion(z), size=big, mode="bilinear",
+                               align_corners=False)
+        res = self.lrelu(F.pixel_shuffle(self.upconv1(z), 2))
+        res = self.lrelu(F.pixel_shuffle(self.upconv2(res), 2))
+        res = self.conv_last(self.lrelu(self.conv_hr(res)))
+        ft = flow + motion[:, :4] * s
+        w0 = flow_warp(y0, ft[:, :2], mode=self.warp_mode, padding_mode="border")
+        w1 = flow_warp(y1, ft[:, 2:], mode=self.warp_mode, padding_mode="border")
+        a = torch.sigmoid(mask + motion[:, 4:5])
+        return a * w0 + (1 - a) * w1 + res
 
 
 class SFNetS(nn.Module):
-    """Store-and-fetch ST-VSR on a BasicVSR backbone (see the module docstring).
+    """Store-and-fetch ST-VSR on BasicVSR + RIFE (see the module docstring).
 
     ``(B, n, 3, h, w) -> (B, 2n-1, 3, 4h, 4w)`` for ``n >= 2``; even outputs are BasicVSR's
-    restorations of the inputs, odd outputs the :class:`MidFetch` frames.
+    restorations of the inputs, odd outputs the :class:`MidFusion` frames.
 
     Args:
-        num_feat, num_block: BasicVSR's propagation width and depth (64 / 30 for the official
-            weights).
-        mid_feat, mid_block: width and depth of the mid-frame head.
+        num_feat, num_block: BasicVSR's width and depth (64 / 30 for the official weights).
+        mid_feat, mid_block: width and depth of the fusion head.
+        use_rife: motion from RIFE on the restored neighbours (else SpyNet linear motion).
+        use_df: distant fetch from the stored features of inputs ``i-1`` and ``i+2``.
+        sigma: forward–backward consistency tolerance (LR px) for the SpyNet motion prior.
     """
 
     kind = "spacetime"
@@ -115,72 +140,131 @@ class SFNetS(nn.Module):
     num_frames = 0
 
     def __init__(self, num_feat: int = 64, num_block: int = 30, mid_feat: int = 64,
-                 mid_block: int = 8) -> None:
+                 mid_block: int = 10, use_rife: bool = False, use_df: bool = True,
+                 sigma: float = 0.5, warp_mode: str = "bicubic") -> None:
         super().__init__()
         self.vsr = BasicVSR(num_feat=num_feat, num_block=num_block)
-        self.head = MidFetch(num_feat=num_feat, mid_feat=mid_feat, num_block=mid_block)
+        self.rife = RIFE() if use_rife else None
+        self.head = MidFusion(num_feat=num_feat, mid_feat=mid_feat, num_block=mid_block,
+                              use_df=use_df, warp_mode=warp_mode)
+        self.use_df = use_df
+        self.sigma = float(sigma)
+
+    def motion(self, y0: Tensor, y1: Tensor, f01: Tensor, f10: Tensor) -> tuple[Tensor, Tensor]:
+        """HR flows from ``t = ½`` ``(N, 4, H, W)`` and blending logit ``(N, 1, H, W)`` for
+        restored (clamped) neighbours ``y0, y1`` and BasicVSR's LR flows ``f01, f10``."""
+        big = tuple(y0.shape[-2:])
+        if self.rife is not None:
+            with torch.autocast(y0.device.type, enabled=False):
+                inter = self.rife.intermediate(y0.float(), y1.float())
+            return inter.flow.to(y0.dtype), inter.mask.to(y0.dtype)
+        m = midpoint_motion(f01, f10, self.sigma)
+        flow = torch.cat([resize_flow(m.ft0, big), resize_flow(m.ft1, big)], 1)
+        prior = torch.log(m.w0 + 1e-4) - torch.log(m.w1 + 1e-4)
+        return flow, F.interpolate(prior, size=big, mode="bilinear", align_corners=False)
 
     def forward(self, x: Tensor) -> Tensor:
         if x.dim() != 5 or x.shape[2] != 3:
-            raise StvsrError(f"sfnet-s-v1 expects input (B, n, 3, h, w); got {tuple(x.shape)}")
+            raise StvsrError(f"sfnet-s expects input (B, n, 3, h, w); got {tuple(x.shape)}")
         b, n, _, h, w = x.shape
         if n < 2:
-            raise StvsrError(f"sfnet-s-v1 needs at least 2 input frames, got {n}")
+            raise StvsrError(f"sfnet-s needs at least 2 input frames, got {n}")
         flows = self.vsr.compute_flows(x)
         assert flows is not None
         out = x.new_empty(b, 2 * n - 1, 3, 4 * h, 4 * w)
-        prev_g = prev_y = None
+        # window of the last four inputs: (index, fused feature, restored frame, store entry)
+        win: deque[tuple[int, Tensor, Tensor, tuple[Tensor, Tensor] | None]] = deque(maxlen=4)
+
+        def new_frame(i: int) -> None:
+            """Frame between inputs i and i+1; ``win`` holds i-1 .. i+2 where they exist."""
+            byidx = {e[0]: e for e in win}
+            _, g0, y0, _ = byidx[i]
+            _, g1, y1, _ = byidx[i + 1]
+            keys = values = None
+            far = [byidx[j][3] for j in (i - 1, i + 2) if j in byidx and byidx[j][3] is not None]
+            if far:
+                keys = torch.stack([e[0] for e in far], 1)
+                values = torch.stack([e[1] for e in far], 1)
+            y0, y1 = y0.clamp(0, 1), y1.clamp(0, 1)
+            flow, mask = self.motion(y0, y1, flows[0][:, i], flows[1][:, i])
+            out[:, 2 * i + 1] = self.head(g0, g1, x[:, i], x[:, i + 1], y0, y1, flow, mask,
+                                          keys, values)
+
         for i, g in enumerate(self.vsr.iter_features(x, flows)):
             y = self.vsr.reconstruct(g, x[:, i])
             out[:, 2 * i] = y
-            if i > 0:
-                out[:, 2 * i - 1] = self.head(prev_g, g, x[:, i - 1], x[:, i], prev_y, y,
-                                              flows[0][:, i - 1], flows[1][:, i - 1])
-            prev_g, prev_y = g, y
+            win.append((i, g, y, self.head.entry(g) if self.use_df else None))
+            if i >= 2:
+                new_frame(i - 2)
+        for i in range(max(0, n - 2), n - 1):
+            new_frame(i)
         return out
 
     def convert_state_dict(self, state: dict[str, Tensor]) -> dict[str, Tensor]:
-        """A head-only checkpoint (every key ``head.*``) gets the official BasicVSR weights."""
+        """A head-only checkpoint (every key ``head.*``) gets the official BasicVSR and RIFE
+        weights."""
         if state and all(k.startswith("head.") for k in state):
-            from stvsr.weights import local_path, read_checkpoint
-
-            backbone = read_checkpoint(local_path(BACKBONE_WEIGHTS))
-            state = {**{f"vsr.{k}": v for k, v in backbone.items()}, **state}
+            state = {**pretrained_parts(self), **state}
         return state
 
 
-def init_from_basicvsr(model: SFNetS, state: dict[str, Tensor]) -> list[str]:
-    """Load a BasicVSR state dict into ``model.vsr`` (strictly); returns the keys set."""
-    from stvsr.weights import load_state_dict_strict
+def pretrained_parts(model: SFNetS) -> dict[str, Tensor]:
+    """The official weights of ``model``'s frozen parts, under their ``vsr.``/``rife.`` keys."""
+    from stvsr.weights import local_path, read_checkpoint
 
-    load_state_dict_strict(model.vsr, state, source="BasicVSR checkpoint")
-    return [f"vsr.{k}" for k in model.vsr.state_dict()]
+    parts: dict[str, Tensor] = {}
+    for prefix, spec in BACKBONE_WEIGHTS.items():
+        module = getattr(model, prefix[:-1])
+        if module is None:
+            continue
+        state = read_checkpoint(local_path(spec))
+        convert = getattr(module, "convert_state_dict", None)
+        if convert is not None:
+            state = convert(state)
+        parts.update({prefix + k: v for k, v in state.items()})
+    return parts
 
 
-def export_head(checkpoint: str | Path, out: str | Path) -> str:
+def init_pretrained(model: SFNetS) -> list[str]:
+    """Load the official BasicVSR and RIFE weights into ``model`` (strictly per part); returns
+    the keys set. Used as the trainer's warm start (``init_mode: pretrained``)."""
+    parts = pretrained_parts(model)
+    own = model.state_dict()
+    missing = [k for k in own if (k.startswith("vsr.") or k.startswith("rife.")) and k not in parts]
+    if missing:
+        raise StvsrError(f"pretrained parts miss {missing[0]!r}")
+    model.load_state_dict({**own, **parts}, strict=True)
+    return sorted(parts)
+
+
+def export_head(checkpoint: str | Path, out: str | Path, model: SFNetS | None = None) -> str:
     """Write the ``head.*`` tensors of a full sfnet-s checkpoint to ``out`` (safetensors).
 
-    The backbone must be the official :data:`BACKBONE_WEIGHTS` (checked tensor by tensor),
-    since that is what a head-only file is completed with on load. Returns the file's sha256.
+    The frozen parts must equal the official weights (checked tensor by tensor), since that is
+    what a head-only file is completed with on load. Returns the file's sha256.
     """
-    from stvsr.weights import export_trained_part, local_path, read_checkpoint
+    from stvsr.weights import export_trained_part
 
-    backbone = read_checkpoint(local_path(BACKBONE_WEIGHTS))
-    return export_trained_part(checkpoint, out, {f"vsr.{k}": v for k, v in backbone.items()},
-                               metadata={"backbone": BACKBONE_WEIGHTS.name})
+    names = ",".join(w.name for w in BACKBONE_WEIGHTS.values())
+    return export_trained_part(checkpoint, out, pretrained_parts(model or SFNetS()),
+                               metadata={"backbone": names})
 
 
-HEAD_V1_WEIGHTS = WeightsSpec(
-    name="sfnet-s-v1",
-    filename="sfnet_s_head.safetensors",
-    sha256="ec69302664caa90563002b3f508f8e58118c24b89d68976d764729dec254a37b",
+register_model(
+    "sfnet-s-untrained", SFNetS,
+    description="sfnet-s v2 architecture, head randomly initialised (for training)",
+)
+HEAD_WEIGHTS = WeightsSpec(
+    name="sfnet-s",
+    filename="sfnet_s2_head.safetensors",
+    sha256="802b9329def1fd56baaf7bc31d4c58136eb1fef9cb1f8ffeefd8a9107fd91af3",
     license="Apache-2.0 (stvsr); backbone: official BasicVSR weights, Apache-2.0 (BasicSR)",
-    packaged="pretrained/sfnet_s_head.safetensors",
-    description="sfnet-s mid-frame head trained on the stvsr CPU corpus "
+    packaged="pretrained/sfnet_s2_head.safetensors",
+    description="sfnet-s v2 fusion head trained on the stvsr CPU corpus "
                 "(backbone: basicvsr-vimeo-bi, filled in on load)",
 )
 register_model(
-    "sfnet-s-v1", SFNetS, weights=HEAD_V1_WEIGHTS, parts=[BACKBONE_WEIGHTS],
-    description="SFNet-S v1 x4/x2t: official BasicVSR store/fetch + the first trained "
-                "mid-frame head (kept for comparison; sfnet-s is v2)",
+    "sfnet-s", SFNetS, weights=HEAD_WEIGHTS, parts=BACKBONE_WEIGHTS.values(),
+    description="SFNet-S v2 x4/x2t: official BasicVSR store/adjacent fetch + trained distant "
+                "fetch and fusion head (the default model of `stvsr upscale`)",
 )

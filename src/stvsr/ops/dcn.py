@@ -18,12 +18,12 @@ from torch import Tensor, nn
 from stvsr.errors import StvsrError
 from stvsr.ops import native
 from stvsr.ops.dcn_sampling import (
-    _coord_dtype,
-    _deform_conv_native,
-    _deform_conv_pure,
-    _native_ok,
+    coord_dtype,
+    deform_conv_native,
+    deform_conv_pure,
+    native_ok,
 )
-from stvsr.ops.fused import _autocast_dtype, conv_act
+from stvsr.ops.fused import autocast_dtype, conv_act
 
 log = logging.getLogger(__name__)
 
@@ -115,7 +115,7 @@ def _pick_impl(
             raise StvsrError("impl='torchvision' needs an importable torchvision; use impl='pure'")
         return impl
     if impl == "native":
-        if not _native_ok(x, offset, mask, weight, bias):
+        if not native_ok(x, offset, mask, weight, bias):
             why = native.unavailable_reason() or (
                 "it runs CPU inference only (no autograd, one conv group, float32/bfloat16 or "
                 "float64)"
@@ -125,7 +125,7 @@ def _pick_impl(
     if impl == "auto":
         if _tv_deform_conv2d is not None and x.is_cuda:
             return "torchvision"
-        if _native_ok(x, offset, mask, weight, bias):
+        if native_ok(x, offset, mask, weight, bias):
             return "native"
     return "pure"
 
@@ -164,17 +164,17 @@ def modulated_deform_conv2d(
     stride_, padding_, dilation_ = _pair(stride), _pair(padding), _pair(dilation)
     path = _pick_impl(impl, x, offset, mask, weight, bias)
     if path == "native":
-        return _deform_conv_native(x, offset, mask, weight, bias, stride_, padding_, dilation_, dg)
+        return deform_conv_native(x, offset, mask, weight, bias, stride_, padding_, dilation_, dg)
     if path == "torchvision":
         # low-precision inputs run in float32 so that the sampling coordinates stay float32
-        cdt = _coord_dtype(x.dtype)
+        cdt = coord_dtype(x.dtype)
         with torch.autocast(x.device.type, enabled=False):
             out = _tv_deform_conv2d(
                 x.to(cdt), offset.to(cdt), weight.to(cdt), None if bias is None else bias.to(cdt),
                 stride=stride_, padding=padding_, dilation=dilation_, mask=mask.to(cdt),
             )
-        return out.to(_autocast_dtype(x.device.type) or x.dtype)
-    return _deform_conv_pure(x, offset, mask, weight, bias, stride_, padding_, dilation_, dg)
+        return out.to(autocast_dtype(x.device.type) or x.dtype)
+    return deform_conv_pure(x, offset, mask, weight, bias, stride_, padding_, dilation_, dg)
 
 
 class ModulatedDeformConv2d(nn.Module):
@@ -295,7 +295,7 @@ class DCNv2Pack(ModulatedDeformConv2d):
         if path in ("pure", "native"):  # the op applies the sigmoid itself (cheaper)
             _check(x, offset, logits, self.weight, self.deformable_groups)
             sums: list[Tensor] = []
-            fn = _deform_conv_native if path == "native" else _deform_conv_pure
+            fn = deform_conv_native if path == "native" else deform_conv_pure
             res = fn(
                 x, offset, logits, self.weight, self.bias, self.stride, self.padding,
                 self.dilation, self.deformable_groups, mask_logits=True, abs_sums=sums,

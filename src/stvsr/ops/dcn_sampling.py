@@ -5,15 +5,17 @@ take the same arguments and agree with the float64 reference (tests)."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 from torch import Tensor
 from torch.nn import functional as F  # noqa: N812
 
 from stvsr.ops import native
-from stvsr.ops.fused import _autocast_dtype
+from stvsr.ops.fused import autocast_dtype
 
 
-def _coord_dtype(dtype: torch.dtype) -> torch.dtype:
+def coord_dtype(dtype: torch.dtype) -> torch.dtype:
     """Sampling coordinates are float64 for float64 inputs and float32 for everything else."""
     return torch.float64 if dtype == torch.float64 else torch.float32
 
@@ -42,7 +44,129 @@ def _coord_dtype(dtype: torch.dtype) -> torch.dtype:
 _CHUNK_BYTES = {"cpu": 16 << 20, "cpu_grad": 32 << 20, "cuda": 1 << 30, "cpu_native": 8 << 20}
 
 
-def _deform_conv_pure(
+@dataclass
+class _Sampling:
+    """What the chunks of :func:`deform_conv_pure` share: ``x`` as ``(B*dg, Cin/dg, H, W)`` in
+    the coordinate dtype ``cdt``, offsets / mask views ``(B, dg, K, 2, Ho, Wo)`` /
+    ``(B, dg, 1, K, Ho, Wo)``, the packed ``(3·dg·K, Ho·Wo)`` view of DCNv2Pack's offset map
+    (or None) and the normalised base positions ``ny (K, Ho)``, ``nx (K, Wo)``."""
+
+    xs: Tensor
+    off: Tensor
+    msk: Tensor
+    full: Tensor | None
+    ny: Tensor
+    nx: Tensor
+    offset_dtype: torch.dtype
+    mask_contiguous: bool
+    mask_logits: bool
+    fast: bool
+    cdt: torch.dtype
+    dims: tuple[int, int, int, int, int, int]  # b, dg, cg, k, h, w
+
+
+def _prepare(
+    x: Tensor, offset: Tensor, mask: Tensor, kernel: tuple[int, int], stride: tuple[int, int],
+    padding: tuple[int, int], dilation: tuple[int, int], dg: int, mask_logits: bool, fast: bool,
+) -> _Sampling:
+    """The sampling inputs of :func:`deform_conv_pure` (without autocast, float32/float64)."""
+    b, cin, h, w = x.shape
+    kh, kw = kernel
+    k = kh * kw
+    cg = cin // dg
+    ho, wo = offset.shape[-2:]
+    cdt = coord_dtype(x.dtype)
+    dev = x.device
+    xs = x.reshape(b * dg, cg, h, w)
+    if fast and xs.stride(1) == 1 and not xs.is_contiguous(memory_format=torch.channels_last):
+        # channels-last x: each group's channels become one contiguous (H, W, Cin/dg) block
+        # (so that a bilinear sample's corners share cache lines), cast in the same pass
+        xs = torch.empty(xs.shape, dtype=cdt, device=dev, memory_format=torch.channels_last)
+        xs.copy_(x.reshape(b * dg, cg, h, w))
+    else:
+        xs = xs.to(cdt)
+    # 6-D views only split the channel dim, so they work for any memory format; low-precision
+    # offsets/masks are promoted to ``cdt`` chunk by chunk (the adds/multiplies below)
+    if torch.promote_types(offset.dtype, cdt) != cdt:
+        offset = offset.to(cdt)
+    if mask_logits and not fast:
+        mask = torch.sigmoid(mask)
+    if torch.promote_types(mask.dtype, cdt) != cdt and not (mask_logits and fast):
+        mask = mask.to(cdt)
+    # DCNv2Pack's case: offsets and mask logits are consecutive channel slices of one
+    # channels-last map, so a chunk of rows is one contiguous (rows*Wo, 3*dg*K) block; one
+    # blocked 2-D transpose per chunk turns it planar, and every later pass (grid adds,
+    # sigmoid) reads contiguous memory instead of a stride of 3*dg*K elements
+    nt = 2 * dg * k
+    ct = 3 * dg * k
+    packed = (
+        fast and mask_logits and b == 1 and offset.dtype == mask.dtype
+        and offset.stride(1) == 1 and mask.stride(1) == 1
+        and offset.stride()[2:] == mask.stride()[2:] == (wo * ct, ct)
+        and mask.data_ptr() == offset.data_ptr() + nt * offset.element_size()
+    )
+    # normalised base positions (align_corners=False: pixel p -> (2p + 1) / size - 1)
+    ki = torch.arange(kh, device=dev, dtype=cdt).repeat_interleave(kw) * dilation[0]
+    kj = torch.arange(kw, device=dev, dtype=cdt).repeat(kh) * dilation[1]
+    oy = torch.arange(ho, device=dev, dtype=cdt) * stride[0] - padding[0]
+    ox = torch.arange(wo, device=dev, dtype=cdt) * stride[1] - padding[1]
+    return _Sampling(
+        xs=xs, off=offset.view(b, dg, k, 2, ho, wo), msk=mask.view(b, dg, 1, k, ho, wo),
+        full=offset.as_strided((ct, ho * wo), (1, ct)) if packed else None,
+        ny=((ki[:, None] + oy[None, :]) * 2.0 + 1.0) / h - 1.0,  # (K, Ho)
+        nx=((kj[:, None] + ox[None, :]) * 2.0 + 1.0) / w - 1.0,  # (K, Wo)
+        offset_dtype=offset.dtype, mask_contiguous=mask.is_contiguous(),
+        mask_logits=mask_logits, fast=fast, cdt=cdt, dims=(b, dg, cg, k, h, w),
+    )
+
+
+def _sample_rows(sp: _Sampling, r0: int, r1: int, abs_sums: list[Tensor] | None) -> Tensor:
+    """Masked bilinear samples of output rows ``[r0, r1)``: ``(B, dg, Cin/dg, K, rows, Wo)``
+    (without autocast, in the coordinate dtype)."""
+    b, dg, cg, k, h, w = sp.dims
+    wo = sp.off.shape[-1]
+    n = r1 - r0
+    dev, cdt, fast = sp.xs.device, sp.cdt, sp.fast
+    nt = 2 * dg * k
+    ct = 3 * dg * k
+    if sp.full is not None:
+        tc = torch.empty(ct, n * wo, dtype=sp.offset_dtype, device=dev)
+        src = sp.full[:, r0 * wo : r1 * wo]
+        if torch.get_num_threads() > 1:  # the 2-D transpose kernel is serial: 3-D copy
+            tc.view(ct, n, wo).copy_(src.unflatten(1, (n, wo)))
+        else:
+            tc.copy_(src)  # blocked 2-D transpose
+        o = tc[:nt].view(b, dg, k, 2, n, wo)
+        if abs_sums is not None:  # contiguous and in cache: cheap
+            abs_sums.append(torch.linalg.vector_norm(tc[:nt], 1, dtype=cdt))
+    else:
+        o = sp.off[..., r0:r1, :]
+    if fast:
+        grid = torch.empty(b, dg, k, n, wo, 2, dtype=cdt, device=dev)
+        torch.add(sp.nx[:, None, :], o[:, :, :, 1], alpha=2.0 / w, out=grid[..., 0])
+        torch.add(sp.ny[:, r0:r1, None], o[:, :, :, 0], alpha=2.0 / h, out=grid[..., 1])
+    else:
+        gx = torch.add(sp.nx[:, None, :], o[:, :, :, 1], alpha=2.0 / w)
+        gy = torch.add(sp.ny[:, r0:r1, None], o[:, :, :, 0], alpha=2.0 / h)
+        grid = torch.stack((gx, gy), dim=-1)
+    s = F.grid_sample(
+        sp.xs, grid.view(b * dg, k * n, wo, 2), mode="bilinear", padding_mode="zeros",
+        align_corners=False,
+    ).view(b, dg, cg, k, n, wo)
+    mk = sp.msk[..., r0:r1, :]
+    if sp.full is not None:  # contiguous logits: vectorised sigmoid, in ``cdt``
+        lg = tc[nt:].view(b, dg, 1, k, n, wo)
+        mk = torch.sigmoid(lg) if lg.dtype == cdt else lg.to(cdt).sigmoid_()
+    elif sp.mask_logits and fast:  # gather into a contiguous fp32 buffer, sigmoid in place
+        mk = torch.empty(mk.shape, dtype=cdt, device=dev).copy_(mk).sigmoid_()
+    elif not sp.mask_contiguous:  # e.g. channels-last: gather once, not per channel
+        mk = mk.contiguous()
+    # (a mixed-dtype ``mul(..., out=bf16)`` was 4x slower than this in-place multiply
+    # plus a separate cast)
+    return s.mul_(mk) if fast else s * mk
+
+
+def deform_conv_pure(
     x: Tensor,
     offset: Tensor,
     mask: Tensor,
@@ -79,16 +203,20 @@ def _deform_conv_pure(
     groups = cin // cin_g
     k = kh * kw
     ho, wo = offset.shape[-2:]
+    cdt = coord_dtype(x.dtype)
     dev = x.device
     fast = not _needs_grad(x, offset, mask, weight, bias)
-    mm_dtype = _autocast_dtype(dev.type) or x.dtype
+    mm_dtype = autocast_dtype(dev.type) or x.dtype
     wmat = weight.to(mm_dtype).reshape(groups, cout // groups, cin_g * k)
-    sampler = _RowSampler(x, offset, mask, (kh, kw), stride, padding, dilation, dg,
-                          fast=fast, mask_logits=mask_logits)
+
+    # all coordinate math and the sampling run without autocast, in float32/float64
+    no_autocast = torch.autocast(dev.type, enabled=False)
+    with no_autocast:
+        sp = _prepare(x, offset, mask, (kh, kw), stride, padding, dilation, dg, mask_logits, fast)
     if chunk_bytes is None:
         key = "cuda" if dev.type == "cuda" else ("cpu" if fast else "cpu_grad")
         chunk_bytes = _CHUNK_BYTES[key]
-    row_bytes = b * cin * k * wo * torch.finfo(sampler.cdt).bits // 8
+    row_bytes = b * cin * k * wo * torch.finfo(cdt).bits // 8
     rows = max(1, min(ho, chunk_bytes // max(1, row_bytes)))
     # channels-last in -> channels-last out
     nhwc = groups == 1 and x.dim() == 4 and not x.is_contiguous() and x.is_contiguous(
@@ -107,7 +235,8 @@ def _deform_conv_pure(
     for r0 in range(0, ho, rows):
         r1 = min(ho, r0 + rows)
         n = r1 - r0
-        s = sampler.rows(r0, r1, abs_sums)
+        with no_autocast:
+            s = _sample_rows(sp, r0, r1, abs_sums)
         cols = s.view(b, groups, cin_g * k, n * wo).to(mm_dtype)
         if direct:
             torch.mm(cols.view(cin * k, n * wo).t(), wmat_t, out=out_rows[r0 * wo : r1 * wo])
@@ -132,150 +261,27 @@ def _deform_conv_pure(
     return out
 
 
-class _RowSampler:
-    """The sampling half of :func:`_deform_conv_pure`: for a chunk of output rows, the masked
-    bilinear samples ``(B, dg, Cin/dg, K, rows, Wo)`` (the im2col matrix of the chunk).
-
-    All coordinate math and the sampling run without autocast, in the coordinate dtype
-    (float32, float64 for float64 inputs). ``fast`` (no autograd) allows in-place ops and the
-    packed-offset path."""
-
-    def __init__(self, x: Tensor, offset: Tensor, mask: Tensor, kernel: tuple[int, int],
-                 stride: tuple[int, int], padding: tuple[int, int],
-                 dilation: tuple[int, int], dg: int, *, fast: bool, mask_logits: bool) -> None:
-        b, cin, h, w = x.shape
-        kh, kw = kernel
-        k = kh * kw
-        ho, wo = offset.shape[-2:]
-        self.b, self.dg, self.cg, self.k, self.h, self.w, self.wo = b, dg, cin // dg, k, h, w, wo
-        self.cdt = cdt = _coord_dtype(x.dtype)
-        self.dev = dev = x.device
-        self.fast, self.mask_logits = fast, mask_logits
-        self.no_autocast = torch.autocast(dev.type, enabled=False)
-        with self.no_autocast:
-            self.xs = self._sampling_input(x)
-            # 6-D views only split the channel dim, so they work for any memory format;
-            # low-precision offsets/masks are promoted to ``cdt`` chunk by chunk
-            if torch.promote_types(offset.dtype, cdt) != cdt:
-                offset = offset.to(cdt)
-            if mask_logits and not fast:
-                mask = torch.sigmoid(mask)
-            if torch.promote_types(mask.dtype, cdt) != cdt and not (mask_logits and fast):
-                mask = mask.to(cdt)
-            self.mask = mask
-            self.off = offset.view(b, dg, k, 2, ho, wo)
-            self.msk = mask.view(b, dg, 1, k, ho, wo)
-            self.full = self._packed(offset, mask, ho, wo)
-            # normalised base positions (align_corners=False: pixel p -> (2p + 1) / size - 1)
-            ki = torch.arange(kh, device=dev, dtype=cdt).repeat_interleave(kw) * dilation[0]
-            kj = torch.arange(kw, device=dev, dtype=cdt).repeat(kh) * dilation[1]
-            oy = torch.arange(ho, device=dev, dtype=cdt) * stride[0] - padding[0]
-            ox = torch.arange(wo, device=dev, dtype=cdt) * stride[1] - padding[1]
-            self.ny = ((ki[:, None] + oy[None, :]) * 2.0 + 1.0) / h - 1.0  # (K, Ho)
-            self.nx = ((kj[:, None] + ox[None, :]) * 2.0 + 1.0) / w - 1.0  # (K, Wo)
-
-    def _sampling_input(self, x: Tensor) -> Tensor:
-        """``x`` as ``(B*dg, Cin/dg, H, W)`` in the coordinate dtype."""
-        xs = x.reshape(self.b * self.dg, self.cg, self.h, self.w)
-        if (self.fast and xs.stride(1) == 1
-                and not xs.is_contiguous(memory_format=torch.channels_last)):
-            # channels-last x: each group's channels become one contiguous (H, W, Cin/dg) block
-            # (so that a bilinear sample's corners share cache lines), cast in the same pass
-            out = torch.empty(xs.shape, dtype=self.cdt, device=self.dev,
-                              memory_format=torch.channels_last)
-            out.copy_(xs)
-            return out
-        return xs.to(self.cdt)
-
-    def _packed(self, offset: Tensor, mask: Tensor, ho: int, wo: int) -> Tensor | None:
-        """DCNv2Pack's case: offsets and mask logits are consecutive channel slices of one
-        channels-last map, so a chunk of rows is one contiguous ``(rows*Wo, 3*dg*K)`` block;
-        one blocked 2-D transpose per chunk turns it planar, and every later pass (grid adds,
-        sigmoid) reads contiguous memory instead of a stride of ``3*dg*K`` elements. Returns
-        the ``(3*dg*K, Ho*Wo)`` view of that map, or ``None`` when the layout is not that."""
-        self.nt, self.ct = nt, ct = 2 * self.dg * self.k, 3 * self.dg * self.k
-        packed = (
-            self.fast and self.mask_logits and self.b == 1 and offset.dtype == mask.dtype
-            and offset.stride(1) == 1 and mask.stride(1) == 1
-            and offset.stride()[2:] == mask.stride()[2:] == (wo * ct, ct)
-            and mask.data_ptr() == offset.data_ptr() + nt * offset.element_size()
-        )
-        return offset.as_strided((ct, ho * wo), (1, ct)) if packed else None
-
-    def rows(self, r0: int, r1: int, abs_sums: list[Tensor] | None) -> Tensor:
-        """The masked samples of output rows ``r0:r1``, ``(B, dg, Cin/dg, K, r1-r0, Wo)``."""
-        b, dg, k, wo, n, cdt = self.b, self.dg, self.k, self.wo, r1 - r0, self.cdt
-        with self.no_autocast:
-            tc = None
-            if self.full is not None:
-                tc = torch.empty(self.ct, n * wo, dtype=self.full.dtype, device=self.dev)
-                src = self.full[:, r0 * wo : r1 * wo]
-                if torch.get_num_threads() > 1:  # the 2-D transpose kernel is serial: 3-D copy
-                    tc.view(self.ct, n, wo).copy_(src.unflatten(1, (n, wo)))
-                else:
-                    tc.copy_(src)  # blocked 2-D transpose
-                o = tc[: self.nt].view(b, dg, k, 2, n, wo)
-                if abs_sums is not None:  # contiguous and in cache: cheap
-                    abs_sums.append(torch.linalg.vector_norm(tc[: self.nt], 1, dtype=cdt))
-            else:
-                o = self.off[..., r0:r1, :]
-            s = F.grid_sample(
-                self.xs, self._grid(o, r0, r1).view(b * dg, k * n, wo, 2), mode="bilinear",
-                padding_mode="zeros", align_corners=False,
-            ).view(b, dg, self.cg, k, n, wo)
-            mk = self._mask_rows(tc, r0, r1)
-            # (a mixed-dtype ``mul(..., out=bf16)`` was 4x slower than this in-place multiply
-            # plus a separate cast)
-            return s.mul_(mk) if self.fast else s * mk
-
-    def _grid(self, o: Tensor, r0: int, r1: int) -> Tensor:
-        """Sampling positions ``(B, dg, K, rows, Wo, 2)`` (x, y normalised) from the offsets
-        ``o`` ``(B, dg, K, 2, rows, Wo)`` of rows ``r0:r1``."""
-        h, w = self.h, self.w
-        if self.fast:
-            grid = torch.empty(self.b, self.dg, self.k, r1 - r0, self.wo, 2, dtype=self.cdt,
-                               device=self.dev)
-            torch.add(self.nx[:, None, :], o[:, :, :, 1], alpha=2.0 / w, out=grid[..., 0])
-            torch.add(self.ny[:, r0:r1, None], o[:, :, :, 0], alpha=2.0 / h, out=grid[..., 1])
-            return grid
-        gx = torch.add(self.nx[:, None, :], o[:, :, :, 1], alpha=2.0 / w)
-        gy = torch.add(self.ny[:, r0:r1, None], o[:, :, :, 0], alpha=2.0 / h)
-        return torch.stack((gx, gy), dim=-1)
-
-    def _mask_rows(self, tc: Tensor | None, r0: int, r1: int) -> Tensor:
-        """The modulation mask of rows ``r0:r1``, ``(B, dg, 1, K, rows, Wo)``."""
-        mk = self.msk[..., r0:r1, :]
-        if tc is not None:  # contiguous logits: vectorised sigmoid, in ``cdt``
-            lg = tc[self.nt:].view(self.b, self.dg, 1, self.k, r1 - r0, self.wo)
-            return torch.sigmoid(lg) if lg.dtype == self.cdt else lg.to(self.cdt).sigmoid_()
-        if self.mask_logits and self.fast:  # gather into a contiguous buffer, sigmoid in place
-            return torch.empty(mk.shape, dtype=self.cdt, device=self.dev).copy_(mk).sigmoid_()
-        if not self.mask.is_contiguous():  # e.g. channels-last: gather once, not per channel
-            return mk.contiguous()
-        return mk
-
-
 def _needs_grad(*tensors: Tensor | None) -> bool:
     """Whether autograd will record an op on these tensors (``None`` entries are skipped)."""
     return torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors)
 
 
-def _native_ok(
+def native_ok(
     x: Tensor, offset: Tensor, mask: Tensor, weight: Tensor, bias: Tensor | None
 ) -> bool:
-    """Whether :func:`_deform_conv_native` can run these inputs (CPU, no autograd, one conv
+    """Whether :func:`deform_conv_native` can run these inputs (CPU, no autograd, one conv
     group, float32/bfloat16 or all-float64) and the native kernel loads."""
     if _needs_grad(x, offset, mask, weight, bias) or x.device.type != "cpu":
         return False
     if weight.shape[1] != x.shape[1]:  # grouped conv
         return False
     return native.supports(
-        x.dtype, torch.promote_types(offset.dtype, mask.dtype), _autocast_dtype("cpu") or x.dtype,
+        x.dtype, torch.promote_types(offset.dtype, mask.dtype), autocast_dtype("cpu") or x.dtype,
         offset.shape[1] // 2,
     )
 
 
-def _deform_conv_native(
+def deform_conv_native(
     x: Tensor,
     offset: Tensor,
     mask: Tensor,
@@ -290,8 +296,8 @@ def _deform_conv_native(
     abs_sums: list[Tensor] | None = None,
 ) -> Tensor:
     """DCNv2 from the native deformable im2col (:mod:`stvsr.ops.native`) + a matmul per chunk of
-    output rows; same arguments and result as :func:`_deform_conv_pure` (inference only, one
-    conv group; check :func:`_native_ok` first).
+    output rows; same arguments and result as :func:`deform_conv_pure` (inference only, one
+    conv group; check :func:`native_ok` first).
 
     The kernel reads ``x`` channels-last (converted once if it is not), ``offset``/``mask``
     through their strides (a channel slice of a channels-last map as is), computes coordinates
@@ -303,7 +309,7 @@ def _deform_conv_native(
     cout, _, kh, kw = weight.shape
     k = kh * kw
     ho, wo = offset.shape[-2:]
-    mm_dtype = _autocast_dtype("cpu") or x.dtype
+    mm_dtype = autocast_dtype("cpu") or x.dtype
     odt = torch.promote_types(offset.dtype, mask.dtype)
     offset, mask = offset.to(odt), mask.to(odt)
     nhwc = x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous()

@@ -1,9 +1,10 @@
 """Plain-by-default conv helpers with an opt-in fast CPU path.
 
-The networks call a few helpers — :func:`conv_act`, :func:`conv_part`, :func:`conv_shuffle_act`,
-:func:`fast_layout` and :func:`fast_enabled` — whose default behaviour is the plain PyTorch
-computation through modules (``Conv2d.__call__``, so forward hooks, subclasses and wrappers
-apply), in whatever precision the caller's autocast asks for.
+The networks call :func:`conv_act` and :func:`conv_shuffle_act`, and the speed paths beside
+:func:`stvsr.infer.optimize` also :func:`conv_part`, :func:`fast_layout` and
+:func:`fast_enabled`; their default behaviour is the plain PyTorch computation through modules
+(``Conv2d.__call__``, so forward hooks, subclasses and wrappers apply), in whatever precision the
+caller's autocast asks for.
 
 Inside :func:`fast_kernels` (entered by the module :func:`stvsr.infer.optimize` returns, for the
 duration of each of its calls) they switch to the CPU inference speed-ups:
@@ -16,7 +17,8 @@ duration of each of its calls) they switch to the CPU inference speed-ups:
   :class:`FastKernels` object (keyed by the parameters' identity and version counters, so
   loading a state dict refreshes them; the model's parameters are never modified);
 * channels-last activations (:func:`fast_layout`) and the phase-major pixel shuffle;
-* model-specific caches the networks enable when :func:`fast_enabled` (e.g. EDVR's PCD terms).
+* the models' speed paths (:mod:`stvsr.infer.optimize_edvr` etc.), which check
+  :func:`fast_enabled` (e.g. EDVR's PCD terms).
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from torch.nn import functional as F  # noqa: N812
 
 __all__ = [
     "FastKernels",
+    "autocast_dtype",
     "conv_act",
     "conv_part",
     "conv_shuffle_act",
@@ -45,7 +48,7 @@ __all__ = [
 Act = nn.Module | None
 
 
-def _autocast_dtype(device_type: str) -> torch.dtype | None:
+def autocast_dtype(device_type: str) -> torch.dtype | None:
     """The autocast dtype active for ``device_type``, or None."""
     if not torch.is_autocast_enabled(device_type):
         return None
@@ -208,7 +211,7 @@ def _fast_conv(
 ) -> Tensor:
     """``act(conv_part(x) + add)`` with cached weights and fused oneDNN kernels where possible;
     the result is in the autocast dtype (else ``x``'s), ``x``'s memory format."""
-    dt = _autocast_dtype(x.device.type) or x.dtype
+    dt = autocast_dtype(x.device.type) or x.dtype
     w, b = state.weight(conv, dt, part, with_bias)
     x = x.to(dt)
     if add is not None:

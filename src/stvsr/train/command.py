@@ -126,7 +126,7 @@ def ship_checkpoint(run_dir, step: int, ema_ckpt, *, state: bool) -> dict[str, s
     fields that record it."""
     import yaml
 
-    from stvsr.models.sfnet_s2 import HEAD_WEIGHTS, SFNetS2, export_head
+    from stvsr.models.sfnet_s import HEAD_WEIGHTS, SFNetS, export_head
     from stvsr.train.state import export_train_state, read_lineage, state_beside
     from stvsr.weights import cached_path
 
@@ -138,7 +138,7 @@ def ship_checkpoint(run_dir, step: int, ema_ckpt, *, state: bool) -> dict[str, s
         prior = read_lineage(run_dir)
         batch = int(cfg["data"]["batch_size"])
         dest = export_train_state(
-            SFNetS2(), run_dir / "checkpoints" / f"step_{step:07d}.pt", state_beside(out),
+            SFNetS(), run_dir / "checkpoints" / f"step_{step:07d}.pt", state_beside(out),
             weights_sha256=digest, steps=int(prior.get("steps", 0)) + step,
             samples=int(prior.get("samples", 0)) + step * batch)
         print(f"training state beside it: {dest}")

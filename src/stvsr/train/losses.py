@@ -7,7 +7,23 @@ from torch import Tensor, nn
 
 from stvsr.train.config import LossConfig
 
-__all__ = ["PixelLoss", "compute_loss"]
+__all__ = ["PixelLoss", "charbonnier", "compute_loss", "spacetime_loss"]
+
+
+def charbonnier(pred: Tensor, target: Tensor, eps: float = 1e-3) -> Tensor:
+    """Mean Charbonnier penalty ``sqrt((pred - target)² + eps²)`` over matching shapes."""
+    return torch.sqrt((pred - target) ** 2 + eps * eps).mean()
+
+
+def spacetime_loss(out: Tensor, structure: Tensor, gt: Tensor, lambda_s: float = 0.25) -> Tensor:
+    """SFNet's training loss: Charbonnier(I, gt) + ``lambda_s`` · Charbonnier(S, gt) (ε = 1e-3).
+
+    All three tensors ``(B, K, 3, s·h, s·w)``: the images ``I`` and structure images ``S`` of
+    ``SFNet(x, return_structure=True)`` and the targets. ``lambda_s = 0.25`` is *design*
+    (``docs/spec/sfnet.md``); :func:`compute_loss` computes the same with
+    ``loss.structure_weight``.
+    """
+    return charbonnier(out, gt) + lambda_s * charbonnier(structure, gt)
 
 
 class PixelLoss(nn.Module):

@@ -35,7 +35,7 @@ from torch import Tensor
 
 from stvsr.data.datasets import VideoClipDataset
 from stvsr.errors import StvsrError
-from stvsr.models.sfnet_s2 import SFNetS2
+from stvsr.models.sfnet_s import SFNetS
 
 __all__ = ["BankBatch", "SequenceKey", "StoreBank", "StoreSequence", "frozen_pass", "head_window"]
 
@@ -93,7 +93,7 @@ class BankBatch:
                            (self.lr, self.feat, self.restored, self.flow, self.mask, self.gt)))
 
 
-def frozen_pass(model: SFNetS2, lr: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+def frozen_pass(model: SFNetS, lr: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     """The frozen computation of ``model`` on one whole sequence ``lr (T, 3, h, w)``.
 
     Returns ``feat (T, C, h, w)``, ``restored (T, 3, H, W)``, ``flow (T-1, 4, H, W)``,
@@ -114,7 +114,7 @@ def frozen_pass(model: SFNetS2, lr: Tensor) -> tuple[Tensor, Tensor, Tensor, Ten
             torch.cat([m[1] for m in motion]))
 
 
-def head_window(model: SFNetS2, batch: BankBatch) -> Tensor:
+def head_window(model: SFNetS, batch: BankBatch) -> Tensor:
     """``model``'s output for the windows of ``batch``: ``(B, 2n-1, 3, P, P)``.
 
     Even frames are the restored inputs; the new frame between inputs ``i`` and ``i+1`` reads,
@@ -171,10 +171,10 @@ class StoreBank:
             step's own settings, so the bank equals the plain step).
     """
 
-    def __init__(self, model: SFNetS2, dataset: VideoClipDataset, *, batch_size: int, seed: int,
+    def __init__(self, model: SFNetS, dataset: VideoClipDataset, *, batch_size: int, seed: int,
                  pool: int = 8, refresh: int = 32, max_inputs: int = 16, rank: int = 0,
                  device: torch.device | None = None, autocast=None) -> None:
-        if not isinstance(model, SFNetS2):
+        if not isinstance(model, SFNetS):
             raise StvsrError("train.bank needs an sfnet-s model (frozen store, trained head); "
                              f"got {type(model).__name__}")
         if dataset.mode != "stvsr" or dataset.lr_patch is None:

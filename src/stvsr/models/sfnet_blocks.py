@@ -1,4 +1,4 @@
-"""SFNet's building blocks (*design* where the paper is silent, see ``spec/sfnet.md``): the
+"""SFNet's building blocks (*design* where the paper is silent, see ``docs/spec/sfnet.md``): the
 fetch-entry selection rule, adjacent fetch (deformable alignment), the distant-fetch memory
 read and store entries, reconstruction, and one recurrent module (BRM or FRM) that combines
 them. Assembled into the network by :mod:`stvsr.models.sfnet`."""
@@ -13,11 +13,7 @@ from torch import Tensor, nn
 from torch.nn import functional as F  # noqa: N812
 
 from stvsr.errors import StvsrError
-from stvsr.models.blocks import (
-    ResidualBlockNoBN,
-    make_layer,
-    run_res_blocks,
-)
+from stvsr.models.blocks import ResidualBlockNoBN, make_layer
 from stvsr.ops.dcn import DCNv2Pack
 from stvsr.ops.fused import conv_act, conv_shuffle_act
 
@@ -28,6 +24,7 @@ __all__ = [
     "RecurrentModule",
     "Reconstruction",
     "StoreEntry",
+    "leaky_relu",
     "local_window_read",
     "select_fetch_indices",
 ]
@@ -78,14 +75,8 @@ def select_fetch_indices(
 # --------------------------------------------------------------------------- building blocks
 
 
-def _fmt(x: Tensor) -> torch.memory_format:
-    """``x``'s memory format (channels-last or contiguous), for keeping activations in it."""
-    if x.dim() == 4 and x.is_contiguous(memory_format=torch.channels_last):
-        return torch.channels_last
-    return torch.contiguous_format
-
-
-def _lrelu() -> nn.LeakyReLU:
+def leaky_relu() -> nn.LeakyReLU:
+    """LeakyReLU(0.1), in place."""
     return nn.LeakyReLU(negative_slope=0.1, inplace=True)
 
 
@@ -116,7 +107,7 @@ class AdjacentFetch(nn.Module):
         self.offset_conv2 = nn.Conv2d(2 * c if pyramid else c, c, 3, 1, 1)
         self.dcn = DCNv2Pack(c, c, 3, padding=1, deformable_groups=deformable_groups,
                              max_offset=max_offset)
-        self.lrelu = _lrelu()
+        self.lrelu = leaky_relu()
         if pyramid:
             half = None if max_offset is None else max_offset / 2.0
             self.down_feat = nn.Conv2d(c, c, 3, 2, 1)
@@ -221,7 +212,7 @@ class DistantFetch(nn.Module):
             q = F.avg_pool2d(q, self.stride)
         read = local_window_read(q, keys, values, self.radius, self.log_tau.exp())
         read = F.interpolate(read, size=feat.shape[-2:], mode="bilinear", align_corners=False)
-        return self.out_conv(read.contiguous(memory_format=_fmt(feat)))
+        return self.out_conv(read)
 
 
 class StoreEntry(nn.Module):
@@ -258,7 +249,7 @@ class Reconstruction(nn.Module):
         c = num_feat
         self.scale = scale
         self.body = make_layer(ResidualBlockNoBN, num_block, num_feat=c)
-        self.lrelu = _lrelu()
+        self.lrelu = leaky_relu()
         if scale == 4:
             self.upconv1 = nn.Conv2d(c, 4 * c, 3, 1, 1)
             self.upconv2 = nn.Conv2d(c, 4 * c, 3, 1, 1)
@@ -273,8 +264,8 @@ class Reconstruction(nn.Module):
 
     def forward(self, x: Tensor, add: Tensor | None = None) -> Tensor:
         """``(B, C, h, w) -> (B, 3, s·h, s·w)``; ``add`` (same shape as the output) is added to
-        the result of the last conv (inside it on the fast path)."""
-        out = run_res_blocks(self.body, x)
+        the result of the last conv."""
+        out = self.body(x)
         for i, f in enumerate(self.shuffles):
             conv = self.upconv1 if i == 0 else self.upconv2
             out = conv_shuffle_act(conv, out, f, self.lrelu)
@@ -311,7 +302,7 @@ class RecurrentModule(nn.Module):
         n_in = 3 if use_df else 2
         self.ds_fuse = nn.Conv2d(n_in * c, c, 1)
         self.ds_body = make_layer(ResidualBlockNoBN, num_ds, num_feat=c)
-        self.lrelu = _lrelu()
+        self.lrelu = leaky_relu()
 
     def adjacent(self, feat: Tensor, hidden: Sequence[Tensor | None]) -> Tensor:
         """AF of ``feat (B, C, h, w)`` with each adjacent state (``None`` = absent → zeros)."""
@@ -333,4 +324,4 @@ class RecurrentModule(nn.Module):
         if self.use_df:
             parts.append(fetched if fetched is not None else torch.zeros_like(feat))
         fused = conv_act(self.ds_fuse, torch.cat(parts, dim=1), self.lrelu)
-        return run_res_blocks(self.ds_body, fused)
+        return self.ds_body(fused)
