@@ -22,22 +22,9 @@ SRC = Path(__file__).resolve().parents[1] / "src"
 KNOWN_CYCLES: list[list[str]] = [
     ["stvsr.report.build", "stvsr.report.html"],
 ]
-# fixed on another branch (infer/engine.py, execute.py, data/): (importer, module, name)
+# fixed on another branch (data/): (importer, module, name)
 KNOWN_PRIVATE_IMPORTS: set[tuple[str, str, str]] = {
     ("stvsr.data.video.writer", "stvsr.data.images", "_check_rgb"),
-    ("stvsr.infer.engine", "stvsr.infer.execute", "_Feed"),
-    ("stvsr.infer.engine", "stvsr.infer.execute", "_run_retime_segment"),
-    ("stvsr.infer.engine", "stvsr.infer.execute", "_run_segment"),
-    ("stvsr.infer.engine", "stvsr.infer.plan", "_assemble_folder"),
-    ("stvsr.infer.engine", "stvsr.infer.plan", "_bound_malloc"),
-    ("stvsr.infer.engine", "stvsr.infer.plan", "_check_output"),
-    ("stvsr.infer.engine", "stvsr.infer.plan", "_disk_error"),
-    ("stvsr.infer.engine", "stvsr.infer.plan", "_estimate"),
-    ("stvsr.infer.engine", "stvsr.infer.plan", "_model_hash"),
-    ("stvsr.infer.engine", "stvsr.infer.plan", "_out_bits"),
-    ("stvsr.infer.engine", "stvsr.infer.plan", "_runtime_key"),
-    ("stvsr.infer.engine", "stvsr.infer.plan", "_time_base"),
-    ("stvsr.infer.execute", "stvsr.infer.plan", "_rotate"),
 }
 # names that switch a model between a reference path and a speed path, or pick a memory layout
 FAST_PATH_NAMES = {
