@@ -17,8 +17,8 @@ blocks with a 4-channel encoder (4.20–4.24 have four blocks and an 8-channel e
 have no encoder and a 6-channel output); 4.25 and 4.26 share their code and differ only in
 their training, which the architecture cannot tell apart. The release file also carries the
 training-time teacher block (``teacher.*``) and time estimator (``caltime.*``); neither is part
-of inference and both are dropped on load. Inference network: 5,000,000-odd parameters (see
-``tests/test_rife4.py`` for the exact count).
+of inference and both are dropped on load. Inference network: 5,664,776 parameters (the file
+holds 6,139,325 with the teacher and time estimator).
 
 Presets: ``rife4`` (``kind = "spacetime"``, ``scale = 1``: ``(B, n, 3, h, w) -> (B, 2n-1, 3,
 h, w)``, each new frame at ``t = ½``; any other time through :meth:`RIFE4.interpolate`).
