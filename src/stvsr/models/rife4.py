@@ -12,10 +12,11 @@ flow); there are five blocks at ``1/16 … 1`` (widths 192, 128, 96, 64, 32), ea
 stride-2 convs, eight residual convs with a learned per-channel gain ``beta`` and LeakyReLU, and
 a transposed conv to ``4·13`` channels followed by a pixel shuffle: 4 flow, 1 mask logit and 8
 feature channels that are handed to the next block. The mask is *replaced* by each block, the
-flow is *refined* (added to). Of Practical-RIFE's 4.x releases only 4.25 and 4.26 have five
-blocks with a 4-channel encoder (4.20–4.24 have four blocks and an 8-channel encoder; 4.0–4.6
-have no encoder and a 6-channel output); 4.25 and 4.26 share their code and differ only in
-their training, which the architecture cannot tell apart. The release file also carries the
+flow is *refined* (added to). Of Practical-RIFE's 4.x networks only 4.25 and 4.26 have these
+five blocks with this 4-channel encoder (4.7–4.24 have four blocks, 4.0–4.6 no encoder and a
+4·6-channel output, 4.25.lite a 24-wide last block, 4.26.heavy a 16-channel encoder output);
+4.25 and 4.26 share their code and differ only in their training, which the architecture
+cannot tell apart. The release file also carries the
 training-time teacher block (``teacher.*``) and time estimator (``caltime.*``); neither is part
 of inference and both are dropped on load. Inference network: 5,664,776 parameters (the file
 holds 6,139,325 with the teacher and time estimator).
