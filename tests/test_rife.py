@@ -120,9 +120,12 @@ def test_padding_helper_and_time_tensor() -> None:
     padded, size = pad_to_multiple(x, 32)
     assert padded.shape[-2:] == (64, 64) and size == (33, 50)
     assert torch.equal(padded[..., :33, :50], x)
+    torch.manual_seed(0)
     net = IFNet().eval()
     a, b = torch.rand(2, 3, 64, 64), torch.rand(2, 3, 64, 64)
     with torch.no_grad():
         per_item = net(a, b, torch.tensor([0.25, 0.75]))
         first = net(a[:1], b[:1], 0.25)
-    assert torch.allclose(per_item.frame[:1], first.frame, atol=1e-6)
+    # batch 2 and batch 1 run different fp32 conv kernels: up to 5e-6 apart over 20 seeds (the
+    # bound was 1e-6 and failed one run in three); a wrong time step is off by ~0.1
+    assert torch.allclose(per_item.frame[:1], first.frame, atol=1e-4)
