@@ -231,10 +231,10 @@ def test_debian_photos_are_opt_in_and_pinned(tmp_path: Path) -> None:
     its own still name. With the .deb files cached (``--photos debian`` ran once), two
     synthetic clips come from them."""
     from stvsr.data.sources import DEFAULT_SOURCES
-    from stvsr.data.sources.debian_photos import DEBIAN_PHOTOS, LOMIRI, MATE, PLASMA, _still_name
+    from stvsr.data.sources.debian_photos import DEBIAN_PHOTOS, LOMIRI, MATE, PLASMA, still_name
 
     assert "debian" not in DEFAULT_SOURCES
-    assert len({_still_name(p) for _, p, _, _ in DEBIAN_PHOTOS}) == len(DEBIAN_PHOTOS)
+    assert len({still_name(p) for _, p, _, _ in DEBIAN_PHOTOS}) == len(DEBIAN_PHOTOS)
     assert all(len(sha) == 64 and lic for _, _, sha, lic in DEBIAN_PHOTOS)
     if not all(p.path.is_file() for p in (LOMIRI, MATE, PLASMA)):
         pytest.skip("the Debian wallpaper packages are not cached (run stvsr data prepare "

@@ -18,7 +18,7 @@ from stvsr.data.sources.base import Options, Source, Still
 from stvsr.data.sources.photos import read_still
 from stvsr.data.sources.pinned import Member, Package, fetch_members
 
-__all__ = ["DEBIAN_PHOTOS", "LOMIRI", "MATE", "PLASMA", "DebianPhotosSource"]
+__all__ = ["DEBIAN_PHOTOS", "LOMIRI", "MATE", "PLASMA", "DebianPhotosSource", "still_name"]
 
 LOMIRI = Package("debian", "lomiri-wallpapers-16.04=20.04.0-2",
                  "lomiri-wallpapers-16.04_20.04.0-2_all.deb",
@@ -115,7 +115,7 @@ DEBIAN_PHOTOS: tuple[tuple[Package, str, str, str], ...] = (
 )
 
 
-def _still_name(member: str) -> str:
+def still_name(member: str) -> str:
     p = PurePosixPath(member)
     stem = p.parts[-4] if "contents" in p.parts else p.stem  # Plasma: the wallpaper's folder
     return f"photo_debian_{stem}"
@@ -134,4 +134,4 @@ class DebianPhotosSource(Source):
             licence = f"{lic}; Debian {pkg.requirement}, {path[1:]}"
             self.records.append({"name": path, "package": pkg.requirement, "sha256": sha,
                                  "license": lic})
-            yield Still(_still_name(path), read_still(local), licence)
+            yield Still(still_name(path), read_still(local), licence)
