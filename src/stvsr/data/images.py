@@ -20,7 +20,8 @@ from PIL import Image
 from stvsr.errors import VideoError
 from stvsr.frames import to_8bit
 
-__all__ = ["IMAGE_EXTENSIONS", "list_frame_files", "natural_key", "read_image", "write_image"]
+__all__ = ["IMAGE_EXTENSIONS", "check_rgb", "list_frame_files", "natural_key", "read_image",
+           "write_image"]
 
 IMAGE_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"})
 
@@ -31,7 +32,7 @@ def _one_line(exc: BaseException) -> str:
     return " ".join(text.split())
 
 
-def _check_rgb(rgb: np.ndarray) -> np.ndarray:
+def check_rgb(rgb: np.ndarray) -> np.ndarray:
     if not isinstance(rgb, np.ndarray) or rgb.ndim != 3 or rgb.shape[2] != 3:
         shape = getattr(rgb, "shape", None)
         raise ValueError(f"expected an (H, W, 3) RGB array, got shape {shape}")
@@ -111,7 +112,7 @@ def read_image(path: str | Path, *, high_bit_depth: bool = False) -> np.ndarray:
 def write_image(path: str | Path, rgb: np.ndarray, *, compress_level: int = 3) -> None:
     """Write ``(H, W, 3)`` RGB ``uint8`` (8-bit PNG) or ``uint16`` (16-bit PNG) to ``path``."""
     path = Path(path)
-    rgb = _check_rgb(rgb)
+    rgb = check_rgb(rgb)
     if rgb.dtype == np.uint8:
         try:
             Image.fromarray(rgb).save(path, format="PNG", compress_level=compress_level)

@@ -21,7 +21,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 from typing import Any
@@ -31,58 +31,11 @@ import torch
 
 from stvsr.errors import StvsrError
 from stvsr.frames import frame_to_tensor, to_8bit
+from stvsr.report.html import render
+from stvsr.report.page import FrameView, Section, Series, Variant
 
 MAX_FRAMES = 12  # frame viewers in one report (each holds several full frames)
 VIDEO_FRAMES = 4  # candidate frames per video
-
-
-# --------------------------------------------------------------------------- data model
-
-
-@dataclass
-class Variant:
-    """One image of a frame viewer."""
-
-    label: str
-    image: np.ndarray  # (H, W, 3) uint8
-    psnr_y: float | None = None
-    role: str = "model"  # "bicubic", "model", "gt", "input", "output"
-
-
-@dataclass
-class FrameView:
-    """A frame shown with a before/after slider and zoomable crops."""
-
-    index: int
-    kind: str  # "input", "new" or "" (S-VSR: every frame restores an input)
-    variants: list[Variant]
-    time: float | None = None
-    left: int = 0  # variant shown left of the slider
-    right: int = 1
-
-
-@dataclass
-class Series:
-    label: str
-    values: list[float | None]
-    kinds: list[str] | None = None
-    dashed: bool = False
-
-
-@dataclass
-class Section:
-    """One clip (of one task and degradation) or one upscaled video."""
-
-    key: str
-    title: str
-    subtitle: str
-    n_frames: int
-    series: list[Series] = field(default_factory=list)
-    candidates: list[int] = field(default_factory=list)
-    loader: Callable[[int], FrameView | None] | None = None
-    frames: list[FrameView] = field(default_factory=list)
-    notes: list[str] = field(default_factory=list)
-    facts: list[tuple[str, str]] = field(default_factory=list)
 
 
 @dataclass
@@ -459,7 +412,6 @@ def build_report(
         jpeg_quality: JPEG images of this quality instead of PNG (smaller, lossy).
         video_offset: seconds of input time at the output's first frame (``upscale --start``).
     """
-    from stvsr.report.html import render
 
     runs: list[Run] = []
     for item in results:

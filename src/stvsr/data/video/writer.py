@@ -15,7 +15,7 @@ import av
 import numpy as np
 from av.video.reformatter import VideoReformatter
 
-from stvsr.data.images import _check_rgb, write_image
+from stvsr.data.images import check_rgb, write_image
 from stvsr.data.video.colour import (
     SWS_FLAGS,
     SWS_MATRIX,
@@ -155,7 +155,7 @@ class VideoWriter:
         """Append one ``(H, W, 3)`` RGB frame (``uint8`` or ``uint16``) shown at ``time`` s."""
         if self.closed:
             raise VideoError(f"writer for {self.path} is already closed")
-        rgb = _check_rgb(rgb)
+        rgb = check_rgb(rgb)
         t = self._next_time(to_fraction(time))
         if self._size is None:
             self._size = (rgb.shape[0], rgb.shape[1])
