@@ -18,14 +18,9 @@ import pytest
 
 SRC = Path(__file__).resolve().parents[1] / "src"
 
-# fixed on another branch (report/)
-KNOWN_CYCLES: list[list[str]] = [
-    ["stvsr.report.build", "stvsr.report.html"],
-]
-# fixed on another branch (data/): (importer, module, name)
-KNOWN_PRIVATE_IMPORTS: set[tuple[str, str, str]] = {
-    ("stvsr.data.video.writer", "stvsr.data.images", "_check_rgb"),
-}
+# known exceptions (an entry that no longer occurs fails the test): none left
+KNOWN_CYCLES: list[list[str]] = []
+KNOWN_PRIVATE_IMPORTS: set[tuple[str, str, str]] = set()
 # names that switch a model between a reference path and a speed path, or pick a memory layout
 FAST_PATH_NAMES = {
     "fast_enabled", "fast_layout", "fast_kernels", "FastKernels", "split_convs", "cache_terms",
