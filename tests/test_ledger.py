@@ -88,3 +88,24 @@ def test_cli_appends_a_row_without_shipping(tmp_path: Path, run_dir: Path, capsy
     assert "run 1, steps 0-6" in capsys.readouterr().out
     with pytest.raises(StvsrError, match="no config.yaml"):
         summarize_run(tmp_path)
+
+
+def test_svsr_runs_record_psnr_y(tmp_path: Path, run_dir: Path) -> None:
+    """A run validated as S-VSR (no new frames) records ``psnr_y``; a space-time one the new
+    frames' score."""
+    import csv
+    import shutil
+
+    d = tmp_path / "svsr_run"
+    shutil.copytree(run_dir, d)
+    with open(d / "val_log.csv", newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    keep = [k for k in rows[0] if "_input" not in k and "_new" not in k]
+    with open(d / "val_log.csv", "w", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=keep, extrasaction="ignore")
+        w.writeheader()
+        w.writerows(rows)
+    row = summarize_run(d)
+    assert "psnr_y," in str(row["val_protocol"])
+    assert row["val_score"] == f"{float(rows[-1]['psnr_y']):.3f}"
+    assert "psnr_y_new" in str(summarize_run(run_dir)["val_protocol"])

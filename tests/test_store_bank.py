@@ -155,3 +155,30 @@ def test_bank_refuses_what_it_cannot_train(clips: Path) -> None:
         StoreBank(torch.nn.Conv2d(3, 3, 1), dataset(clips), batch_size=1, seed=0)
     with pytest.raises(StvsrError, match="lr_patch"):
         StoreBank(tiny_model(), dataset(clips, lr_patch=None), batch_size=1, seed=0)
+
+
+def test_channels_last_training_is_the_same_training(clips: Path, tmp_path: Path) -> None:
+    """``train.channels_last`` changes the weights' memory layout only: the same steps give the
+    same losses and weights within float tolerance, and the checkpoint loads into a model in
+    the default layout."""
+    from safetensors.torch import load_file
+
+    runs = {}
+    for cl in (False, True):
+        raw = bank_cfg(clips, tmp_path / str(cl), 4)
+        raw["train"]["channels_last"] = cl
+        raw["train"]["ckpt_every"] = 4
+        tr = Trainer(config_from_dict(raw), tmp_path / str(cl), progress=False)
+        conv = next(p for p in tr.module.head.parameters() if p.dim() == 4)
+        assert conv.is_contiguous(memory_format=torch.channels_last) == cl
+        runs[cl] = (tr.fit()["history"], tr.module.state_dict())
+    (h0, s0), (h1, s1) = runs[False], runs[True]
+    np.testing.assert_allclose([v for _, v in h1], [v for _, v in h0], rtol=1e-4, atol=1e-6)
+    for k, v in s0.items():
+        torch.testing.assert_close(s1[k], v, rtol=1e-4, atol=1e-5, msg=k)
+    ckpt = next((tmp_path / "True" / "checkpoints").glob("step_*[0-9].safetensors"))
+    saved = load_file(str(ckpt))
+    model = SFNetS(**TINY)
+    model.load_state_dict(saved, strict=True)
+    for k, v in model.state_dict().items():
+        assert torch.equal(v, saved[k].to(v.dtype)), k

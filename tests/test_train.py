@@ -236,3 +236,29 @@ def test_cli_parsers(data_root: Path, tmp_path: Path) -> None:
     assert (tmp_path / "run" / "checkpoints" / "step_0000001.pt").is_file()
     args = parser.parse_args(["data", "prepare", str(tmp_path / "c"), "--no-videos"])
     assert args.handler.__name__ == "run_data" and args.clip_len == 30
+
+
+def test_skip_short_leaves_out_clips_an_item_cannot_span(tmp_path: Path) -> None:
+    """``data.skip_short``: clips shorter than one item at the shortest interval are left out
+    (else drawing one is an error); none long enough is a one-line config error."""
+    from stvsr.data.datasets import DataError
+    from stvsr.train.builders import build_dataset
+
+    write_panning_clips(tmp_path / "long", 1, 9, (8, 8))
+    write_panning_clips(tmp_path / "short", 1, 5, (8, 8), seed=1)
+    raw = {"model": {"preset": "basicvsr"},
+           "data": {"type": "folder", "root": str(tmp_path), "mode": "sequence",
+                    "num_frames": 4, "lr_patch": 4, "intervals": [2]},
+           "schedule": {"periods": [10]}}
+    ds = build_dataset(config_from_dict(raw), "sequence")
+    assert len(ds.clips) == 2
+    with pytest.raises(DataError, match="has 5 frames"):
+        for i in range(len(ds)):
+            ds[i]
+    raw["data"]["skip_short"] = True
+    ds = build_dataset(config_from_dict(raw), "sequence")
+    assert [c.name for c in ds.clips] == ["long/clip0"]
+    ds[0]
+    raw["data"]["intervals"] = [3]  # an item spans 10 frames: no clip is long enough
+    with pytest.raises(ConfigError, match="no clip has 10 frames"):
+        build_dataset(config_from_dict(raw), "sequence")

@@ -111,6 +111,9 @@ def build_dataset(cfg: Config, mode: str):
 
     if d.skip_small and d.lr_patch is not None:
         clips = _large_enough(clips, d.lr_patch * d.scale)
+    if d.skip_short:
+        span = 2 * d.num_frames - 1 if mode == "stvsr" else d.num_frames
+        clips = long_enough(clips, (span - 1) * min(d.intervals) + 1)
 
     def rng(v):
         return None if v is None else tuple(v)
@@ -144,6 +147,15 @@ def _large_enough(clips: list, size: int) -> list:
         print(f"data: left out {len(clips) - len(kept)} clips smaller than the HR patch {size}")
     return kept
 
+
+def long_enough(clips: list, frames: int) -> list:
+    """The clips with at least ``frames`` frame files (video files are kept)."""
+    kept = [c for c in clips if not c.frames or len(c.frames) >= frames]
+    if not kept:
+        raise ConfigError(f"no clip has {frames} frames; lower data.num_frames or intervals")
+    if len(kept) < len(clips):
+        print(f"data: left out {len(clips) - len(kept)} clips shorter than {frames} frames")
+    return kept
 
 
 def data_mode(cfg: Config, model: nn.Module) -> str:

@@ -63,8 +63,11 @@ def _csv_rows(path: Path) -> list[dict[str, str]]:
         return list(csv.DictReader(fh))
 
 
-def summarize_run(run_dir: str | Path, metric: str = "psnr_y_new") -> dict[str, object]:
+def summarize_run(run_dir: str | Path, metric: str | None = None) -> dict[str, object]:
     """A ledger row (without ``shipped``) for the training output folder ``run_dir``.
+
+    ``metric``: the validation score to record; by default ``psnr_y_new`` (the new frames) when
+    the run validated space-time output, else ``psnr_y``.
 
     ``minutes`` is the sum of the logged step times (start-up and validation excluded);
     ``val_curve`` lists ``step:score`` for every validated checkpoint; ``val_score`` is the last.
@@ -87,7 +90,10 @@ def summarize_run(run_dir: str | Path, metric: str = "psnr_y_new") -> dict[str, 
         seconds += float(r["sec_per_step"]) * max(n, 0)
         prev = s
     prior = int(read_lineage(d).get("steps", 0))
-    vals = [r for r in _csv_rows(d / "val_log.csv") if metric in r]
+    val_rows = _csv_rows(d / "val_log.csv")
+    if metric is None:
+        metric = "psnr_y_new" if not val_rows or "psnr_y_new" in val_rows[0] else "psnr_y"
+    vals = [r for r in val_rows if metric in r]
     curve = ";".join(f"{int(r['step']) + prior}:{float(r[metric]):.3f}" for r in vals)
     model, data, val = cfg["model"], cfg["data"], cfg.get("val") or {}
     start_step = max(0, steps[0] - int(cfg["train"].get("log_every", 1)))
