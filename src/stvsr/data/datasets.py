@@ -34,7 +34,6 @@ from __future__ import annotations
 from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -42,6 +41,14 @@ import torch
 from torch.utils.data import Dataset
 
 from stvsr.data.chain import DegradationChain, parse_chain
+from stvsr.data.clips import (
+    REDS4_CLIPS,
+    VIDEO_EXTENSIONS,
+    ClipSource,
+    folder_clips,
+    reds_clips,
+    vimeo_septuplet_clips,
+)
 from stvsr.data.variants import VariantCache
 from stvsr.errors import DataError
 from stvsr.frames import frames_to_tensor
@@ -60,121 +67,6 @@ __all__ = [
 ]
 
 MODES = ("svsr", "sequence", "stvsr")
-REDS4_CLIPS = ("000", "011", "015", "020")
-VIDEO_EXTENSIONS = (".mp4", ".mkv", ".mov", ".avi", ".webm", ".m4v", ".mpg", ".mpeg", ".y4m")
-_IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
-
-
-# --------------------------------------------------------------------------- clip sources
-
-
-@dataclass(frozen=True)
-class ClipSource:
-    """One training clip: HR frame files *or* a video file, plus optional stored LR frames."""
-
-    name: str
-    frames: tuple[Path, ...] = ()
-    video: Path | None = None
-    lr_frames: tuple[Path, ...] = ()
-
-    def __post_init__(self) -> None:
-        if bool(self.frames) == (self.video is not None):
-            raise ValueError("a ClipSource has either frame files or a video file")
-        if self.lr_frames and len(self.lr_frames) != len(self.frames):
-            raise DataError(f"clip {self.name}: {len(self.lr_frames)} LR frames for "
-                            f"{len(self.frames)} HR frames; the folders must match")
-
-
-def _require_dir(path: Path, what: str) -> None:
-    if not path.is_dir():
-        raise DataError(f"{what} folder {path} does not exist; check the dataset root")
-
-
-def _images(folder: Path) -> list[Path]:
-    from stvsr.data.images import natural_key
-
-    files = [p for p in folder.iterdir()
-             if p.suffix.lower() in _IMAGE_EXTENSIONS and not p.name.startswith(".")]
-    return sorted(files, key=lambda p: natural_key(p.name))
-
-
-def vimeo_septuplet_clips(root: str | Path,
-                          list_file: str | Path | None = None) -> list[ClipSource]:
-    """Clips of a Vimeo-90K septuplet root (``sequences/XXXXX/YYYY/im1..im7.png``).
-
-    ``list_file`` (absolute, or relative to ``root``; e.g. ``sep_trainlist.txt``) selects
-    ``XXXXX/YYYY`` entries; without it every septuplet under ``sequences/`` is used.
-    """
-    root = Path(root)
-    seq = root / "sequences" if (root / "sequences").is_dir() else root
-    _require_dir(seq, "Vimeo-90K sequences")
-    if list_file is not None:
-        lf = Path(list_file)
-        lf = lf if lf.is_absolute() else root / lf
-        if not lf.is_file():
-            raise DataError(f"Vimeo list file {lf} does not exist; fix data.list_file")
-        keys = [ln.strip() for ln in lf.read_text().splitlines() if ln.strip()]
-    else:
-        keys = sorted(f"{a.name}/{b.name}" for a in seq.iterdir() if a.is_dir()
-                      for b in a.iterdir() if b.is_dir())
-    clips = []
-    for key in keys:
-        files = tuple(seq / key / f"im{i}.png" for i in range(1, 8))
-        if not files[0].parent.is_dir():
-            raise DataError(f"septuplet {key} from the list is missing under {seq}")
-        clips.append(ClipSource(key, frames=files))
-    if not clips:
-        raise DataError(f"no septuplets found under {seq}")
-    return clips
-
-
-def reds_clips(root: str | Path, split: str = "train", *, lr: bool = True,
-               scale: int = 4) -> list[ClipSource]:
-    """Clips of a REDS root (``train_sharp/NNN/*.png`` and ``train_sharp_bicubic/X4/NNN/*.png``).
-
-    ``split``: ``"train"`` (all clips but REDS4 = 000, 011, 015, 020), ``"reds4"`` (those four)
-    or ``"all"``. ``lr``: use the stored bicubic LR frames (else LR is made on the fly).
-    """
-    root = Path(root)
-    hr_root = root / "train_sharp"
-    _require_dir(hr_root, "REDS train_sharp")
-    lr_root = root / "train_sharp_bicubic" / f"X{scale}"
-    if lr:
-        _require_dir(lr_root, "REDS train_sharp_bicubic")
-    if split not in ("train", "reds4", "all"):
-        raise DataError(f"unknown REDS split {split!r}; choose train, reds4 or all")
-    clips = []
-    for d in sorted(p for p in hr_root.iterdir() if p.is_dir()):
-        held_out = d.name in REDS4_CLIPS
-        if (split == "train" and held_out) or (split == "reds4" and not held_out):
-            continue
-        hr = tuple(_images(d))
-        lrf = tuple(_images(lr_root / d.name)) if lr else ()
-        if hr:
-            clips.append(ClipSource(d.name, frames=hr, lr_frames=lrf))
-    if not clips:
-        raise DataError(f"no REDS clips for split {split!r} under {hr_root}")
-    return clips
-
-
-def folder_clips(root: str | Path) -> list[ClipSource]:
-    """Every frame folder (any depth) and video file under ``root``, as clips (sorted)."""
-    root = Path(root)
-    _require_dir(root, "clip")
-    clips = []
-    for path in sorted(root.rglob("*")):
-        if path.is_dir():
-            files = _images(path)
-            if files:
-                clips.append(ClipSource(str(path.relative_to(root)), frames=tuple(files)))
-        elif path.suffix.lower() in VIDEO_EXTENSIONS:
-            clips.append(ClipSource(str(path.relative_to(root)), video=path))
-    if not clips and _images(root):
-        clips.append(ClipSource(root.name, frames=tuple(_images(root))))
-    if not clips:
-        raise DataError(f"no frame folders or video files under {root}")
-    return clips
-
 
 # --------------------------------------------------------------------------- degradations
 
