@@ -61,6 +61,7 @@ __all__ = [
     "DegradationSpec",
     "VideoClipDataset",
     "folder_clips",
+    "frames_spanned",
     "item_generator",
     "reds_clips",
     "vimeo_septuplet_clips",
@@ -132,6 +133,13 @@ def _span(r: tuple[float, float]) -> str:
 
 
 # --------------------------------------------------------------------------- dataset
+
+
+def frames_spanned(mode: str, num_frames: int, interval: int) -> int:
+    """Clip frames one item spans: its HR window (``2T - 1`` frames in ``stvsr`` mode, else
+    ``T``) taken every ``interval`` frames."""
+    window = 2 * num_frames - 1 if mode == "stvsr" else num_frames
+    return (window - 1) * interval + 1
 
 
 def item_generator(seed: int, epoch: int, index: int) -> np.random.Generator:
@@ -236,7 +244,7 @@ class VideoClipDataset(Dataset):
     @property
     def hr_window(self) -> int:
         """HR frames read per item."""
-        return 2 * self.num_frames - 1 if self.mode == "stvsr" else self.num_frames
+        return frames_spanned(self.mode, self.num_frames, 1)
 
     def clip_length(self, ci: int) -> int:
         """Number of HR frames of clip ``ci``."""
@@ -291,7 +299,8 @@ class VideoClipDataset(Dataset):
         clip = self.clips[index % len(self.clips)]
         n = self._num_clip_frames(clip)
         span = self.hr_window
-        usable = [i for i in self.intervals if (span - 1) * i + 1 <= n]
+        usable = [i for i in self.intervals
+                  if frames_spanned(self.mode, self.num_frames, i) <= n]
         if not usable:
             raise DataError(f"clip {clip.name} has {n} frames; an item needs {span}")
         interval = usable[int(rng.integers(len(usable)))]

@@ -96,6 +96,7 @@ def build_dataset(cfg: Config, mode: str):
         DegradationSpec,
         VideoClipDataset,
         folder_clips,
+        frames_spanned,
         reds_clips,
         vimeo_septuplet_clips,
     )
@@ -112,8 +113,7 @@ def build_dataset(cfg: Config, mode: str):
     if d.skip_small and d.lr_patch is not None:
         clips = _large_enough(clips, d.lr_patch * d.scale)
     if d.skip_short:
-        span = 2 * d.num_frames - 1 if mode == "stvsr" else d.num_frames
-        clips = long_enough(clips, (span - 1) * min(d.intervals) + 1)
+        clips = _long_enough(clips, frames_spanned(mode, d.num_frames, min(d.intervals)))
 
     def rng(v):
         return None if v is None else tuple(v)
@@ -148,7 +148,7 @@ def _large_enough(clips: list, size: int) -> list:
     return kept
 
 
-def long_enough(clips: list, frames: int) -> list:
+def _long_enough(clips: list, frames: int) -> list:
     """The clips with at least ``frames`` frame files (video files are kept)."""
     kept = [c for c in clips if not c.frames or len(c.frames) >= frames]
     if not kept:
