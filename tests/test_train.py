@@ -49,6 +49,8 @@ def test_config_errors_are_one_line(tmp_path: Path) -> None:
         ({**good, "loss": {"type": "huber"}}, "loss.type"),
         ({**good, "schedule": {"periods": [5, 5], "restart_weights": [1]}}, "restart_weights"),
         ({**good, "freeze": {"steps": 5}}, "freeze"),
+        ({**good, "val": {"degradation": "bi+h264:crf=fast"}}, "val.degradation"),
+        ({**good, "val": {"degradation": "bicubic"}}, "val.degradation"),
         ({"data": good["data"]}, "model.preset"),
     ]
     for data, needle in bad_cases:
@@ -59,6 +61,23 @@ def test_config_errors_are_one_line(tmp_path: Path) -> None:
     assert cfg.optim.lr == 1e-3 and cfg.train.seed == 3
     with pytest.raises(ConfigError, match="does not exist"):
         load_config(tmp_path / "none.yaml")
+
+
+def test_validation_degrades_with_the_configured_chain(tmp_path: Path, data_root: Path) -> None:
+    """``val.degradation`` may be a chain (a model trained for compressed input is validated on
+    compressed input); the same step validated on BI and on BI + H.264 CRF 45 scores lower on
+    the encoded input."""
+    scores = {}
+    for name, chain in (("bi", "bi"), ("h264", "bi+h264:crf=45")):
+        raw = tiny_cfg(data_root, val={"every": 1, "data": str(data_root), "max_frames": 7,
+                                       "degradation": chain},
+                       train={"total_steps": 1, "log_every": 1, "ckpt_every": 100,
+                              "device": "cpu"})
+        Trainer(config_from_dict(raw), tmp_path / name, progress=False).fit()
+        with open(tmp_path / name / "val_log.csv", newline="") as fh:
+            rows = list(csv.DictReader(fh))
+        scores[name] = float(rows[-1]["psnr_y"])
+    assert scores["h264"] < scores["bi"] - 0.1, scores
 
 
 def test_shipped_configs_validate() -> None:

@@ -110,7 +110,9 @@ class DataConfig:
 class ValConfig:
     """Validation every ``every`` steps (0 = never) on ``data`` (a folder of HR clip folders),
     scored with :func:`stvsr.eval.evaluate_svsr` (``task: svsr``) or
-    :func:`stvsr.eval.evaluate_spacetime` (``stvsr``)."""
+    :func:`stvsr.eval.evaluate_spacetime` (``stvsr``). ``degradation``: a downscale or a chain
+    (:mod:`stvsr.data.chain`, e.g. ``bi+h264:crf=28``), its draws seeded per clip as in
+    ``stvsr eval``."""
 
     every: int = 0
     data: str | None = None
@@ -308,7 +310,6 @@ _CHOICES: dict[str, tuple[str, ...]] = {
     "data.mode": ("auto", "svsr", "sequence", "stvsr"),
     "data.target": ("hr", "clean_lr"),
     "val.task": ("auto", "svsr", "stvsr"),
-    "val.degradation": ("bi", "bd", "bd-duf"),
     "val.protocol": ("windowed", "full"),
     "loss.type": ("charbonnier", "l1", "mse"),
     "loss.reduction": ("mean", "sum"),
@@ -318,11 +319,15 @@ _CHOICES: dict[str, tuple[str, ...]] = {
 }
 
 
-def _validate_chain(d: DataConfig, fail: Callable[[str], None]) -> None:
-    """``data.degradation`` is a downscale name or a chain that parses; a chain carries its own
-    extras, so the older range fields must then be unset."""
+def _validate_chain(d: DataConfig, v: ValConfig, fail: Callable[[str], None]) -> None:
+    """``data.degradation`` and ``val.degradation`` are downscale names or chains that parse;
+    a data chain carries its own extras, so the older range fields must then be unset."""
     from stvsr.data.chain import parse_chain
 
+    try:
+        parse_chain(v.degradation)
+    except StvsrError as err:
+        fail(f"val.degradation: {err}")
     try:
         chain = parse_chain(d.degradation)
     except StvsrError as err:
@@ -359,7 +364,7 @@ def _validate(cfg: Config, source: str) -> None:
         rng = getattr(d, key)
         if rng is not None and (len(rng) != 2 or rng[0] > rng[1] or rng[0] < 0):
             fail(f"data.{key} must be [low, high] with 0 <= low <= high")
-    _validate_chain(d, fail)
+    _validate_chain(d, cfg.val, fail)
     if not 0 <= d.extra_prob <= 1:
         fail("data.extra_prob must lie in [0, 1]")
     o = cfg.optim
