@@ -9,7 +9,12 @@ import numpy as np
 import pytest
 
 from stvsr.data.video import VideoReader, write_image
-from stvsr.infer.defaults import DEFAULT_COMPRESSED_MODEL, DEFAULT_MODEL, INTERPOLATION_MODEL
+from stvsr.infer.defaults import (
+    COMPRESSED_MIN_CRF,
+    DEFAULT_COMPRESSED_MODEL,
+    DEFAULT_MODEL,
+    INTERPOLATION_MODEL,
+)
 from stvsr.infer.source import default_model, source_coding
 
 _X265 = "log-level=none:pools=none:frame-threads=1"  # x265 under 64 px corrupts memory
@@ -28,6 +33,7 @@ def _encode(path: Path, codec: str, options: dict[str, str], pix_fmt: str) -> Pa
 
 @pytest.mark.parametrize(("name", "codec", "options", "pix_fmt", "lossy"), [
     ("crf.mp4", "libx264", {"crf": "28"}, "yuv420p", True),
+    ("crf12.mp4", "libx264", {"crf": "12"}, "yuv420p", True),
     ("qp0.mp4", "libx264", {"qp": "0"}, "yuv444p", False),
     ("hevc.mkv", "libx265", {"crf": "30", "x265-params": _X265}, "yuv420p", True),
     ("hevc_lossless.mkv", "libx265", {"x265-params": "lossless=1:" + _X265}, "yuv444p",
@@ -40,7 +46,10 @@ def test_source_coding(tmp_path: Path, name, codec, options, pix_fmt, lossy) -> 
     coding = source_coding(info)
     assert coding.lossy is lossy and coding.reason
     model, why = default_model(info, None)
-    assert model == (DEFAULT_COMPRESSED_MODEL if lossy else DEFAULT_MODEL) and why
+    high_quality = coding.crf is not None and coding.crf < COMPRESSED_MIN_CRF
+    assert model == (DEFAULT_COMPRESSED_MODEL if lossy and not high_quality else DEFAULT_MODEL)
+    assert why and ("high quality" in why) == high_quality
+    assert coding.crf is not None or "crf" not in name
     assert default_model(info, 1)[0] == INTERPOLATION_MODEL
 
 

@@ -227,3 +227,58 @@ def test_official_file_into_other_variant_errors(pull_weights) -> None:
     assert "backward_trunk.main.2.15" in _one_line(exc)
     model = create_model("basicvsr", weights=path)  # the random-init preset takes it strictly
     assert model.pretrained
+
+
+# --------------------------------------------------------------------------- fine-tunes as deltas
+
+
+def _fine_tuned(base: BasicVSR, scale: float = 1e-3) -> BasicVSR:
+    """``base`` with every tensor outside SpyNet moved by ~``scale`` (a frozen-SpyNet fine-tune)."""
+    tuned = BasicVSR(num_feat=8, num_block=1)
+    tuned.load_state_dict(base.state_dict())
+    g = torch.Generator().manual_seed(1)
+    with torch.no_grad():
+        for name, p in tuned.named_parameters():
+            if not name.startswith("spynet."):
+                p.add_(torch.randn(p.shape, generator=g) * scale)
+    return tuned
+
+
+def test_delta_round_trip_keeps_only_what_changed(tmp_path: Path) -> None:
+    from safetensors.torch import load_file
+
+    base, path = _tiny(), tmp_path / "tuned.pth"
+    tuned = _fine_tuned(base)
+    torch.save(tuned.state_dict(), path)
+    digest = wreg.export_delta(path, tmp_path / "delta.safetensors", base.state_dict())
+    assert digest == wreg.sha256_file(tmp_path / "delta.safetensors")
+    delta = load_file(str(tmp_path / "delta.safetensors"))
+    assert wreg.is_delta(delta) and not wreg.is_delta(tuned.state_dict())
+    assert not any(k.startswith("delta.spynet.") for k in delta)  # frozen: left out
+    assert all(v.dtype == torch.float16 for v in delta.values())
+    rebuilt = wreg.apply_delta(base.state_dict(), delta)
+    for k, v in tuned.state_dict().items():
+        # fp16 keeps the ~1e-3 differences to ~1e-6: far closer than the tuned weights in fp16
+        assert torch.allclose(rebuilt[k], v, rtol=0, atol=2e-6), k
+    x = torch.rand(1, 3, 3, 16, 16)
+    model = BasicVSR(num_feat=8, num_block=1).eval()
+    model.load_state_dict(rebuilt)
+    with torch.no_grad():
+        assert torch.allclose(model(x), tuned.eval()(x), atol=1e-5)
+
+
+def test_delta_errors_are_one_line(tmp_path: Path) -> None:
+    from stvsr.errors import StvsrError
+
+    base = _tiny()
+    torch.save(base.state_dict(), tmp_path / "same.pth")
+    with pytest.raises(StvsrError) as exc:
+        wreg.export_delta(tmp_path / "same.pth", tmp_path / "d.safetensors", base.state_dict())
+    assert "nothing to export" in _one_line(exc)
+    torch.save(BasicVSR(num_feat=8, num_block=2).state_dict(), tmp_path / "other.pth")
+    with pytest.raises(StvsrError) as exc:
+        wreg.export_delta(tmp_path / "other.pth", tmp_path / "d.safetensors", base.state_dict())
+    assert "does not fit the base" in _one_line(exc)
+    with pytest.raises(CheckpointError) as exc:
+        wreg.apply_delta(base.state_dict(), {"delta.nope": torch.zeros(1)})
+    assert "another model" in _one_line(exc)

@@ -89,6 +89,12 @@ def build_parser() -> argparse.ArgumentParser:
     pe.add_argument("--out", default=None,
                     help="output file (default: the packaged src/stvsr/pretrained/ file)")
 
+    pd = wsub.add_parser("export-basicvsr",
+                         help="write a BasicVSR fine-tune as its difference to "
+                              "basicvsr-vimeo-bi (what ships)")
+    pd.add_argument("checkpoint", help="full BasicVSR checkpoint (a trainer's model_ema file)")
+    pd.add_argument("--out", required=True, help="output .safetensors file")
+
     sub.add_parser("models", help="list model presets")
 
     from stvsr.train.command import add_train_parsers
@@ -239,6 +245,11 @@ def _cmd_weights(args: argparse.Namespace) -> None:
 
         out = args.out or w.cached_path(HEAD_WEIGHTS)
         print(f"{out}\nsha256 {export_head(args.checkpoint, out)}")
+        return
+    if args.weights_command == "export-basicvsr":
+        from stvsr.models.basicvsr import export_basicvsr_delta
+
+        print(f"{args.out}\nsha256 {export_basicvsr_delta(args.checkpoint, args.out)}")
         return
     for name in args.names or registry.pullable_weights():
         path = registry.pull_weights(name, force=args.force)

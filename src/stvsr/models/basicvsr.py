@@ -7,12 +7,15 @@ with ``num_feat=64, num_block=30``) load strictly. Presets:
 * ``basicvsr-vimeo-bi`` — Vimeo-90K, bicubic (BI) ×4 degradation;
 * ``basicvsr-vimeo-bd`` — Vimeo-90K, Gaussian blur + subsampling (BD) ×4;
 * ``basicvsr-reds4`` — REDS (BI ×4), the REDS4 test model;
+* ``basicvsr-compressed`` — ``basicvsr-vimeo-bi`` fine-tuned here for H.264-compressed BI or BD
+  input (``configs/basicvsr_compressed_cpu.yaml``), shipped as its difference to those weights;
 * ``basicvsr`` — random initialisation, no weights.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import torch
 from torch import nn
@@ -22,9 +25,18 @@ from stvsr.models.blocks import ConvResidualBlocks
 from stvsr.models.spynet import SpyNet
 from stvsr.ops.flow import flow_warp
 from stvsr.registry import register_model
-from stvsr.weights import WeightsSpec, WheelSource
+from stvsr.weights import (
+    WeightsSpec,
+    WheelSource,
+    apply_delta,
+    export_delta,
+    is_delta,
+    local_path,
+    read_checkpoint,
+)
 
-__all__ = ["REDS4_WEIGHTS", "VIMEO_BD_WEIGHTS", "VIMEO_BI_WEIGHTS", "BasicVSR"]
+__all__ = ["COMPRESSED_WEIGHTS", "REDS4_WEIGHTS", "VIMEO_BD_WEIGHTS", "VIMEO_BI_WEIGHTS",
+           "BasicVSR", "export_basicvsr_delta"]
 
 
 class BasicVSR(nn.Module):
@@ -136,6 +148,14 @@ class BasicVSR(nn.Module):
         base = F.interpolate(lr, scale_factor=4, mode="bilinear", align_corners=False)
         return out + base
 
+    def convert_state_dict(self, state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """A fine-tune shipped as a difference (every key ``delta.*``,
+        :func:`stvsr.weights.export_delta`) is added to its base, the official Vimeo BI
+        weights (*design*: every BasicVSR fine-tune stvsr ships starts from them)."""
+        if not is_delta(state):
+            return state
+        return apply_delta(read_checkpoint(local_path(VIMEO_BI_WEIGHTS)), state)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``(B, T, 3, h, w)`` in ``[0, 1]`` -> ``(B, T, 3, 4h, 4w)``."""
         if x.dim() != 5 or x.shape[2] != 3:
@@ -151,6 +171,15 @@ class BasicVSR(nn.Module):
         for i, fused in enumerate(self.iter_features(x, flows)):
             out[:, i] = self.reconstruct(fused, x[:, i])
         return out
+
+
+def export_basicvsr_delta(checkpoint: str | Path, out: str | Path) -> str:
+    """Write a BasicVSR fine-tune of ``basicvsr-vimeo-bi`` as its difference to those weights
+    (what ships; :func:`stvsr.weights.export_delta`); returns the file's sha256."""
+    base = read_checkpoint(local_path(VIMEO_BI_WEIGHTS))
+    return export_delta(checkpoint, out, base,
+                        metadata={"base": VIMEO_BI_WEIGHTS.name, "base_sha256":
+                                  VIMEO_BI_WEIGHTS.sha256})
 
 
 # --------------------------------------------------------------------------- weights & presets
@@ -200,3 +229,16 @@ register_model("basicvsr-vimeo-bd", BasicVSR, weights=VIMEO_BD_WEIGHTS,
                            "(Gaussian sigma 1.6 blur + subsampling) degradation")
 register_model("basicvsr-reds4", BasicVSR, weights=REDS4_WEIGHTS,
                description="BasicVSR x4, official weights trained on REDS (BI); REDS4 model")
+COMPRESSED_WEIGHTS = WeightsSpec(
+    name="basicvsr-compressed",
+    filename="basicvsr_compressed_delta.safetensors",
+    sha256="a0eadf3b019066f62825051d457d0e714ba45157531da80bafdf1622d06c54e5",
+    license="Apache-2.0 (stvsr); base: official BasicVSR Vimeo BI weights, Apache-2.0 (BasicSR)",
+    packaged="pretrained/basicvsr_compressed_delta.safetensors",
+    description="BasicVSR fine-tuned here for H.264-compressed BI/BD input, stored as its "
+                "difference to basicvsr-vimeo-bi (filled in on load)",
+)
+register_model("basicvsr-compressed", BasicVSR, weights=COMPRESSED_WEIGHTS,
+               parts=(VIMEO_BI_WEIGHTS,),
+               description="BasicVSR x4 for compressed input (H.264/web video, BI or BD): "
+                           "basicvsr-vimeo-bi fine-tuned on codec-degraded corpus clips")

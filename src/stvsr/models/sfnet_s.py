@@ -36,13 +36,13 @@ from torch import Tensor, nn
 from torch.nn import functional as F  # noqa: N812
 
 from stvsr.errors import StvsrError
-from stvsr.models.basicvsr import VIMEO_BI_WEIGHTS, BasicVSR
+from stvsr.models.basicvsr import COMPRESSED_WEIGHTS, VIMEO_BI_WEIGHTS, BasicVSR
 from stvsr.models.blocks import ResidualBlockNoBN, make_layer
 from stvsr.models.rife import RIFE, RIFE_WEIGHTS
 from stvsr.models.sfnet_blocks import DistantFetch, StoreEntry
 from stvsr.ops.flow import flow_warp, midpoint_motion, resize_flow
 from stvsr.registry import register_model
-from stvsr.weights import WeightsSpec
+from stvsr.weights import WeightsSpec, is_delta, local_path, read_checkpoint
 
 __all__ = ["BACKBONE_WEIGHTS", "HEAD_WEIGHTS", "MidFusion", "SFNetS", "export_head"]
 
@@ -202,7 +202,12 @@ class SFNetS(nn.Module):
 
     def convert_state_dict(self, state: dict[str, Tensor]) -> dict[str, Tensor]:
         """A head-only checkpoint (every key ``head.*``) gets the official BasicVSR and RIFE
-        weights."""
+        weights. A BasicVSR fine-tune shipped as a difference (every key ``delta.*``) becomes
+        the store, with the shipped head and the official RIFE (``sfnet-s-compressed``)."""
+        if is_delta(state):
+            store = self.vsr.convert_state_dict(state)
+            head = read_checkpoint(local_path(HEAD_WEIGHTS))
+            return {**pretrained_parts(self), **head, **{f"vsr.{k}": v for k, v in store.items()}}
         if state and all(k.startswith("head.") for k in state):
             state = {**pretrained_parts(self), **state}
         return state
@@ -210,8 +215,6 @@ class SFNetS(nn.Module):
 
 def pretrained_parts(model: SFNetS) -> dict[str, Tensor]:
     """The official weights of ``model``'s frozen parts, under their ``vsr.``/``rife.`` keys."""
-    from stvsr.weights import local_path, read_checkpoint
-
     parts: dict[str, Tensor] = {}
     for prefix, spec in BACKBONE_WEIGHTS.items():
         module = getattr(model, prefix[:-1])
@@ -267,4 +270,11 @@ register_model(
     "sfnet-s", SFNetS, weights=HEAD_WEIGHTS, parts=BACKBONE_WEIGHTS.values(),
     description="SFNet-S v2 x4/x2t: official BasicVSR store/adjacent fetch + trained distant "
                 "fetch and fusion head (the default model of `stvsr upscale`)",
+)
+register_model(
+    "sfnet-s-compressed", SFNetS, weights=COMPRESSED_WEIGHTS,
+    parts=(*BACKBONE_WEIGHTS.values(), HEAD_WEIGHTS),
+    description="sfnet-s for compressed input (H.264/web video): its store is "
+                "basicvsr-compressed, head and RIFE as sfnet-s (default of `stvsr upscale` for "
+                "lossy-coded input)",
 )

@@ -41,12 +41,16 @@ def add_train_parsers(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--ledger", required=True,
                    help="ledger CSV, e.g. docs/models/sfnet-s-ledger.csv")
     p.add_argument("--ship", action="store_true",
-                   help="export the run's best validated checkpoint as the packaged sfnet-s head "
-                        "if it beats the shipped row")
+                   help="export the run's best validated checkpoint (an sfnet-s head, or a "
+                        "BasicVSR fine-tune as a difference) if it beats the shipped row")
     p.add_argument("--force", action="store_true", help="with --ship: replace even if not better")
     p.add_argument("--state", action="store_true",
                    help="with --ship: also keep the run's training state (raw weights, optimizer "
                         "moments, steps) beside the shipped file, for model.init_state: auto")
+    p.add_argument("--out", default=None,
+                   help="with --ship: the file to write (default for sfnet-s runs: the packaged "
+                        "head; required for BasicVSR runs, which ship as a difference to "
+                        "basicvsr-vimeo-bi)")
     p.add_argument("--note", default="", help="free text for the row (what changed)")
     p.set_defaults(handler=run_ledger)
 
@@ -128,32 +132,44 @@ def run_ledger(args: argparse.Namespace) -> None:
         decision = decide(read_ledger(args.ledger), score)
         print(decision.reason)
         if decision.ship or args.force:
-            row.update(ship_checkpoint(Path(args.run_dir), step, ckpt, state=args.state))
+            row.update(ship_checkpoint(Path(args.run_dir), step, ckpt, state=args.state,
+                                       out=args.out))
             row["val_score"] = f"{score:.3f}"
     full = append_row(args.ledger, row)
     print(f"{args.ledger}: run {full['run']}, steps {full['start_step']}-{full['end_step']}, "
           f"{full['minutes']} min, held-out {full['val_score'] or 'n/a'}")
 
 
-def ship_checkpoint(run_dir, step: int, ema_ckpt, *, state: bool) -> dict[str, str]:
-    """Export the sfnet-s head of ``ema_ckpt`` over the shipped file; with ``state``, write the
-    run's training state at ``step`` beside it (:mod:`stvsr.train.state`). Returns the ledger
-    fields that record it."""
+def ship_checkpoint(run_dir, step: int, ema_ckpt, *, state: bool,
+                    out: str | None = None) -> dict[str, str]:
+    """Export ``ema_ckpt`` as what ships: for an sfnet-s run its head (default: over the
+    packaged file), for a BasicVSR run its difference to basicvsr-vimeo-bi (to ``out``); with
+    ``state`` (sfnet-s only), write the run's training state at ``step`` beside it
+    (:mod:`stvsr.train.state`). Returns the ledger fields that record it."""
     import yaml
 
+    from stvsr.errors import StvsrError
+    from stvsr.models.basicvsr import export_basicvsr_delta
     from stvsr.models.sfnet_s import HEAD_WEIGHTS, SFNetS, export_head
     from stvsr.train.state import export_train_state, read_lineage, state_beside
     from stvsr.weights import cached_path
 
-    out = cached_path(HEAD_WEIGHTS)
-    digest = export_head(ema_ckpt, out)
-    print(f"shipped step {step} as {out}\nsha256 {digest} (set HEAD_WEIGHTS.sha256 to it)")
+    cfg = yaml.safe_load((run_dir / "config.yaml").read_text())
+    if str(cfg["model"].get("preset", "")).startswith("basicvsr"):
+        if out is None or state:
+            raise StvsrError("a BasicVSR run ships as a difference file: pass --out FILE "
+                             "(and no --state)")
+        digest = export_basicvsr_delta(ema_ckpt, out)
+        print(f"shipped step {step} as {out}\nsha256 {digest}")
+        return {"shipped": f"step {step}, sha256 {digest}"}
+    target = out or cached_path(HEAD_WEIGHTS)
+    digest = export_head(ema_ckpt, target)
+    print(f"shipped step {step} as {target}\nsha256 {digest} (set HEAD_WEIGHTS.sha256 to it)")
     if state:
-        cfg = yaml.safe_load((run_dir / "config.yaml").read_text())
         prior = read_lineage(run_dir)
         batch = int(cfg["data"]["batch_size"])
         dest = export_train_state(
-            SFNetS(), run_dir / "checkpoints" / f"step_{step:07d}.pt", state_beside(out),
+            SFNetS(), run_dir / "checkpoints" / f"step_{step:07d}.pt", state_beside(target),
             weights_sha256=digest, steps=int(prior.get("steps", 0)) + step,
             samples=int(prior.get("samples", 0)) + step * batch)
         print(f"training state beside it: {dest}")
@@ -168,12 +184,13 @@ def best_validated_checkpoint(run_dir) -> tuple[int, float, object] | None:
     if not path.is_file():
         return None
     with open(path, newline="") as fh:
-        rows = [r for r in csv.DictReader(fh) if r.get("psnr_y_new")]
+        rows = list(csv.DictReader(fh))
+    metric = "psnr_y_new" if any(r.get("psnr_y_new") for r in rows) else "psnr_y"
     found = []
     for r in rows:
         ckpt = run_dir / "checkpoints" / f"step_{int(r['step']):07d}_ema.safetensors"
-        if ckpt.is_file():
-            found.append((int(r["step"]), float(r["psnr_y_new"]), ckpt))
+        if r.get(metric) and ckpt.is_file():
+            found.append((int(r["step"]), float(r[metric]), ckpt))
     return max(found, key=lambda f: f[1]) if found else None
 
 
