@@ -162,3 +162,26 @@ def test_report_in_headless_chromium(made, tmp_path: Path) -> None:
     keep = os.environ.get("STVSR_REPORT_SCREENSHOT")
     if keep:
         shutil.copy(shot, keep)
+
+
+def test_coded_input_keeps_its_bicubic_for_the_report(tmp_path: Path) -> None:
+    """A coded frame depends on the whole stream, so the eval saves the bicubic upscale of
+    what it fed; for the bicubic model that is exactly its own output, and the report shows it
+    (a recomputation from one frame would differ)."""
+    from stvsr.data.images import read_image
+
+    data = tmp_path / "data"
+    (data / "clipA").mkdir(parents=True)
+    for t, img in enumerate(_frames(3)):
+        write_image(data / "clipA" / f"{t:03d}.png", img)
+    res = tmp_path / "coded.json"
+    assert main(["eval", "--model", "bicubic", "--data", str(data), "--degradation",
+                 "bi+h264:crf=40", "--json", str(res), "--quiet"]) == 0
+    result = json.loads(res.read_text())
+    clip, figs = result["clips"]["clipA"], Path(result["figures_dir"])
+    assert sorted(clip["saved_bicubic_frames"]) == sorted(clip["saved_frames"]) == ["0", "1", "2"]
+    for i, rel in clip["saved_bicubic_frames"].items():
+        assert np.array_equal(read_image(figs / rel), read_image(figs / clip["saved_frames"][i]))
+    page = tmp_path / "r.html"
+    assert main(["report", str(res), "-o", str(page), "--external"]) == 0
+    assert page.read_text().count('<figure class="viewer"') >= 1

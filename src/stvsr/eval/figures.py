@@ -55,6 +55,9 @@ def _safe(name: str) -> str:
     return "".join(c if c.isalnum() or c in "-_." else "_" for c in name) or "_"
 
 
+BICUBIC_DIR = "bicubic-of-input"  # where a kept frame's bicubic reference is written
+
+
 class FrameKeeper:
     """Keeps what ``out_dir`` gets: ``save_frames`` evenly spaced outputs of each clip (both
     kinds shown when ``mix_kinds``) and the middle frame's crop when a reference exists.
@@ -67,6 +70,7 @@ class FrameKeeper:
         self.out_dir, self.model = out_dir, model
         self.save_frames, self.mix_kinds = save_frames, mix_kinds
         self.saved: dict[str, dict[str, str]] = {}
+        self.saved_bicubic: dict[str, dict[str, str]] = {}  # the reference of those frames
         self.crops: dict[str, np.ndarray] = {}
         self._keep: set[int] = set()
         self._mid = -1
@@ -74,6 +78,7 @@ class FrameKeeper:
     def start_clip(self, clip: str, n_frames: int) -> None:
         """Prepare for the clip's ``n_frames`` frames."""
         self.saved[clip] = {}
+        self.saved_bicubic[clip] = {}
         frames = report_frames(n_frames, self.save_frames)
         if self.mix_kinds:
             frames = mixed_kinds(frames)
@@ -88,6 +93,10 @@ class FrameKeeper:
         if frame in self._keep:
             self.saved[clip][str(frame)] = save_report_frame(self.out_dir, self.model, clip,
                                                              frame, sr)
+            if reference is not None:  # what the model was fed, as bicubic (codecs: not
+                # recomputable from the frame alone)
+                self.saved_bicubic[clip][str(frame)] = save_report_frame(
+                    self.out_dir, BICUBIC_DIR, clip, frame, reference)
 
 
 def side_by_side(*images: np.ndarray, size: int = 192) -> np.ndarray:

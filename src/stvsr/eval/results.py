@@ -25,8 +25,8 @@ def result_model_name(model: nn.Module) -> str:
 
 
 def svsr_result(model: nn.Module, scorer: Scorer, run: dict[str, Any],
-                frame_files: dict[str, list[str]], saved: dict[str, dict[str, str]]
-                ) -> dict[str, Any]:
+                frame_files: dict[str, list[str]], saved: dict[str, dict[str, str]],
+                saved_bicubic: dict[str, dict[str, str]] | None = None) -> dict[str, Any]:
     """The S-VSR result: per-clip means with per-frame PSNR-Y curves (model and bicubic), the
     mean of clip means; ``run`` holds ``degradation``, ``crop_border``, ``seconds``, ``scale``,
     ``data``, ``max_frames`` and ``out_dir``."""
@@ -44,6 +44,8 @@ def svsr_result(model: nn.Module, scorer: Scorer, run: dict[str, Any],
         }
         if saved.get(name):
             clips[name]["saved_frames"] = saved[name]
+        if saved_bicubic and saved_bicubic.get(name):
+            clips[name]["saved_bicubic_frames"] = saved_bicubic[name]
     mean = scorer.all.mean()
     result = {
         "model": result_model_name(model),

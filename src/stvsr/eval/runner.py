@@ -153,7 +153,8 @@ def evaluate_svsr(
     run = {"degradation": degradation, "crop_border": crop_border, "scale": int(model.scale),
            "seconds": time.perf_counter() - t0, "data": str(data), "max_frames": max_frames,
            "out_dir": out_dir}
-    result = svsr_result(model, scorer, run, _frame_files(found, max_frames), keeper.saved)
+    result = svsr_result(model, scorer, run, _frame_files(found, max_frames), keeper.saved,
+                         keeper.saved_bicubic)
     if out_dir is not None:
         write_figures(Path(out_dir), result, keeper.crops)
     return result

@@ -132,12 +132,14 @@ def _finite(v: Any) -> float | None:
 class _ClipFrames:
     """Ground truth and bicubic frames of one clip, read on demand (cached)."""
 
-    def __init__(self, files: list[str], degradation: str, scale: int) -> None:
+    def __init__(self, files: list[str], degradation: str, scale: int,
+                 saved_bicubic: dict[int, Path] | None = None) -> None:
         self.files = files
         self.degradation = degradation
         self.scale = scale
+        self.saved_bicubic = saved_bicubic or {}
         self._gt: dict[int, torch.Tensor] = {}
-        self._bic: dict[int, torch.Tensor] = {}
+        self._bic: dict[int, torch.Tensor | None] = {}
 
     def gt(self, i: int) -> torch.Tensor:
         if i not in self._gt:
@@ -147,13 +149,23 @@ class _ClipFrames:
             self._gt[i] = modcrop(frame_to_tensor(read_image(self.files[i])), self.scale)
         return self._gt[i]
 
-    def bicubic(self, i: int) -> torch.Tensor:
+    def bicubic(self, i: int) -> torch.Tensor | None:
+        """The bicubic upscale of frame ``i``'s LR input: the one the eval saved, else
+        recomputed from the ground truth; ``None`` when a codec made the input (a coded frame
+        depends on the whole stream) and the eval did not save it."""
         if i not in self._bic:
-            from stvsr.data.degradations import degrade
+            from stvsr.data.chain import parse_chain
+            from stvsr.data.images import read_image
             from stvsr.ops.resize import imresize
 
-            lr = degrade(self.gt(i).unsqueeze(0), self.degradation, self.scale)
-            self._bic[i] = imresize(lr, float(self.scale))[0]
+            chain = parse_chain(self.degradation).with_scale(self.scale)
+            if i in self.saved_bicubic and self.saved_bicubic[i].is_file():
+                self._bic[i] = frame_to_tensor(read_image(self.saved_bicubic[i]))
+            elif chain.per_clip:
+                self._bic[i] = None
+            else:
+                lr = chain.apply(self.gt(i).unsqueeze(0), np.random.default_rng(0))
+                self._bic[i] = imresize(lr, float(self.scale))[0]
         return self._bic[i]
 
 
@@ -194,7 +206,9 @@ def _eval_sections(runs: list[Run], log: Callable[[str], None]) -> list[Section]
             sec.notes.append("The eval results do not list the ground-truth frames.")
         else:
             sec.candidates = saved
-            frames = _ClipFrames(files, degradation, scale)
+            frames = _ClipFrames(files, degradation, scale, {
+                int(i): r.figures / rel for r, c in members if r.figures is not None
+                for i, rel in c.get("saved_bicubic_frames", {}).items()})
 
             def loader(i: int, members=members, frames=frames, kinds=kinds_ref,
                        task=task) -> FrameView | None:
@@ -203,12 +217,16 @@ def _eval_sections(runs: list[Run], log: Callable[[str], None]) -> list[Section]
                     return None
                 gt = to_uint8(frames.gt(i))
                 if kind == "new" and 0 < i < len(frames.files) - 1:
-                    bic_t = 0.5 * (frames.bicubic(i - 1) + frames.bicubic(i + 1))
+                    before, after = frames.bicubic(i - 1), frames.bicubic(i + 1)
+                    bic_t = None if before is None or after is None else 0.5 * (before + after)
                     bic_label = "bicubic + frame averaging"
                 else:
                     bic_t, bic_label = frames.bicubic(i), "bicubic"
-                bic = to_uint8(bic_t)
-                variants = [Variant(bic_label, bic, psnr(bic, gt, y_channel=True), "bicubic")]
+                variants = []
+                if bic_t is not None:
+                    bic = to_uint8(bic_t)
+                    variants.append(Variant(bic_label, bic, psnr(bic, gt, y_channel=True),
+                                            "bicubic"))
                 for run, clip in members:
                     rel = clip.get("saved_frames", {}).get(str(i))
                     if rel is None or run.figures is None:
