@@ -109,3 +109,16 @@ def test_svsr_runs_record_psnr_y(tmp_path: Path, run_dir: Path) -> None:
     assert "psnr_y," in str(row["val_protocol"])
     assert row["val_score"] == f"{float(rows[-1]['psnr_y']):.3f}"
     assert "psnr_y_new" in str(summarize_run(run_dir)["val_protocol"])
+    import yaml
+
+    from stvsr.train.command import best_validated_checkpoint
+
+    cfg = yaml.safe_load((d / "config.yaml").read_text())
+    cfg["val"]["degradation"] = "bi+h264:crf=28"
+    (d / "config.yaml").write_text(yaml.safe_dump(cfg))
+    assert str(summarize_run(d)["val_protocol"]).endswith(", bi+h264:crf=28")
+    best = best_validated_checkpoint(d)  # S-VSR validation: chosen by psnr_y
+    scored = {int(r["step"]): float(r["psnr_y"]) for r in rows}
+    assert best is not None and best[1] == max(scored[s] for s in scored
+                                               if (d / "checkpoints" /
+                                                   f"step_{s:07d}_ema.safetensors").is_file())

@@ -109,7 +109,9 @@ def summarize_run(run_dir: str | Path, metric: str | None = None) -> dict[str, o
         "device": cfg["train"].get("device", ""), "precision": cfg["train"].get("precision", ""),
         "minutes": round(seconds / 60, 1),
         "val_protocol": f"{val.get('protocol', '')} {val.get('max_frames', '')} frames, "
-                        f"{metric}, {val.get('data', '')}",
+                        f"{metric}, {val.get('data', '')}"
+                        + (f", {val['degradation']}" if val.get("degradation", "bi") != "bi"
+                           else ""),
         "val_score": f"{float(vals[-1][metric]):.3f}" if vals else "", "val_curve": curve,
     }
 
