@@ -282,8 +282,6 @@ def export_trained_part(checkpoint: str | Path, out: str | Path,
     """Write the ``prefix`` tensors of a full checkpoint to ``out`` (safetensors); returns its
     sha256. Every tensor of ``official`` (the frozen, official parts a partial file is completed
     with on load) must equal the checkpoint's, else the export would not reproduce the model."""
-    from safetensors.torch import save_file
-
     state = read_checkpoint(checkpoint)
     for k, v in official.items():
         mine = state.get(k)
@@ -293,9 +291,18 @@ def export_trained_part(checkpoint: str | Path, out: str | Path,
     part = {k: v.contiguous() for k, v in state.items() if k.startswith(prefix)}
     if not part:
         raise StvsrError(f"{checkpoint} has no {prefix}* tensors; is it for this model?")
+    return _write_export(part, out, checkpoint, metadata)
+
+
+def _write_export(tensors: dict[str, torch.Tensor], out: str | Path, checkpoint: str | Path,
+                  metadata: dict[str, str] | None) -> str:
+    """Save an exported part of ``checkpoint`` to ``out`` (safetensors, the checkpoint's name in
+    the metadata); returns the file's sha256."""
+    from safetensors.torch import save_file
+
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    save_file(part, str(out), {**(metadata or {}), "source": Path(checkpoint).name})
+    save_file(tensors, str(out), {**(metadata or {}), "source": Path(checkpoint).name})
     return sha256_file(out)
 
 
@@ -318,8 +325,6 @@ def export_delta(checkpoint: str | Path, out: str | Path, base: dict[str, torch.
     than storing the tuned weights in fp16); frozen parts are left out and come from ``base`` on
     load (:func:`apply_delta`). The checkpoint must have exactly ``base``'s keys and shapes.
     """
-    from safetensors.torch import save_file
-
     state = read_checkpoint(checkpoint)
     if set(state) != set(base):
         odd = sorted(set(state) ^ set(base))[0]
@@ -335,10 +340,7 @@ def export_delta(checkpoint: str | Path, out: str | Path, base: dict[str, torch.
             delta[DELTA_PREFIX + k] = (mine.double() - v.double()).half().contiguous()
     if not delta:
         raise StvsrError(f"{checkpoint} equals the base weights; there is nothing to export")
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    save_file(delta, str(out), {**(metadata or {}), "source": Path(checkpoint).name})
-    return sha256_file(out)
+    return _write_export(delta, out, checkpoint, metadata)
 
 
 def apply_delta(base: dict[str, torch.Tensor],
@@ -347,7 +349,7 @@ def apply_delta(base: dict[str, torch.Tensor],
     a key the base lacks, or of another shape, is a one-line :class:`CheckpointError`."""
     state = dict(base)
     for k, d in delta.items():
-        key = k[len(DELTA_PREFIX):] if k.startswith(DELTA_PREFIX) else k
+        key = k.removeprefix(DELTA_PREFIX)
         v = base.get(key)
         if v is None or v.shape != d.shape:
             raise CheckpointError(f"delta {k!r} does not fit the base weights; is the file "

@@ -42,7 +42,7 @@ from stvsr.models.rife import RIFE, RIFE_WEIGHTS
 from stvsr.models.sfnet_blocks import DistantFetch, StoreEntry
 from stvsr.ops.flow import flow_warp, midpoint_motion, resize_flow
 from stvsr.registry import register_model
-from stvsr.weights import WeightsSpec, is_delta, local_path, read_checkpoint
+from stvsr.weights import WeightsSpec, apply_delta, is_delta, local_path, read_checkpoint
 
 __all__ = ["BACKBONE_WEIGHTS", "HEAD_WEIGHTS", "MidFusion", "SFNetS", "export_head"]
 
@@ -204,10 +204,12 @@ class SFNetS(nn.Module):
         """A head-only checkpoint (every key ``head.*``) gets the official BasicVSR and RIFE
         weights. A BasicVSR fine-tune shipped as a difference (every key ``delta.*``) becomes
         the store, with the shipped head and the official RIFE (``sfnet-s-compressed``)."""
-        if is_delta(state):
-            store = self.vsr.convert_state_dict(state)
+        if is_delta(state):  # the official BasicVSR is read once: as the delta's base
+            parts = pretrained_parts(self)
+            official = {k[len("vsr."):]: v for k, v in parts.items() if k.startswith("vsr.")}
+            store = apply_delta(official, state)
             head = read_checkpoint(local_path(HEAD_WEIGHTS))
-            return {**pretrained_parts(self), **head, **{f"vsr.{k}": v for k, v in store.items()}}
+            return {**parts, **head, **{f"vsr.{k}": v for k, v in store.items()}}
         if state and all(k.startswith("head.") for k in state):
             state = {**pretrained_parts(self), **state}
         return state

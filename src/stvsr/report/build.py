@@ -134,8 +134,10 @@ class _ClipFrames:
 
     def __init__(self, files: list[str], degradation: str, scale: int,
                  saved_bicubic: dict[int, Path] | None = None) -> None:
+        from stvsr.data.chain import parse_chain
+
         self.files = files
-        self.degradation = degradation
+        self.chain = parse_chain(degradation).with_scale(scale)
         self.scale = scale
         self.saved_bicubic = saved_bicubic or {}
         self._gt: dict[int, torch.Tensor] = {}
@@ -154,17 +156,15 @@ class _ClipFrames:
         recomputed from the ground truth; ``None`` when a codec made the input (a coded frame
         depends on the whole stream) and the eval did not save it."""
         if i not in self._bic:
-            from stvsr.data.chain import parse_chain
             from stvsr.data.images import read_image
             from stvsr.ops.resize import imresize
 
-            chain = parse_chain(self.degradation).with_scale(self.scale)
             if i in self.saved_bicubic and self.saved_bicubic[i].is_file():
                 self._bic[i] = frame_to_tensor(read_image(self.saved_bicubic[i]))
-            elif chain.per_clip:
+            elif self.chain.per_clip:
                 self._bic[i] = None
             else:
-                lr = chain.apply(self.gt(i).unsqueeze(0), np.random.default_rng(0))
+                lr = self.chain.apply(self.gt(i).unsqueeze(0), np.random.default_rng(0))
                 self._bic[i] = imresize(lr, float(self.scale))[0]
         return self._bic[i]
 
