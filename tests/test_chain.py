@@ -156,3 +156,34 @@ def test_whole_clip_variants(tmp_path) -> None:
     assert found
     with pytest.raises(Exception, match="variants"):
         VideoClipDataset(folder_clips(tmp_path / "c"), **{**kw, "mode": "stvsr", "num_frames": 3})
+
+
+def test_whole_clip_variants_persist_in_a_store(tmp_path) -> None:
+    """With ``variants_dir`` the variants are written once and read back unchanged, with no
+    codec needed (how a GPU machine without PyAV trains on them); a store made for another
+    degradation is refused."""
+    _write_clip(tmp_path / "c" / "clip", to_uint8(_clip(8, 96, 128)))
+    store = tmp_path / "variants"
+    kw = dict(mode="sequence", num_frames=5, lr_patch=16, seed=3, variants=2,
+              variants_dir=store, flip=False, transpose=False)
+    spec = DegradationSpec(chain="bi+h264:crf=20-40")
+    made = VideoClipDataset(folder_clips(tmp_path / "c"), degradation=spec, **kw)
+    items = [made[i] for i in range(4)]
+    assert sorted(p.name for p in (store / "clip").iterdir()) == ["v0.npz", "v1.npz"]
+
+    def no_codec(*_a, **_k):
+        raise AssertionError("the stored variant was made again")
+
+    spec_again = DegradationSpec(chain="bi+h264:crf=20-40")
+    spec_again.split = no_codec  # type: ignore[method-assign]
+    read = VideoClipDataset(folder_clips(tmp_path / "c"), degradation=spec_again, **kw)
+    for i, item in enumerate(items):
+        again = read[i]
+        assert torch.equal(item["lr"], again["lr"]) and torch.equal(item["gt"], again["gt"])
+    other = VideoClipDataset(folder_clips(tmp_path / "c"),
+                             degradation=DegradationSpec(chain="bi+h264:crf=30"), **kw)
+    with pytest.raises(StvsrError, match="was made for"):
+        other[0]
+    with pytest.raises(StvsrError, match="variants > 0"):
+        VideoClipDataset(folder_clips(tmp_path / "c"), degradation=spec,
+                         **{**kw, "variants": 0})

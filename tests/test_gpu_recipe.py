@@ -16,6 +16,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 from _helpers import write_panning_clips
 from safetensors.torch import load_file, save_file
 
@@ -84,3 +85,58 @@ def test_gpu_check_dry_mode(tmp_path: Path) -> None:
     assert all(r["samples_per_s"] > 0 and 0 <= r["data_wait_fraction"] <= 1
                for r in (plain, bank))
     assert bank["vs_plain"] == pytest.approx(bank["samples_per_s"] / plain["samples_per_s"])
+
+
+@pytest.mark.slow
+def test_compressed_gpu_recipe_three_steps_on_cpu(tmp_path: Path, shared_dir: Path,
+                                                  pull_weights) -> None:
+    """``benchmarks/gpu_pack.py --recipe basicvsr-compressed`` makes the coded variants here;
+    ``benchmarks/gpu_train_basicvsr_compressed.sh`` trains on them with PyAV hidden, as on the
+    GPU machine; ``--unpack`` turns the returned difference back into the run's weights, and
+    that ships as a difference to basicvsr-vimeo-bd."""
+    pull_weights("basicvsr-vimeo-bd")
+    pack, work = tmp_path / "pack", tmp_path / "work"
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "TQDM_DISABLE": "1"}
+    proc = subprocess.run(
+        [sys.executable, str(REPO / "benchmarks" / "gpu_pack.py"), "--recipe",
+         "basicvsr-compressed", "--shared", str(shared_dir), "--out", str(pack), "--work",
+         str(work), "--septuplets", "1", "--clips-per-still", "1"],
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=900)
+    if proc.returncode and "photograph" in proc.stderr:
+        pytest.skip(f"photographs cannot be fetched: {proc.stderr.strip().splitlines()[-1]}")
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    stored = sorted((pack / "variants").rglob("*.npz"))
+    assert stored and len(stored) == 2 * len({p.parent for p in stored})
+    noav = tmp_path / "noav" / "av"
+    noav.mkdir(parents=True)
+    (noav / "__init__.py").write_text("raise ImportError('PyAV is absent, as on the GPU machine')")
+    proc = subprocess.run(
+        ["bash", str(REPO / "benchmarks" / "gpu_train_basicvsr_compressed.sh"), "5",
+         "--max-steps", "3", "--set", "train.device=cpu", "--set", "data.num_workers=0",
+         "--set", "data.batch_size=1", "--set", "data.lr_patch=16", "--set",
+         "train.log_every=1", "--set", "train.total_steps=3", "--set", "schedule.periods=[3]",
+         "--set", "schedule.warmup_steps=1", "--set", "train.ckpt_every=3"],
+        env={**env, "PACK": str(pack), "WORK": str(work), "OUT": str(tmp_path / "result"),
+             "CLIPS_PER_STILL": "1", "PYTHON": sys.executable, "PYTHONPATH": str(noav.parent)},
+        capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    assert "run failed" not in proc.stdout
+    with open(tmp_path / "result" / "ledger_rows.csv", newline="") as fh:
+        (row,) = list(csv.DictReader(fh))
+    assert row["end_step"] == "3"
+    delta = tmp_path / "result" / "basicvsr_compressed_bd_gpu_delta.safetensors"
+    full = tmp_path / "unpacked.safetensors"
+    subprocess.run([sys.executable, str(REPO / "benchmarks" / "gpu_pack.py"), "--unpack",
+                    str(delta), str(full)], check=True, env=env, capture_output=True)
+    ema = load_file(str(work / "train" / "basicvsr_compressed_bd_gpu" / "model_ema.safetensors"))
+    back = load_file(str(full))
+    moved = 0
+    for k, v in ema.items():
+        if k.startswith("spynet."):
+            continue
+        assert (back[k] - v).abs().max() <= 1e-3 * v.abs().max() + 1e-7, k
+        moved += int(not torch.equal(back[k], v.to(torch.bfloat16).float()))
+    assert moved  # the run moved its trained tensors away from the bf16 start
+    from stvsr.models.basicvsr import export_basicvsr_delta
+
+    export_basicvsr_delta(full, tmp_path / "ship.safetensors", base="basicvsr-vimeo-bd")

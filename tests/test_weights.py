@@ -282,3 +282,27 @@ def test_delta_errors_are_one_line(tmp_path: Path) -> None:
     with pytest.raises(CheckpointError) as exc:
         wreg.apply_delta(base.state_dict(), {"delta.nope": torch.zeros(1)})
     assert "another model" in _one_line(exc)
+
+
+def test_a_delta_loads_only_onto_the_base_it_was_taken_from(tmp_path: Path) -> None:
+    """A difference file records its base; a model that would add it to other weights refuses
+    it in one line instead of loading a silently wrong network."""
+    from stvsr.errors import StvsrError
+    from stvsr.models.basicvsr import export_basicvsr_delta
+
+    base, path = _tiny(), tmp_path / "tuned.pth"
+    torch.save(_fine_tuned(base).state_dict(), path)
+    out = tmp_path / "bd_delta.safetensors"
+    wreg.export_delta(path, out, base.state_dict(), metadata={"base": "basicvsr-vimeo-bd"})
+    assert wreg.delta_base_of(out) == "basicvsr-vimeo-bd"
+    assert wreg.delta_base_of(path) is None
+    model = BasicVSR(num_feat=8, num_block=1)  # adds differences to basicvsr-vimeo-bi
+    assert model.delta_base == "basicvsr-vimeo-bi"
+    with pytest.raises(CheckpointError) as exc:
+        wreg.load_weights(model, out)
+    assert "is a difference to basicvsr-vimeo-bd" in _one_line(exc)
+    with pytest.raises(ValueError, match="delta_base"):
+        BasicVSR(num_feat=8, num_block=1, delta_base="basicvsr-reds4")
+    with pytest.raises(StvsrError) as exc:
+        export_basicvsr_delta(path, tmp_path / "x.safetensors", base="basicvsr-reds4")
+    assert "--base" in _one_line(exc)

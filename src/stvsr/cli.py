@@ -90,10 +90,13 @@ def build_parser() -> argparse.ArgumentParser:
                     help="output file (default: the packaged src/stvsr/pretrained/ file)")
 
     pd = wsub.add_parser("export-basicvsr",
-                         help="write a BasicVSR fine-tune as its difference to "
-                              "basicvsr-vimeo-bi (what ships)")
+                         help="write a BasicVSR fine-tune as its difference to the "
+                              "official weights it started from (what ships)")
     pd.add_argument("checkpoint", help="full BasicVSR checkpoint (a trainer's model_ema file)")
     pd.add_argument("--out", required=True, help="output .safetensors file")
+    pd.add_argument("--base", default="basicvsr-vimeo-bi",
+                    choices=["basicvsr-vimeo-bi", "basicvsr-vimeo-bd"],
+                    help="the official weights the fine-tune started from (default: %(default)s)")
 
     sub.add_parser("models", help="list model presets")
 
@@ -249,7 +252,8 @@ def _cmd_weights(args: argparse.Namespace) -> None:
     if args.weights_command == "export-basicvsr":
         from stvsr.models.basicvsr import export_basicvsr_delta
 
-        print(f"{args.out}\nsha256 {export_basicvsr_delta(args.checkpoint, args.out)}")
+        digest = export_basicvsr_delta(args.checkpoint, args.out, base=args.base)
+        print(f"{args.out}\nsha256 {digest}")
         return
     for name in args.names or registry.pullable_weights():
         path = registry.pull_weights(name, force=args.force)

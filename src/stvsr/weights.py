@@ -358,6 +358,30 @@ def apply_delta(base: dict[str, torch.Tensor],
     return state
 
 
+def delta_base_of(path: str | Path) -> str | None:
+    """The base weights' name a difference file records (``metadata["base"]``, written by the
+    exporters), or ``None`` for any other file."""
+    path = Path(path)
+    if path.suffix != ".safetensors" or not path.is_file():
+        return None
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            return (f.metadata() or {}).get("base")
+    except Exception:  # noqa: BLE001 - an unreadable file fails in read_checkpoint instead
+        return None
+
+
 def load_weights(model: nn.Module, path: str | Path) -> None:
-    """Read checkpoint ``path`` and load it strictly into ``model``."""
-    load_state_dict_strict(model, read_checkpoint(path), source=str(path))
+    """Read checkpoint ``path`` and load it strictly into ``model``. A difference file made
+    against other base weights than the model completes it with (its ``delta_base``) is a
+    one-line :class:`CheckpointError`."""
+    state = read_checkpoint(path)
+    want = getattr(model, "delta_base", None)
+    have = delta_base_of(path) if is_delta(state) else None
+    if want is not None and have is not None and have != want:
+        name = getattr(model, "preset", None) or type(model).__name__
+        raise CheckpointError(f"{path} is a difference to {have}, but model {name} adds it to "
+                              f"{want}; use the preset made for this file")
+    load_state_dict_strict(model, state, source=str(path))

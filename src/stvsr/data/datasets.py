@@ -34,6 +34,7 @@ from __future__ import annotations
 from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -197,6 +198,7 @@ class VideoClipDataset(Dataset):
         cache_mb: int = 512,
         target: str = "hr",
         variants: int = 0,
+        variants_dir: str | Path | None = None,
     ) -> None:
         if mode not in MODES:
             raise DataError(f"unknown sampling mode {mode!r}; choose one of {', '.join(MODES)}")
@@ -226,7 +228,10 @@ class VideoClipDataset(Dataset):
         if variants and (mode == "stvsr" or any(c.lr_frames for c in self.clips)):
             raise DataError("whole-clip variants work for svsr / sequence sampling of clips "
                             "without stored LR frames")
+        if variants_dir is not None and not variants:
+            raise DataError("a variants folder needs whole-clip variants (variants > 0)")
         self.variants = int(variants)
+        self.variants_dir = variants_dir
         self._variant_cache: VariantCache | None = None
         self.seed = int(seed)
         self.epoch = 0
@@ -253,6 +258,21 @@ class VideoClipDataset(Dataset):
     def clip_frames(self, ci: int, idx: list[int]) -> np.ndarray:
         """HR frames ``idx`` of clip ``ci``, whole (uncropped): ``(N, H, W, 3)`` uint8."""
         return self._load(self.clips[ci], idx, lr=False)
+
+    def clip_variant(self, ci: int, variant: int) -> tuple[np.ndarray, np.ndarray]:
+        """Whole-clip variant ``variant`` of clip ``ci``: ``(clean LR, degraded LR)``, each
+        ``(N, h, w, 3)`` uint8 (:mod:`stvsr.data.variants`; read from ``variants_dir`` when
+        stored there, else made, and written there)."""
+        if self._variant_cache is None:
+            self._variant_cache = VariantCache(
+                self.degradation.split, self.scale, self.seed, self._cache_bytes,
+                store=self.variants_dir, tag=self.degradation.chain_text(),
+                keep_clean=self.target == "clean_lr")
+        clip = self.clips[ci]
+        n = self._num_clip_frames(clip)
+        return self._variant_cache.get(ci, variant,
+                                       lambda: self._load(clip, list(range(n)), lr=False),
+                                       name=clip.name)
 
     def _worker_cache(self) -> _WorkerCache:
         if self._cache is None:
@@ -326,13 +346,8 @@ class VideoClipDataset(Dataset):
     def _variant_item(self, ci: int, clip: ClipSource, idx: list[int],
                       rng: np.random.Generator, key: str) -> dict[str, Any]:
         """An item cropped from a whole-clip degraded variant (:mod:`stvsr.data.variants`)."""
-        if self._variant_cache is None:
-            self._variant_cache = VariantCache(self.degradation.split, self.scale, self.seed,
-                                               self._cache_bytes)
-        n = self._num_clip_frames(clip)
         v = int(rng.integers(self.variants))
-        clean, coded = self._variant_cache.get(
-            ci, v, lambda: self._load(clip, list(range(n)), lr=False))
+        clean, coded = self.clip_variant(ci, v)
         h, w = coded.shape[1:3]
         p = self.lr_patch or min(h, w)
         if h < p or w < p:

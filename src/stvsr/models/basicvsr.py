@@ -9,6 +9,9 @@ with ``num_feat=64, num_block=30``) load strictly. Presets:
 * ``basicvsr-reds4`` — REDS (BI ×4), the REDS4 test model;
 * ``basicvsr-compressed`` — ``basicvsr-vimeo-bi`` fine-tuned here for H.264-compressed BI or BD
   input (``configs/basicvsr_compressed_cpu.yaml``), shipped as its difference to those weights;
+* ``basicvsr-compressed-bd`` — ``basicvsr-vimeo-bd`` fine-tuned here for H.264-compressed BD
+  input, the compressed-VSR protocol's (``configs/basicvsr_compressed_bd_cpu.yaml``), shipped
+  as its difference to the BD weights;
 * ``basicvsr`` — random initialisation, no weights.
 """
 
@@ -21,6 +24,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F  # noqa: N812
 
+from stvsr.errors import StvsrError
 from stvsr.models.blocks import ConvResidualBlocks
 from stvsr.models.spynet import SpyNet
 from stvsr.ops.flow import flow_warp
@@ -35,8 +39,8 @@ from stvsr.weights import (
     read_checkpoint,
 )
 
-__all__ = ["COMPRESSED_WEIGHTS", "REDS4_WEIGHTS", "VIMEO_BD_WEIGHTS", "VIMEO_BI_WEIGHTS",
-           "BasicVSR", "export_basicvsr_delta"]
+__all__ = ["COMPRESSED_BD_WEIGHTS", "COMPRESSED_WEIGHTS", "DELTA_BASES", "REDS4_WEIGHTS",
+           "VIMEO_BD_WEIGHTS", "VIMEO_BI_WEIGHTS", "BasicVSR", "export_basicvsr_delta"]
 
 
 class BasicVSR(nn.Module):
@@ -50,6 +54,8 @@ class BasicVSR(nn.Module):
         num_block: residual blocks in each propagation trunk.
         flow_chunk: SpyNet runs on at most this many frame pairs at once (bounds memory; does
             not change the result).
+        delta_base: the official weights a fine-tune shipped as a difference is added to
+            (:meth:`convert_state_dict`); a name in :data:`DELTA_BASES`.
 
     :func:`stvsr.infer.optimize` keeps the propagation's activations channels-last on CPU
     (oneDNN convs are faster that way; :mod:`stvsr.infer.optimize_basicvsr`).
@@ -64,9 +70,14 @@ class BasicVSR(nn.Module):
         num_feat: int = 64,
         num_block: int = 30,
         flow_chunk: int = 16,
+        delta_base: str = "basicvsr-vimeo-bi",
     ) -> None:
         super().__init__()
+        if delta_base not in DELTA_BASES:
+            raise ValueError(f"delta_base must be one of {sorted(DELTA_BASES)}, "
+                             f"got {delta_base!r}")
         self.num_feat = num_feat
+        self.delta_base = delta_base
         self.flow_chunk = max(1, int(flow_chunk))
         self.spynet = SpyNet()
         self.backward_trunk = ConvResidualBlocks(num_feat + 3, num_feat, num_block)
@@ -150,11 +161,12 @@ class BasicVSR(nn.Module):
 
     def convert_state_dict(self, state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """A fine-tune shipped as a difference (every key ``delta.*``,
-        :func:`stvsr.weights.export_delta`) is added to its base, the official Vimeo BI
-        weights (*design*: every BasicVSR fine-tune stvsr ships starts from them)."""
+        :func:`stvsr.weights.export_delta`) is added to its base, the official weights named
+        by ``delta_base`` (*design*: every BasicVSR fine-tune stvsr ships starts from official
+        Vimeo weights, BI unless its preset says otherwise)."""
         if not is_delta(state):
             return state
-        return apply_delta(read_checkpoint(local_path(VIMEO_BI_WEIGHTS)), state)
+        return apply_delta(read_checkpoint(local_path(DELTA_BASES[self.delta_base])), state)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``(B, T, 3, h, w)`` in ``[0, 1]`` -> ``(B, T, 3, 4h, 4w)``."""
@@ -173,13 +185,17 @@ class BasicVSR(nn.Module):
         return out
 
 
-def export_basicvsr_delta(checkpoint: str | Path, out: str | Path) -> str:
-    """Write a BasicVSR fine-tune of ``basicvsr-vimeo-bi`` as its difference to those weights
-    (what ships; :func:`stvsr.weights.export_delta`); returns the file's sha256."""
-    base = read_checkpoint(local_path(VIMEO_BI_WEIGHTS))
-    return export_delta(checkpoint, out, base,
-                        metadata={"base": VIMEO_BI_WEIGHTS.name, "base_sha256":
-                                  VIMEO_BI_WEIGHTS.sha256})
+def export_basicvsr_delta(checkpoint: str | Path, out: str | Path,
+                          base: str = "basicvsr-vimeo-bi") -> str:
+    """Write a BasicVSR fine-tune of the official weights ``base`` (a name in
+    :data:`DELTA_BASES`) as its difference to them (what ships;
+    :func:`stvsr.weights.export_delta`); returns the file's sha256."""
+    if base not in DELTA_BASES:
+        raise StvsrError(f"a BasicVSR difference is taken to one of {sorted(DELTA_BASES)}, "
+                         f"not {base!r}; pass --base with one of them")
+    spec = DELTA_BASES[base]
+    return export_delta(checkpoint, out, read_checkpoint(local_path(spec)),
+                        metadata={"base": spec.name, "base_sha256": spec.sha256})
 
 
 # --------------------------------------------------------------------------- weights & presets
@@ -219,6 +235,9 @@ REDS4_WEIGHTS = WeightsSpec(
     description="official BasicVSR, REDS BI x4 (REDS4 test model)",
 )
 
+# Official weights a shipped fine-tune may be stored against (``delta_base``).
+DELTA_BASES: dict[str, WeightsSpec] = {w.name: w for w in (VIMEO_BI_WEIGHTS, VIMEO_BD_WEIGHTS)}
+
 register_model("basicvsr", BasicVSR,
                description="BasicVSR x4 (num_feat 64, 30 blocks), random initialisation")
 register_model("basicvsr-vimeo-bi", BasicVSR, weights=VIMEO_BI_WEIGHTS,
@@ -242,3 +261,17 @@ register_model("basicvsr-compressed", BasicVSR, weights=COMPRESSED_WEIGHTS,
                parts=(VIMEO_BI_WEIGHTS,),
                description="BasicVSR x4 for compressed input (H.264/web video, BI or BD): "
                            "basicvsr-vimeo-bi fine-tuned on codec-degraded corpus clips")
+COMPRESSED_BD_WEIGHTS = WeightsSpec(
+    name="basicvsr-compressed-bd",
+    filename="basicvsr_compressed_bd_delta.safetensors",
+    sha256="52005487d21f100936f29b09cc77cc0babcc62576962eec23cde4b7b8693bd1d",
+    license="Apache-2.0 (stvsr); base: official BasicVSR Vimeo BD weights, Apache-2.0 (BasicSR)",
+    packaged="pretrained/basicvsr_compressed_bd_delta.safetensors",
+    description="BasicVSR fine-tuned here for H.264-compressed BD input, stored as its "
+                "difference to basicvsr-vimeo-bd (filled in on load)",
+)
+register_model("basicvsr-compressed-bd", BasicVSR, weights=COMPRESSED_BD_WEIGHTS,
+               parts=(VIMEO_BD_WEIGHTS,), delta_base=VIMEO_BD_WEIGHTS.name,
+               description="BasicVSR x4 for compressed BD input (Gaussian-blurred x4, then "
+                           "H.264; the compressed-Vid4 protocol): basicvsr-vimeo-bd fine-tuned "
+                           "on codec-degraded corpus clips")

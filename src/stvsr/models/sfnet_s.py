@@ -137,6 +137,7 @@ class SFNetS(nn.Module):
 
     kind = "spacetime"
     scale = 4
+    delta_base = VIMEO_BI_WEIGHTS.name  # a store shipped as a difference is added to these
     num_frames = 0
 
     def __init__(self, num_feat: int = 64, num_block: int = 30, mid_feat: int = 64,

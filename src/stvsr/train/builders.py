@@ -126,7 +126,8 @@ def build_dataset(cfg: Config, mode: str):
     return VideoClipDataset(clips, mode=mode, num_frames=d.num_frames, lr_patch=d.lr_patch,
                             scale=d.scale, degradation=deg, intervals=d.intervals, flip=d.flip,
                             transpose=d.transpose, reverse=d.reverse, repeat=d.repeat,
-                            seed=cfg.train.seed, target=d.target, variants=d.variants)
+                            seed=cfg.train.seed, target=d.target, variants=d.variants,
+                            variants_dir=d.variants_dir)
 
 
 def _large_enough(clips: list, size: int) -> list:

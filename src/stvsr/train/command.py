@@ -143,7 +143,8 @@ def run_ledger(args: argparse.Namespace) -> None:
 def ship_checkpoint(run_dir, step: int, ema_ckpt, *, state: bool,
                     out: str | None = None) -> dict[str, str]:
     """Export ``ema_ckpt`` as what ships: for an sfnet-s run its head (default: over the
-    packaged file), for a BasicVSR run its difference to basicvsr-vimeo-bi (to ``out``); with
+    packaged file), for a BasicVSR run its difference to the official weights it started from
+    (``model.init``; to ``out``); with
     ``state`` (sfnet-s only), write the run's training state at ``step`` beside it
     (:mod:`stvsr.train.state`). Returns the ledger fields that record it."""
     import yaml
@@ -159,7 +160,8 @@ def ship_checkpoint(run_dir, step: int, ema_ckpt, *, state: bool,
         if out is None or state:
             raise StvsrError("a BasicVSR run ships as a difference file: pass --out FILE "
                              "(and no --state)")
-        digest = export_basicvsr_delta(ema_ckpt, out)
+        digest = export_basicvsr_delta(ema_ckpt, out,
+                                       base=str(cfg["model"].get("init", "basicvsr-vimeo-bi")))
         print(f"shipped step {step} as {out}\nsha256 {digest}")
         return {"shipped": f"step {step}, sha256 {digest}"}
     target = out or cached_path(HEAD_WEIGHTS)

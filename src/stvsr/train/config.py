@@ -73,7 +73,8 @@ class DataConfig:
     ``bi|bd+h264:crf=15-38,prob=0.9``; then the range fields must be unset). ``target``: ``hr``
     or ``clean_lr`` (the LR clip before noise and compression: for same-size models that
     remove compression, scale 1). ``variants``: ``K > 0`` degrades each clip's whole frames in
-    ``K`` seeded variants once and crops items from them (a codec sees whole frames).
+    ``K`` seeded variants once and crops items from them (a codec sees whole frames);
+    ``variants_dir`` keeps them on disk, to be reused, or carried to a machine without PyAV.
     ``skip_small``: leave out clips smaller than the HR patch (else an error).
     ``skip_short``: leave out clips with fewer frames than one item spans at the shortest of
     ``intervals`` (else an error when such a clip is drawn)."""
@@ -95,6 +96,7 @@ class DataConfig:
     extra_prob: float = 1.0
     target: str = "hr"
     variants: int = 0
+    variants_dir: str | None = None
     skip_small: bool = False
     skip_short: bool = False
     intervals: list[int] = field(default_factory=lambda: [1])
@@ -360,6 +362,8 @@ def _validate(cfg: Config, source: str) -> None:
         fail("data.lr_patch must be >= 1 or null (whole frames)")
     if d.num_workers < 0 or d.variants < 0:
         fail("data.num_workers and data.variants must be >= 0")
+    if d.variants_dir and not d.variants:
+        fail("data.variants_dir needs data.variants > 0")
     for key in ("blur_sigma", "noise_sigma", "jpeg_quality", "h264_crf"):
         rng = getattr(d, key)
         if rng is not None and (len(rng) != 2 or rng[0] > rng[1] or rng[0] < 0):
