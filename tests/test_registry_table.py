@@ -60,10 +60,10 @@ def test_preset_table_matches_the_registry() -> None:
 
 @pytest.mark.parametrize("old,new", [
     ("sfnet_s.py          SFNetS         sfnet_s2", "sfnet_s.py          SFNetSV1       sfnet_s2"),
-    ("sfnet-s-v1           sfnet_s_v1.py", "sfnet-s-v1           sfnet_s.py   "),
+    ("sfnet-s-v1              sfnet_s_v1.py", "sfnet-s-v1              sfnet_s.py   "),
     ("sfnet_s2_head.safetensors", "sfnet_s_head.safetensors"),
-    ("sfnet-lite           sfnet.py            SFNet          –\n", ""),
-    ("stvsr-twostage       BasicVSR", "stvsr-bicubic        BasicVSR"),
+    ("sfnet-lite              sfnet.py            SFNet          –\n", ""),
+    ("stvsr-twostage          BasicVSR", "stvsr-bicubic           BasicVSR"),
 ])
 def test_a_wrong_row_fails(old: str, new: str) -> None:
     doc = models.__doc__
