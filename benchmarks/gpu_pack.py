@@ -70,12 +70,15 @@ def main() -> None:
     ap.add_argument("--config", default=COMPRESSED_CONFIG,
                     help="basicvsr-compressed: the GPU config whose chain makes the variants")
     ap.add_argument("--work", default="out", help="basicvsr-compressed: where the corpus goes")
+    ap.add_argument("--export", nargs=3, metavar=("EMA", "START", "DELTA"),
+                    help="basicvsr-compressed, there after the run: write the EMA weights as "
+                         "their difference to the carried start, and stop")
     ap.add_argument("--unpack", nargs=2, metavar=("DELTA", "CHECKPOINT"),
                     help="basicvsr-compressed, here after the run: write the full checkpoint "
                          "of a returned difference file, and stop")
     args = ap.parse_args()
-    if args.unpack:
-        unpack_gpu_delta(*args.unpack)
+    if args.export or args.unpack:
+        (export_gpu_delta(*args.export) if args.export else unpack_gpu_delta(*args.unpack))
         return
     out = Path(args.out or RECIPES[args.recipe])
     out.mkdir(parents=True, exist_ok=True)
@@ -99,14 +102,14 @@ def main() -> None:
 
 def tracked_mib() -> float:
     """Size of the git-tracked files, which travel with every GPU call."""
+    root = Path(__file__).parents[1]
     try:
         names = subprocess.run(["git", "ls-files", "-z"], capture_output=True, check=True,
-                               cwd=Path(__file__).parents[1]).stdout.split(b"\0")
+                               cwd=root).stdout.decode().split("\0")
     except (OSError, subprocess.CalledProcessError):
         return 0.0
-    root = Path(__file__).parents[1]
-    return sum((root / n.decode()).stat().st_size for n in names
-               if n and (root / n.decode()).is_file()) / 2**20
+    files = [root / n for n in names if n]
+    return sum(f.stat().st_size for f in files if f.is_file()) / 2**20
 
 
 def write_sfnet_s_parts(out: Path, head: str) -> None:
@@ -156,38 +159,51 @@ def copy_photos(out: Path) -> None:
 BD_START = "basicvsr_vimeo_bd_bf16.safetensors"
 
 
-def bd_start_state() -> dict:
-    """The official BD weights (verified), each tensor rounded to bf16: the GPU run's start."""
+def official_bd() -> dict[str, torch.Tensor]:
+    """The official BD weights, sha256-verified."""
     from stvsr.models.basicvsr import VIMEO_BD_WEIGHTS
     from stvsr.weights import local_path, read_checkpoint
 
-    exact = read_checkpoint(local_path(VIMEO_BD_WEIGHTS))
-    return {k: v.to(torch.bfloat16) if v.is_floating_point() else v for k, v in exact.items()}
+    return read_checkpoint(local_path(VIMEO_BD_WEIGHTS))
+
+
+def bd_start(exact: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The GPU run's start: each tensor of ``exact`` rounded to bf16 (and back to fp32)."""
+    return {k: v.to(torch.bfloat16).float() if v.is_floating_point() else v
+            for k, v in exact.items()}
 
 
 def write_bd_start(out: Path) -> None:
     from safetensors.torch import save_file
 
-    save_file({k: v.contiguous() for k, v in bd_start_state().items()}, str(out / BD_START),
+    start = {k: v.to(torch.bfloat16) if v.is_floating_point() else v
+             for k, v in bd_start(official_bd()).items()}
+    save_file({k: v.contiguous() for k, v in start.items()}, str(out / BD_START),
               {"source": "basicvsr-vimeo-bd rounded to bf16"})
 
 
+def export_gpu_delta(ema: str, start_file: str, out: str) -> None:
+    """There, after the run: the EMA weights as their fp16 difference to the carried start
+    (:func:`stvsr.weights.export_delta`; frozen SpyNet is left out as unchanged)."""
+    from stvsr.weights import export_delta, read_checkpoint
+
+    start = {k: v.float() for k, v in read_checkpoint(start_file).items()}
+    export_delta(ema, out, start, metadata={"start": "basicvsr-vimeo-bd rounded to bf16"})
+    print(f"{out}: the run's difference to {start_file}")
+
+
 def unpack_gpu_delta(delta_file: str, checkpoint: str) -> None:
-    """Full fp32 checkpoint = the exact official BD weights, with each tensor the run trained
-    replaced by its bf16 start plus the returned difference."""
-    from safetensors.torch import load_file, save_file
+    """Here: the full fp32 checkpoint of a returned difference: its trained tensors are the
+    bf16 start plus the difference (:func:`stvsr.weights.apply_delta`), the rest the exact
+    official BD weights."""
+    from safetensors.torch import save_file
 
-    from stvsr.models.basicvsr import VIMEO_BD_WEIGHTS
-    from stvsr.weights import local_path, read_checkpoint
+    from stvsr.weights import DELTA_PREFIX, apply_delta, read_checkpoint
 
-    delta = load_file(delta_file)
-    state = read_checkpoint(local_path(VIMEO_BD_WEIGHTS))
-    start = bd_start_state()
-    unknown = sorted(set(delta) - set(state))
-    if unknown:
-        raise SystemExit(f"{delta_file} is not a BasicVSR difference (keys {unknown[:3]})")
-    for k, d in delta.items():
-        state[k] = start[k].float() + d.float()
+    delta = read_checkpoint(delta_file)
+    exact = official_bd()
+    tuned = apply_delta(bd_start(exact), delta)
+    state = {k: tuned[k] if DELTA_PREFIX + k in delta else v for k, v in exact.items()}
     Path(checkpoint).parent.mkdir(parents=True, exist_ok=True)
     save_file({k: v.contiguous() for k, v in state.items()}, checkpoint)
     print(f"{checkpoint}: {len(delta)} trained tensors from {delta_file}")

@@ -32,26 +32,10 @@ $PY -m stvsr train configs/basicvsr_compressed_bd_gpu.yaml --set train.max_minut
   --set train.out_dir="$RUN" "$@" >"$RUN.log" 2>&1 || echo "run failed"
 grep -v "UserWarning" "$RUN.log" | tail -n 8
 
-$PY - "$RUN" "$PACK/basicvsr_vimeo_bd_bf16.safetensors" "$DEST" <<'PYEOF'
-import sys
-from pathlib import Path
-
-from safetensors.torch import load_file, save_file
-
-run, start_file, dest = Path(sys.argv[1]), sys.argv[2], Path(sys.argv[3])
-ema = load_file(str(run / "model_ema.safetensors"))
-start = load_file(start_file)
-# the recipe trains everything but SpyNet (frozen); the difference is taken in fp32, kept in fp16
-delta = {k: (v.float() - start[k].float()).half().contiguous()
-         for k, v in ema.items() if not k.startswith("spynet.")}
-save_file(delta, str(dest / "basicvsr_compressed_bd_gpu_delta.safetensors"),
-          {"start": "basicvsr-vimeo-bd rounded to bf16"})
-print(f"{len(delta)} trained tensors -> {dest}/basicvsr_compressed_bd_gpu_delta.safetensors")
-with open(dest / "train_logs.txt", "w") as out:
-    for f in (Path(f"{run}.log"), run / "train_log.csv"):
-        if f.is_file():
-            out.write(f"===== {f}\n{f.read_text()}\n")
-PYEOF
+$PY benchmarks/gpu_pack.py --export "$RUN/model_ema.safetensors" \
+  "$PACK/basicvsr_vimeo_bd_bf16.safetensors" "$DEST/basicvsr_compressed_bd_gpu_delta.safetensors"
+# one text file with the log and the loss table (the device tool returns few files)
+for f in "$RUN.log" "$RUN/train_log.csv"; do echo "===== $f"; cat "$f"; done >"$DEST/train_logs.txt"
 $PY -m stvsr ledger "$RUN" --ledger "$DEST/ledger_rows.csv" \
   --note "benchmarks/gpu_train_basicvsr_compressed.sh $MIN min $*"
 echo "total $(( $(date +%s) - t0 )) s"

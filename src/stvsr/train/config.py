@@ -362,8 +362,6 @@ def _validate(cfg: Config, source: str) -> None:
         fail("data.lr_patch must be >= 1 or null (whole frames)")
     if d.num_workers < 0 or d.variants < 0:
         fail("data.num_workers and data.variants must be >= 0")
-    if d.variants_dir and not d.variants:
-        fail("data.variants_dir needs data.variants > 0")
     for key in ("blur_sigma", "noise_sigma", "jpeg_quality", "h264_crf"):
         rng = getattr(d, key)
         if rng is not None and (len(rng) != 2 or rng[0] > rng[1] or rng[0] < 0):
