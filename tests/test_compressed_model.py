@@ -81,6 +81,24 @@ def test_bd_preset_is_the_bd_weights_plus_its_difference(pull_weights) -> None:
         stvsr.create_model("basicvsr-compressed", weights="basicvsr-compressed-bd")
 
 
+def test_a_run_continues_a_shipped_difference(pull_weights, tmp_path: Path) -> None:
+    """``model.init: basicvsr-compressed-bd`` starts a run from exactly that preset's weights,
+    and the run ships its difference against the same base (basicvsr-vimeo-bd)."""
+    from stvsr.train.builders import build_model, init_delta_base
+    from stvsr.train.config import config_from_dict
+
+    pull_weights("basicvsr-vimeo-bd")
+    pull_weights("basicvsr-vimeo-bi")
+    cfg = config_from_dict({"model": {"preset": "basicvsr", "init": "basicvsr-compressed-bd"},
+                            "data": {"root": str(tmp_path)}, "schedule": {"type": "constant"}})
+    model = build_model(cfg, log=lambda _msg: None)
+    want = stvsr.create_model("basicvsr-compressed-bd").state_dict()
+    assert all(torch.equal(v, want[k]) for k, v in model.state_dict().items())
+    assert init_delta_base("basicvsr-compressed-bd") == "basicvsr-vimeo-bd"
+    assert init_delta_base("basicvsr-compressed") == "basicvsr-vimeo-bi"
+    assert init_delta_base("basicvsr-vimeo-bd") == "basicvsr-vimeo-bd"
+
+
 def test_compressed_model_beats_the_official_on_compressed_input(vid4_dir: Path,
                                                                  pull_weights) -> None:
     """Held-out check (Vid4 is never trained on): on an H.264 CRF 28 version of a calendar crop

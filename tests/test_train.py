@@ -49,6 +49,7 @@ def test_config_errors_are_one_line(tmp_path: Path) -> None:
         ({**good, "loss": {"type": "huber"}}, "loss.type"),
         ({**good, "schedule": {"periods": [5, 5], "restart_weights": [1]}}, "restart_weights"),
         ({**good, "freeze": {"steps": 5}}, "freeze"),
+        ({**good, "optim": {"lr_mult": {"rec_d": -1}}}, "optim.lr_mult"),
         ({**good, "val": {"degradation": "bi+h264:crf=fast"}}, "val.degradation"),
         ({**good, "val": {"degradation": "bicubic"}}, "val.degradation"),
         ({"data": good["data"]}, "model.preset"),
@@ -203,6 +204,22 @@ def test_freeze_trains_only_matching_first(data_root: Path, tmp_path: Path) -> N
     tr.fit()
     after2 = tr.module.state_dict()
     assert not torch.equal(snap["fe.main.0.weight"], after2["fe.main.0.weight"])
+
+
+def test_lr_mult_gives_matching_parameters_their_own_rate(data_root: Path,
+                                                          tmp_path: Path) -> None:
+    cfg = config_from_dict(tiny_cfg(data_root, optim={"lr_mult": {"rec_d": 0.0, "fe": 0.5}},
+                                    train={"total_steps": 2, "ema_decay": 0.0}))
+    tr = Trainer(cfg, tmp_path, progress=False)
+    before = {k: v.clone() for k, v in tr.module.state_dict().items()}
+    tr.fit()
+    after = tr.module.state_dict()
+    changed = {k for k in before if not torch.equal(before[k], after[k])}
+    assert changed and not any(k.startswith("rec_d.") for k in changed)
+    assert any(k.startswith("fe.") for k in changed)
+    rates = {g.get("name"): g["lr"] for g in tr.optimizer.param_groups}
+    assert rates[None] > 0 and rates["rec_d"] == 0.0
+    assert rates["fe"] == pytest.approx(0.5 * rates[None], rel=1e-3)  # the schedule scales both
 
 
 def test_window_model_trains(data_root: Path, tmp_path: Path) -> None:

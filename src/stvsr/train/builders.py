@@ -9,6 +9,7 @@ nothing is downloaded here.
 from __future__ import annotations
 
 import contextlib
+import fnmatch
 import sys
 from pathlib import Path
 
@@ -21,7 +22,8 @@ from stvsr.train.losses import PixelLoss
 from stvsr.train.schedule import LRSchedule
 
 __all__ = ["MODE_OF_KIND", "build_dataset", "build_loss", "build_model", "build_optimizer",
-           "build_scaler", "build_schedule", "data_mode", "resolve_init_weights"]
+           "build_scaler", "build_schedule", "data_mode", "init_delta_base", "param_groups",
+           "param_matches", "resolve_init_weights"]
 
 MODE_OF_KIND = {"window": "svsr", "recurrent": "sequence", "spacetime": "stvsr"}
 
@@ -36,6 +38,18 @@ def resolve_init_weights(ref: str) -> Path:
     if ref in list_weights():
         return weights_file(ref)
     raise ConfigError(f"model.init {ref!r} is neither a file nor a registered weights name")
+
+
+def init_delta_base(ref: str) -> str:
+    """The official weights a BasicVSR run starting from ``model.init`` = ``ref`` ships its
+    difference against: ``ref`` itself when it names official weights, else the base that a
+    shipped difference file records (a run that continues ``basicvsr-compressed-bd`` ships
+    against ``basicvsr-vimeo-bd``, as that preset did)."""
+    from stvsr import weights as wlib
+
+    with contextlib.suppress(ConfigError):
+        return wlib.delta_base_of(resolve_init_weights(ref)) or ref
+    return ref
 
 
 def build_model(cfg: Config, log=print) -> nn.Module:
@@ -61,8 +75,11 @@ def build_model(cfg: Config, log=print) -> nn.Module:
         path = resolve_init_weights(cfg.model.init)
         mode = cfg.model.init_mode
         if mode == "strict":
+            base = wlib.delta_base_of(path)
+            if base is not None and hasattr(model, "delta_base"):
+                model.delta_base = base  # a shipped fine-tune continues from its own base
             wlib.load_weights(model, path)
-            log(f"init: loaded {path} (strict)")
+            log(f"init: loaded {path} (strict)" + (f", a difference to {base}" if base else ""))
         else:
             state = wlib.read_checkpoint(path)
             if mode == "basicvsr":
@@ -179,11 +196,34 @@ def data_mode(cfg: Config, model: nn.Module) -> str:
     return mode
 
 
+def param_matches(name: str, patterns: list[str]) -> bool:
+    """Whether parameter ``name`` matches one of ``patterns``: the name itself, a prefix of it
+    up to a dot (``spynet`` matches ``spynet.basic_module.0.conv.weight``), or a glob."""
+    return any(name == p or name.startswith(p + ".") or fnmatch.fnmatchcase(name, p)
+               for p in patterns)
+
+
+def param_groups(module: nn.Module, lr: float, lr_mult: dict[str, float]) -> list[dict]:
+    """``module``'s parameters as optimizer groups: first those matching no key of ``lr_mult``
+    at ``lr``, then one group per key (the first key a name matches wins) at ``lr × mult``.
+    Empty groups are dropped; group 0 is always the base rate, which the schedule reports."""
+    buckets: dict[str | None, list[nn.Parameter]] = {None: [], **{k: [] for k in lr_mult}}
+    for name, p in module.named_parameters():
+        key = next((k for k in lr_mult if param_matches(name, [k])), None)
+        buckets[key].append(p)
+    groups = [{"params": buckets[None], "lr": lr}]
+    groups += [{"params": ps, "lr": lr * lr_mult[k], "name": k}
+               for k, ps in buckets.items() if k is not None and ps]
+    return groups
+
+
 def build_optimizer(cfg: Config, module: nn.Module) -> torch.optim.Optimizer:
-    """Adam or AdamW over all of ``module``'s parameters (frozen ones get no gradient)."""
+    """Adam or AdamW over all of ``module``'s parameters (frozen ones get no gradient);
+    ``optim.lr_mult`` gives matching parameters their own multiple of ``optim.lr``."""
     o = cfg.optim
     opt_cls = torch.optim.AdamW if o.type == "adamw" else torch.optim.Adam
-    return opt_cls(module.parameters(), lr=o.lr, betas=tuple(o.betas), eps=o.eps,
+    params = param_groups(module, o.lr, o.lr_mult) if o.lr_mult else module.parameters()
+    return opt_cls(params, lr=o.lr, betas=tuple(o.betas), eps=o.eps,
                    weight_decay=o.weight_decay)
 
 

@@ -152,6 +152,7 @@ def ship_checkpoint(run_dir, step: int, ema_ckpt, *, state: bool,
     from stvsr.errors import StvsrError
     from stvsr.models.basicvsr import export_basicvsr_delta
     from stvsr.models.sfnet_s import HEAD_WEIGHTS, SFNetS, export_head
+    from stvsr.train.builders import init_delta_base
     from stvsr.train.state import export_train_state, read_lineage, state_beside
     from stvsr.weights import cached_path
 
@@ -160,8 +161,8 @@ def ship_checkpoint(run_dir, step: int, ema_ckpt, *, state: bool,
         if out is None or state:
             raise StvsrError("a BasicVSR run ships as a difference file: pass --out FILE "
                              "(and no --state)")
-        digest = export_basicvsr_delta(ema_ckpt, out,
-                                       base=str(cfg["model"].get("init", "basicvsr-vimeo-bi")))
+        base = init_delta_base(str(cfg["model"].get("init", "basicvsr-vimeo-bi")))
+        digest = export_basicvsr_delta(ema_ckpt, out, base=base)
         print(f"shipped step {step} as {out}\nsha256 {digest}")
         return {"shipped": f"step {step}, sha256 {digest}"}
     target = out or cached_path(HEAD_WEIGHTS)

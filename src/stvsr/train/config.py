@@ -138,13 +138,16 @@ class LossConfig:
 
 @dataclass
 class OptimConfig:
-    """Adam(W) hyper-parameters."""
+    """Adam(W) hyper-parameters. ``lr_mult``: parameter-name patterns (as in ``freeze``) and
+    the multiple of ``lr`` they train at, e.g. ``{spynet: 0.125}`` for a flow network that
+    should move slower than the rest (as BasicSR's ``flow_lr_mul``); the schedule scales all."""
 
     type: str = "adam"
     lr: float = 4e-4
     betas: list[float] = field(default_factory=lambda: [0.9, 0.99])
     weight_decay: float = 0.0
     eps: float = 1e-8
+    lr_mult: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass
@@ -372,6 +375,8 @@ def _validate(cfg: Config, source: str) -> None:
     o = cfg.optim
     if o.lr <= 0 or len(o.betas) != 2 or not all(0 <= b < 1 for b in o.betas):
         fail("optim.lr must be > 0 and optim.betas two numbers in [0, 1)")
+    if any(not isinstance(m, (int, float)) or m < 0 for m in o.lr_mult.values()):
+        fail("optim.lr_mult maps parameter patterns to multiples >= 0 of optim.lr")
     s = cfg.schedule
     if s.type == "cosine_restart":
         if not s.periods or any(p < 1 for p in s.periods):

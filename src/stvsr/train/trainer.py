@@ -30,7 +30,6 @@ TensorBoard, validation).
 from __future__ import annotations
 
 import contextlib
-import fnmatch
 import os
 import random
 import signal
@@ -56,6 +55,7 @@ from stvsr.train.builders import (
     build_scaler,
     build_schedule,
     data_mode,
+    param_matches,
     resolve_init_weights,
 )
 from stvsr.train.checkpoint import CheckpointMixin
@@ -68,11 +68,6 @@ from stvsr.train.state import load_train_state, resolve_init_state, write_lineag
 from stvsr.train.store_bank import BankBatch, StoreBank, head_window
 
 __all__ = ["StepSampler", "Trainer", "build_dataset", "build_model", "train"]
-
-
-def _matches(name: str, patterns: list[str]) -> bool:
-    return any(name == p or name.startswith(p + ".") or fnmatch.fnmatchcase(name, p)
-               for p in patterns)
 
 
 class Trainer(CheckpointMixin, LogMixin):
@@ -185,8 +180,8 @@ class Trainer(CheckpointMixin, LogMixin):
         for name, p in self.module.named_parameters():
             train = True
             if frozen:
-                train = (not f.train_only or _matches(name, f.train_only)) and not _matches(
-                    name, f.patterns)
+                wanted = not f.train_only or param_matches(name, f.train_only)
+                train = wanted and not param_matches(name, f.patterns)
             p.requires_grad_(train)
             n_train += int(train)
         if frozen and n_train == 0:
