@@ -83,12 +83,11 @@ def main() -> None:
                     help="sfnet-s, there before the run: the parts plus the packaged head they "
                          "name, as one init file, and stop")
     args = ap.parse_args()
-    if args.export or args.unpack or args.with_head:
-        if args.with_head:
-            with_packaged_head(*args.with_head)
-        else:
-            (export_gpu_delta(*args.export) if args.export else unpack_gpu_delta(*args.unpack))
-        return
+    for given, step in ((args.export, export_gpu_delta), (args.unpack, unpack_gpu_delta),
+                        (args.with_head, with_packaged_head)):
+        if given:
+            step(*given)
+            return
     out = Path(args.out or RECIPES[args.recipe])
     out.mkdir(parents=True, exist_ok=True)
     default_septuplets = 2 if args.recipe == "sfnet-s" else 4
@@ -151,15 +150,13 @@ def with_packaged_head(parts_file: str, out: str) -> None:
     """There, before the run: the parts file plus the packaged head it names (verified by
     sha256), as the one ``model.init`` file; a parts file that names no packaged head is
     copied as it is."""
-    from safetensors import safe_open
     from safetensors.torch import save_file
 
     from stvsr.errors import StvsrError
     from stvsr.models.sfnet_s import HEAD_WEIGHTS
-    from stvsr.weights import cached_path, read_checkpoint, sha256_file
+    from stvsr.weights import cached_path, file_metadata, read_checkpoint, sha256_file
 
-    with safe_open(parts_file, framework="pt") as f:
-        meta = f.metadata() or {}
+    meta = file_metadata(parts_file)
     state = read_checkpoint(parts_file)
     if meta.get("head") == "packaged":
         head_file = cached_path(HEAD_WEIGHTS)
@@ -229,12 +226,9 @@ def export_gpu_delta(ema: str, start_file: str, out: str) -> None:
     """There, after the run: the EMA weights as their fp16 difference to the carried start
     (:func:`stvsr.weights.export_delta`; frozen tensors are left out as unchanged). The
     difference records which shipped file the start was made from."""
-    from safetensors import safe_open
+    from stvsr.weights import export_delta, file_metadata, read_checkpoint
 
-    from stvsr.weights import export_delta, read_checkpoint
-
-    with safe_open(start_file, framework="pt") as f:
-        sha = (f.metadata() or {}).get("shipped_sha256", "")
+    sha = file_metadata(start_file).get("shipped_sha256", "")
     start = {k: v.float() for k, v in read_checkpoint(start_file).items()}
     export_delta(ema, out, start, metadata={"start": "basicvsr-compressed-bd rounded to bf16",
                                             "shipped_sha256": sha})
@@ -245,16 +239,14 @@ def unpack_gpu_delta(delta_file: str, checkpoint: str) -> None:
     """Here: the full fp32 checkpoint of a returned difference: its trained tensors are the
     bf16 start plus the difference (:func:`stvsr.weights.apply_delta`), the rest the exact
     shipped ``basicvsr-compressed-bd``, which must still be the file the start was made from."""
-    from safetensors import safe_open
     from safetensors.torch import save_file
 
     from stvsr.errors import StvsrError
-    from stvsr.weights import DELTA_PREFIX, apply_delta, read_checkpoint
+    from stvsr.weights import DELTA_PREFIX, apply_delta, file_metadata, read_checkpoint
 
     delta = read_checkpoint(delta_file)
     exact, sha = shipped_bd()
-    with safe_open(delta_file, framework="pt") as f:
-        started = (f.metadata() or {}).get("shipped_sha256", "")
+    started = file_metadata(delta_file).get("shipped_sha256", "")
     if started != sha:
         raise StvsrError(f"{delta_file} continues basicvsr-compressed-bd {started[:8] or '?'}..., "
                          f"but the packaged file is {sha[:8]}...; unpack it in the checkout "

@@ -358,19 +358,25 @@ def apply_delta(base: dict[str, torch.Tensor],
     return state
 
 
-def delta_base_of(path: str | Path) -> str | None:
-    """The base weights' name a difference file records (``metadata["base"]``, written by the
-    exporters), or ``None`` for any other file."""
+def file_metadata(path: str | Path) -> dict[str, str]:
+    """The text metadata a ``.safetensors`` file carries (``{}`` for any other or unreadable
+    file)."""
     path = Path(path)
     if path.suffix != ".safetensors" or not path.is_file():
-        return None
+        return {}
     from safetensors import safe_open
 
     try:
         with safe_open(str(path), framework="pt") as f:
-            return (f.metadata() or {}).get("base")
+            return dict(f.metadata() or {})
     except Exception:  # noqa: BLE001 - an unreadable file fails in read_checkpoint instead
-        return None
+        return {}
+
+
+def delta_base_of(path: str | Path) -> str | None:
+    """The base weights' name a difference file records (``metadata["base"]``, written by the
+    exporters), or ``None`` for any other file."""
+    return file_metadata(path).get("base")
 
 
 def load_weights(model: nn.Module, path: str | Path) -> None:
