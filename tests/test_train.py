@@ -298,3 +298,28 @@ def test_skip_short_leaves_out_clips_an_item_cannot_span(tmp_path: Path) -> None
     raw["data"]["intervals"] = [3]  # an item spans 10 frames: no clip is long enough
     with pytest.raises(ConfigError, match="no clip has 10 frames"):
         build_dataset(config_from_dict(raw), "sequence")
+
+
+def test_data_root_may_list_several_corpora(tmp_path: Path) -> None:
+    """``data.root: [A, B]`` trains on the clips of both folders, A's first, each named
+    relative to its own folder; a clip name found in both (their variant files would collide)
+    and a list with a non-folder dataset type are one-line errors."""
+    from stvsr.data.datasets import DataError
+    from stvsr.train.builders import build_dataset
+
+    write_panning_clips(tmp_path / "a", 2, 7, (8, 8))
+    write_panning_clips(tmp_path / "b" / "more", 1, 7, (8, 8), seed=1)
+    raw = {"model": {"preset": "basicvsr"},
+           "data": {"type": "folder", "root": [str(tmp_path / "a"), str(tmp_path / "b")],
+                    "mode": "sequence", "num_frames": 4, "lr_patch": 4},
+           "schedule": {"periods": [10]}}
+    ds = build_dataset(config_from_dict(raw), "sequence")
+    assert [c.name for c in ds.clips] == ["clip0", "clip1", "more/clip0"]
+    assert ds[len(ds) - 1]["gt"].shape[0] == 4
+    raw["data"]["root"] = [str(tmp_path / "a"), str(tmp_path / "b" / "more")]
+    with pytest.raises(DataError, match="'clip0' is in both") as info:
+        build_dataset(config_from_dict(raw), "sequence")
+    assert "\n" not in str(info.value)
+    raw["data"]["type"] = "vimeo"
+    with pytest.raises(ConfigError, match="only data.type folder"):
+        config_from_dict(raw, "x.yaml")

@@ -106,8 +106,14 @@ def reds_clips(root: str | Path, split: str = "train", *, lr: bool = True,
     return clips
 
 
-def folder_clips(root: str | Path) -> list[ClipSource]:
-    """Every frame folder (any depth) and video file under ``root``, as clips (sorted)."""
+def folder_clips(root: str | Path | list[str | Path]) -> list[ClipSource]:
+    """Every frame folder (any depth) and video file under ``root``, as clips (sorted).
+
+    ``root`` may list several folders (corpora used together): their clips follow one another
+    in the order given, named relative to their own folder; two clips of one name (which would
+    share a variant store's files) are an error."""
+    if isinstance(root, (list, tuple)):
+        return _clips_of_folders([Path(r) for r in root])
     root = Path(root)
     _require_dir(root, "clip")
     clips = []
@@ -122,4 +128,18 @@ def folder_clips(root: str | Path) -> list[ClipSource]:
         clips.append(ClipSource(root.name, frames=tuple(_images(root))))
     if not clips:
         raise DataError(f"no frame folders or video files under {root}")
+    return clips
+
+
+def _clips_of_folders(roots: list[Path]) -> list[ClipSource]:
+    if not roots:
+        raise DataError("the list of clip folders is empty; name at least one folder")
+    clips, seen = [], {}
+    for root in roots:
+        for clip in folder_clips(root):
+            if clip.name in seen:
+                raise DataError(f"clip {clip.name!r} is in both {seen[clip.name]} and {root}; "
+                                "rename one folder's clips or train on one of them")
+            seen[clip.name] = root
+            clips.append(clip)
     return clips

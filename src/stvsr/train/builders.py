@@ -125,7 +125,7 @@ def build_dataset(cfg: Config, mode: str):
         clips = reds_clips(d.root, d.split, lr=d.use_stored_lr and d.degradation == "bi",
                            scale=d.scale)
     else:
-        clips = folder_clips(d.root)
+        clips = folder_clips(d.root)  # one folder, or several (corpora trained on together)
 
     if d.skip_small and d.lr_patch is not None:
         clips = _large_enough(clips, d.lr_patch * d.scale)

@@ -66,9 +66,11 @@ class ModelConfig:
 
 @dataclass
 class DataConfig:
-    """Training data. ``type``: ``vimeo`` | ``reds`` | ``folder``; ``mode``: ``auto`` (from the
-    model's kind), ``svsr``, ``sequence`` or ``stvsr``; ``batch_size`` is the *global* batch
-    (split evenly over DDP processes). Ranges (``blur_sigma``...) are ``[low, high]``.
+    """Training data. ``type``: ``vimeo`` | ``reds`` | ``folder``; ``root``: the dataset
+    folder (``folder`` type: or a list of folders, whose clips are used together);
+    ``mode``: ``auto`` (from the model's kind), ``svsr``, ``sequence`` or ``stvsr``;
+    ``batch_size`` is the *global* batch (split evenly over DDP processes).
+    Ranges (``blur_sigma``...) are ``[low, high]``.
     ``degradation``: ``bi``, ``bd``, ``bd-duf`` or a chain (:mod:`stvsr.data.chain`, e.g.
     ``bi|bd+h264:crf=15-38,prob=0.9``; then the range fields must be unset). ``target``: ``hr``
     or ``clean_lr`` (the LR clip before noise and compression: for same-size models that
@@ -80,7 +82,7 @@ class DataConfig:
     ``intervals`` (else an error when such a clip is drawn)."""
 
     type: str = "folder"
-    root: str = ""
+    root: str | list[str] = ""
     list_file: str | None = None
     split: str = "train"
     use_stored_lr: bool = True
@@ -357,6 +359,9 @@ def _validate(cfg: Config, source: str) -> None:
         fail("model.preset is required (see `stvsr models`)")
     if not cfg.data.root:
         fail("data.root is required (a dataset folder)")
+    if isinstance(cfg.data.root, list) and cfg.data.type != "folder":
+        fail(f"data.root lists several folders, which only data.type folder takes "
+             f"(got {cfg.data.type!r}); give one folder")
     d = cfg.data
     for key in ("num_frames", "scale", "batch_size", "repeat"):
         if getattr(d, key) < 1:
