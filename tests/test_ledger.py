@@ -77,6 +77,10 @@ def test_ships_only_when_held_out_improves() -> None:
     assert "does not beat the shipped 33.000" in decide(rows, 32.9).reason
     assert not decide(rows, None).ship
     assert decide([], 20.0).ship
+    # --margin: a gain within it keeps the shipped file
+    assert not decide(rows, 33.011, margin=0.02).ship
+    assert "by more than 0.02" in decide(rows, 33.011, margin=0.02).reason
+    assert decide(rows, 33.03, margin=0.02).ship
 
 
 def test_cli_appends_a_row_without_shipping(tmp_path: Path, run_dir: Path, capsys) -> None:

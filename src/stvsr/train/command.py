@@ -44,6 +44,9 @@ def add_train_parsers(subparsers: argparse._SubParsersAction) -> None:
                    help="export the run's best validated checkpoint (an sfnet-s head, or a "
                         "BasicVSR fine-tune as a difference) if it beats the shipped row")
     p.add_argument("--force", action="store_true", help="with --ship: replace even if not better")
+    p.add_argument("--margin", type=float, default=0.0, metavar="DB",
+                   help="with --ship: replace only when the run beats the shipped row by more "
+                        "than DB (default 0; a shipped file is a new blob in git history)")
     p.add_argument("--state", action="store_true",
                    help="with --ship: also keep the run's training state (raw weights, optimizer "
                         "moments, steps) beside the shipped file, for model.init_state: auto")
@@ -129,7 +132,7 @@ def run_ledger(args: argparse.Namespace) -> None:
             raise StvsrError(f"{args.run_dir}: no validated EMA checkpoint is left to ship "
                              "(set val.every to a multiple of train.ckpt_every)")
         step, score, ckpt = best
-        decision = decide(read_ledger(args.ledger), score)
+        decision = decide(read_ledger(args.ledger), score, margin=args.margin)
         print(decision.reason)
         if decision.ship or args.force:
             row.update(ship_checkpoint(Path(args.run_dir), step, ckpt, state=args.state,

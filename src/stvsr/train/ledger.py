@@ -135,5 +135,6 @@ def decide(rows: list[dict[str, str]], score: float | None, margin: float = 0.0)
     best = float(shipped[-1]["val_score"])
     if score > best + margin:
         return Decision(True, f"held-out {score:.3f} > shipped {best:.3f}")
-    return Decision(False, f"held-out {score:.3f} does not beat the shipped {best:.3f}; "
+    by = f" by more than {margin:g}" if margin > 0 else ""
+    return Decision(False, f"held-out {score:.3f} does not beat the shipped {best:.3f}{by}; "
                            "the shipped file stays (use --force to replace it anyway)")
