@@ -67,3 +67,26 @@ def test_train_throughput_quick(tmp_path):
     assert [r["bank"] for r in rows] == [False, True]
     for r in rows:
         assert r["samples_per_s"] > 0 and 0 <= r["data_wait_fraction"] <= 1
+
+
+def test_learning_curve_samples_to_reach_an_absolute_goal(tmp_path):
+    """Held-out scores exactly on ``a + b ln(samples)``: the fit recovers ``a, b`` and the
+    samples that reach ``--goal`` (or ``--start-score + --target``) are ``exp((goal - a) / b)``."""
+    import math
+
+    bench = _load("learning_curve")
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "config.yaml").write_text("data:\n  batch_size: 2\n")
+    a, b = 20.0, 0.5
+    rows = ["step,psnr_y_new"] + [f"{s},{a + b * math.log(2 * s)}" for s in (400, 800, 1600)]
+    (run / "val_log.csv").write_text("\n".join(rows) + "\n")
+    out = tmp_path / "curve.json"
+    bench.main([str(run), "--start-score", "24.0", "--goal", "26.0", "--json", str(out)])
+    (curve,) = json.loads(out.read_text())["runs"]
+    assert curve["samples"] == [800, 1600, 3200]
+    assert math.isclose(curve["fit"]["a"], a) and math.isclose(curve["fit"]["b_per_ln_sample"], b)
+    assert math.isclose(curve["samples_for_target"], math.exp((26.0 - a) / b), rel_tol=1e-9)
+    bench.main([str(run), "--start-score", "24.0", "--target", "1.0", "--json", str(out)])
+    (curve,) = json.loads(out.read_text())["runs"]
+    assert math.isclose(curve["samples_for_target"], math.exp((25.0 - a) / b), rel_tol=1e-9)
