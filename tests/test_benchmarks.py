@@ -90,3 +90,26 @@ def test_learning_curve_samples_to_reach_an_absolute_goal(tmp_path):
     bench.main([str(run), "--start-score", "24.0", "--target", "1.0", "--json", str(out)])
     (curve,) = json.loads(out.read_text())["runs"]
     assert math.isclose(curve["samples_for_target"], math.exp((25.0 - a) / b), rel_tol=1e-9)
+
+
+def test_learning_curve_continued_runs_fit_as_one(tmp_path):
+    """A run given as ``DIR@N`` continues after N samples; ``--together`` fits both runs'
+    points as one curve (exact log-linear data: the fit is exact only with the offset)."""
+    import math
+
+    bench = _load("learning_curve")
+    a, b = 20.0, 0.5
+    for name, batch, steps, prior in (("r1", 2, (400, 800), 0), ("r2", 4, (200, 400), 1600)):
+        run = tmp_path / name
+        run.mkdir()
+        (run / "config.yaml").write_text(f"data:\n  batch_size: {batch}\n")
+        rows = ["step,psnr_y_new"] + [f"{s},{a + b * math.log(prior + batch * s)}"
+                                      for s in steps]
+        (run / "val_log.csv").write_text("\n".join(rows) + "\n")
+    out = tmp_path / "curve.json"
+    bench.main([str(tmp_path / "r1"), f"{tmp_path / 'r2'}@1600", "--together", "--goal", "25",
+                "--json", str(out)])
+    (curve,) = json.loads(out.read_text())["runs"]
+    assert curve["samples"] == [800, 1600, 2400, 3200]
+    assert math.isclose(curve["fit"]["b_per_ln_sample"], b)
+    assert math.isclose(curve["samples_for_target"], math.exp((25 - a) / b), rel_tol=1e-9)

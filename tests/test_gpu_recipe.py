@@ -1,7 +1,8 @@
 """The GPU recipe and the GPU check, run on the CPU in their short modes so they cannot rot.
 
 ``benchmarks/gpu_train_sfnet_s.sh`` (pack → corpus without PyAV → configs/sfnet_s_gpu.yaml →
-head export) for 5 steps on a tiny pack, with PyAV hidden as on the GPU machine; and
+head export) for 5 steps on a tiny pack, with PyAV hidden as on the GPU machine; the same for
+the basicvsr-compressed and sfnet recipes (a few steps each); and
 ``benchmarks/gpu_check.py --device cpu --quick``.
 """
 
@@ -151,3 +152,55 @@ def test_compressed_gpu_recipe_three_steps_on_cpu(tmp_path: Path, shared_dir: Pa
     from stvsr.models.basicvsr import export_basicvsr_delta
 
     export_basicvsr_delta(full, tmp_path / "ship.safetensors", base="basicvsr-vimeo-bd")
+
+
+@pytest.mark.slow
+def test_sfnet_gpu_recipe_three_steps_on_cpu(tmp_path: Path, shared_dir: Path) -> None:
+    """``benchmarks/gpu_pack.py --recipe sfnet`` packs an sfnet checkpoint in bf16 (and refuses
+    one of another model); ``benchmarks/gpu_train_sfnet.sh`` continues it with PyAV hidden, as
+    on the GPU machine, and returns fp16 weights that load strictly and moved from the start."""
+    from stvsr import create_model
+    from stvsr.weights import load_weights
+
+    start = tmp_path / "start.safetensors"
+    model = create_model("sfnet", weights=None)
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(start))
+    pack, work = tmp_path / "pack", tmp_path / "work"
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "TQDM_DISABLE": "1"}
+    pack_cmd = [sys.executable, str(REPO / "benchmarks" / "gpu_pack.py"), "--recipe", "sfnet",
+                "--shared", str(shared_dir), "--out", str(pack), "--septuplets", "1"]
+    wrong = tmp_path / "wrong.safetensors"
+    save_file({"conv.weight": torch.zeros(1)}, str(wrong))
+    proc = subprocess.run([*pack_cmd, "--start", str(wrong)], cwd=REPO, env=env,
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode != 0 and not (pack / "sfnet_start_bf16.safetensors").exists()
+    proc = subprocess.run([*pack_cmd, "--start", str(start)], cwd=REPO, env=env,
+                          capture_output=True, text=True, timeout=900)
+    if proc.returncode and "photograph" in proc.stderr:
+        pytest.skip(f"photographs cannot be fetched: {proc.stderr.strip().splitlines()[-1]}")
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    packed = load_file(str(pack / "sfnet_start_bf16.safetensors"))
+    assert all(v.dtype == torch.bfloat16 for v in packed.values() if v.is_floating_point())
+    noav = tmp_path / "noav" / "av"
+    noav.mkdir(parents=True)
+    (noav / "__init__.py").write_text("raise ImportError('PyAV is absent, as on the GPU machine')")
+    proc = subprocess.run(
+        ["bash", str(REPO / "benchmarks" / "gpu_train_sfnet.sh"), "5", "--max-steps", "3",
+         "--set", "train.device=cpu", "--set", "data.num_workers=0", "--set",
+         "data.batch_size=1", "--set", "data.lr_patch=16", "--set", "train.log_every=1",
+         "--set", "train.total_steps=3", "--set", "schedule.periods=[3]", "--set",
+         "schedule.warmup_steps=1", "--set", "train.ckpt_every=3"],
+        env={**env, "PACK": str(pack), "WORK": str(work), "OUT": str(tmp_path / "result"),
+             "CLIPS_PER_STILL": "1", "PYTHON": sys.executable, "PYTHONPATH": str(noav.parent)},
+        capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    assert "run failed" not in proc.stdout
+    with open(tmp_path / "result" / "ledger_rows.csv", newline="") as fh:
+        (row,) = list(csv.DictReader(fh))
+    assert row["end_step"] == "3" and row["model"] == "sfnet"
+    raw = tmp_path / "result" / "sfnet_gpu_raw_fp16.safetensors"
+    back = load_file(str(raw))
+    assert all(v.dtype == torch.float16 for v in back.values() if v.is_floating_point())
+    load_weights(create_model("sfnet", weights=None), raw)  # strict
+    assert any(not torch.equal(back[k].float(), packed[k].float().half().float())
+               for k in back if back[k].is_floating_point())  # three steps moved the weights
