@@ -193,16 +193,15 @@ def write_sfnet_start(out: Path, start: str) -> None:
 
     from stvsr import create_model
     from stvsr.errors import StvsrError
-    from stvsr.weights import load_weights, read_checkpoint, sha256_file
+    from stvsr.weights import load_state_dict_strict, read_checkpoint, sha256_file
 
     if not Path(start).is_file():
         raise StvsrError(f"--start {start} does not exist; train configs/sfnet_cpu.yaml (and "
                          "_r2) first, or name another sfnet checkpoint")
-    load_weights(create_model("sfnet", weights=None), start)  # strict: the wrong model fails
-    state = {k: v.to(torch.bfloat16).contiguous() if v.is_floating_point() else v.contiguous()
-             for k, v in read_checkpoint(start).items()}
-    save_file(state, str(out / SFNET_START), {"source": str(start),
-                                              "source_sha256": sha256_file(start)})
+    state = read_checkpoint(start)
+    load_state_dict_strict(create_model("sfnet", weights=None), state, source=start)
+    save_file(cast_floats(state, torch.bfloat16), str(out / SFNET_START),
+              {"source": str(start), "source_sha256": sha256_file(start)})
     print(f"continuing from {start} ({len(state)} tensors, bf16)")
 
 
@@ -212,10 +211,15 @@ def half_copy(checkpoint: str, out: str) -> None:
 
     from stvsr.weights import read_checkpoint
 
-    state = {k: v.half().contiguous() if v.is_floating_point() else v.contiguous()
-             for k, v in read_checkpoint(checkpoint).items()}
+    state = cast_floats(read_checkpoint(checkpoint), torch.float16)
     save_file(state, out, {"source": Path(checkpoint).name})
     print(f"{out}: {len(state)} tensors (fp16)")
+
+
+def cast_floats(state: dict[str, torch.Tensor], dtype: torch.dtype) -> dict[str, torch.Tensor]:
+    """``state`` with its floating tensors in ``dtype``, every tensor contiguous (to save)."""
+    return {k: (v.to(dtype) if v.is_floating_point() else v).contiguous()
+            for k, v in state.items()}
 
 
 def copy_septuplets(shared: Path, out: Path, limit: int) -> None:

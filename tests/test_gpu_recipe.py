@@ -26,6 +26,22 @@ import stvsr
 REPO = Path(__file__).resolve().parents[1]
 
 
+def hide_pyav(tmp_path: Path) -> Path:
+    """A folder to put first on PYTHONPATH whose ``av`` fails to import, as on the GPU machine."""
+    noav = tmp_path / "noav" / "av"
+    noav.mkdir(parents=True)
+    (noav / "__init__.py").write_text("raise ImportError('PyAV is absent, as on the GPU machine')")
+    return noav.parent
+
+
+def few_cpu_steps(steps: int) -> list[str]:
+    """``stvsr train`` options that shrink a GPU recipe to ``steps`` tiny steps on the CPU."""
+    sets = ["train.device=cpu", "data.num_workers=0", "data.batch_size=1", "data.lr_patch=16",
+            "train.log_every=1", f"train.total_steps={steps}", f"schedule.periods=[{steps}]",
+            "schedule.warmup_steps=1", f"train.ckpt_every={steps}"]
+    return ["--max-steps", str(steps), *(x for v in sets for x in ("--set", v))]
+
+
 @pytest.mark.slow
 def test_gpu_recipe_five_steps_on_cpu(tmp_path: Path, shared_dir: Path, pull_weights) -> None:
     from stvsr import create_model
@@ -49,12 +65,10 @@ def test_gpu_recipe_five_steps_on_cpu(tmp_path: Path, shared_dir: Path, pull_wei
     save_file({k: v.contiguous() for k, v in parts.items()},  # as gpu_pack.py --head packaged
               str(pack / "sfnet_s_parts.safetensors"),
               {"head": "packaged", "head_sha256": HEAD_WEIGHTS.sha256})
-    noav = tmp_path / "noav" / "av"
-    noav.mkdir(parents=True)
-    (noav / "__init__.py").write_text("raise ImportError('PyAV is absent, as on the GPU machine')")
+    noav = hide_pyav(tmp_path)
     env = {**os.environ, "PACK": str(pack), "WORK": str(tmp_path / "work"),
            "OUT": str(tmp_path / "result"), "CLIPS_PER_STILL": "1", "PYTHON": sys.executable,
-           "PYTHONPATH": str(noav.parent), "OMP_NUM_THREADS": "1"}
+           "PYTHONPATH": str(noav), "OMP_NUM_THREADS": "1"}
     proc = subprocess.run(
         ["bash", str(REPO / "benchmarks" / "gpu_train_sfnet_s.sh"), "5", "--max-steps", "5",
          "--set", "train.device=cpu", "--set", "data.num_workers=0", "--set",
@@ -115,17 +129,12 @@ def test_compressed_gpu_recipe_three_steps_on_cpu(tmp_path: Path, shared_dir: Pa
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     stored = sorted((pack / "variants").rglob("*.npz"))
     assert stored and len(stored) == 2 * len({p.parent for p in stored})
-    noav = tmp_path / "noav" / "av"
-    noav.mkdir(parents=True)
-    (noav / "__init__.py").write_text("raise ImportError('PyAV is absent, as on the GPU machine')")
+    noav = hide_pyav(tmp_path)
     proc = subprocess.run(
         ["bash", str(REPO / "benchmarks" / "gpu_train_basicvsr_compressed.sh"), "5",
-         "--max-steps", "3", "--set", "train.device=cpu", "--set", "data.num_workers=0",
-         "--set", "data.batch_size=1", "--set", "data.lr_patch=16", "--set",
-         "train.log_every=1", "--set", "train.total_steps=3", "--set", "schedule.periods=[3]",
-         "--set", "schedule.warmup_steps=1", "--set", "train.ckpt_every=3"],
+         *few_cpu_steps(3)],
         env={**env, "PACK": str(pack), "WORK": str(work), "OUT": str(tmp_path / "result"),
-             "CLIPS_PER_STILL": "1", "PYTHON": sys.executable, "PYTHONPATH": str(noav.parent)},
+             "CLIPS_PER_STILL": "1", "PYTHON": sys.executable, "PYTHONPATH": str(noav)},
         capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     assert "run failed" not in proc.stdout
@@ -181,17 +190,11 @@ def test_sfnet_gpu_recipe_three_steps_on_cpu(tmp_path: Path, shared_dir: Path) -
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     packed = load_file(str(pack / "sfnet_start_bf16.safetensors"))
     assert all(v.dtype == torch.bfloat16 for v in packed.values() if v.is_floating_point())
-    noav = tmp_path / "noav" / "av"
-    noav.mkdir(parents=True)
-    (noav / "__init__.py").write_text("raise ImportError('PyAV is absent, as on the GPU machine')")
+    noav = hide_pyav(tmp_path)
     proc = subprocess.run(
-        ["bash", str(REPO / "benchmarks" / "gpu_train_sfnet.sh"), "5", "--max-steps", "3",
-         "--set", "train.device=cpu", "--set", "data.num_workers=0", "--set",
-         "data.batch_size=1", "--set", "data.lr_patch=16", "--set", "train.log_every=1",
-         "--set", "train.total_steps=3", "--set", "schedule.periods=[3]", "--set",
-         "schedule.warmup_steps=1", "--set", "train.ckpt_every=3"],
+        ["bash", str(REPO / "benchmarks" / "gpu_train_sfnet.sh"), "5", *few_cpu_steps(3)],
         env={**env, "PACK": str(pack), "WORK": str(work), "OUT": str(tmp_path / "result"),
-             "CLIPS_PER_STILL": "1", "PYTHON": sys.executable, "PYTHONPATH": str(noav.parent)},
+             "CLIPS_PER_STILL": "1", "PYTHON": sys.executable, "PYTHONPATH": str(noav)},
         capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     assert "run failed" not in proc.stdout
