@@ -29,6 +29,7 @@ from stvsr.eval.results import result_model_name, spacetime_result, svsr_result
 from stvsr.eval.scorer import Scorer, bicubic_reference
 from stvsr.eval.source import ClipSource, clip_generator
 from stvsr.frames import to_uint8
+from stvsr.infer.passes import PassWatch
 from stvsr.infer.runner import restore_stream
 
 __all__ = ["StreamOptions", "evaluate_spacetime", "evaluate_svsr", "score_clips"]
@@ -63,15 +64,17 @@ def score_clips(model: nn.Module, clips: Sequence[Clip],
         plans.append((clip, n, plan(clip, n)))
     bar = tqdm(total=sum(n for _, n, _ in plans), desc=label, unit="f", disable=not progress)
     outputs = 0
-    for clip, n, runs in plans:
-        bar.set_description(f"{label} {clip.name}")
-        source = ClipSource(clip.files[:n], chain, clip_generator(seed, clip.name), runs,
-                            keep_inputs=scorer.reference_scale is not None)
-        keeper.start_clip(clip.name, n)
-        for run in runs:
-            outputs += _score_run(model, run, clip.name, source, scorer, keeper, stream, bar)
-        rows = scorer.finish_clip(clip.name, n)
-        bar.set_postfix(psnr_y=f"{sum(r['psnr_y'] for r in rows) / max(1, n):.2f}")
+    with PassWatch(model, bar.set_postfix_str):  # counts inside the passes of a clip
+        for clip, n, runs in plans:
+            bar.set_description(f"{label} {clip.name}")
+            source = ClipSource(clip.files[:n], chain, clip_generator(seed, clip.name), runs,
+                                keep_inputs=scorer.reference_scale is not None)
+            keeper.start_clip(clip.name, n)
+            for run in runs:
+                outputs += _score_run(model, run, clip.name, source, scorer, keeper, stream,
+                                      bar)
+            rows = scorer.finish_clip(clip.name, n)
+            bar.set_postfix(psnr_y=f"{sum(r['psnr_y'] for r in rows) / max(1, n):.2f}")
     bar.close()
     return outputs
 

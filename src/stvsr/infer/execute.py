@@ -27,6 +27,7 @@ from stvsr.infer.checks import disk_error
 from stvsr.infer.layout import layout_of
 from stvsr.infer.optimize import optimize
 from stvsr.infer.output import rotate
+from stvsr.infer.passes import PassWatch
 from stvsr.infer.progress import Progress
 from stvsr.infer.retime import interpolate_batch, local_fraction
 from stvsr.infer.runner import restore_stream
@@ -318,7 +319,8 @@ def restore_segments(
                 assert job.interp is not None
                 retime_segment(job.interp, seg, outputs, rel, feed, path, **common)
             else:
-                restore_segment(net, seg, outputs, feed, path, **common)
+                with PassWatch(job.net, bar.detail):  # counts inside the model's passes
+                    restore_segment(net, seg, outputs, feed, path, **common)
             work.mark_done(seg.index, len(outputs))
             trim()
             finished += 1

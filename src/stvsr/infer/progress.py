@@ -33,6 +33,7 @@ class Progress:
         self._last_emit = 0.0
         self._bar = None
         self.status_text = ""
+        self._status = self._detail = ""
         self._stop = threading.Event()
         self._closed = False
         self._ticker: threading.Thread | None = None
@@ -58,10 +59,21 @@ class Progress:
                 self.emit()
 
     def status(self, text: str) -> None:
-        """Say what is being worked on (shown beside the bar, or in the JSON lines)."""
-        self.status_text = text
+        """Say what is being worked on (shown beside the bar, or in the JSON lines); clears
+        the :meth:`detail`."""
+        self._status, self._detail = text, ""
+        self._show()
+
+    def detail(self, text: str) -> None:
+        """Say how far the work :meth:`status` names has got (shown after it), e.g. the counts
+        of a model's passes (:class:`stvsr.infer.passes.PassWatch`)."""
+        self._detail = text
+        self._show()
+
+    def _show(self) -> None:
+        self.status_text = " · ".join(t for t in (self._status, self._detail) if t)
         if self._bar is not None:
-            self._bar.set_postfix_str(text, refresh=True)
+            self._bar.set_postfix_str(self.status_text, refresh=True)
 
     @property
     def fps(self) -> float:
