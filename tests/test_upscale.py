@@ -1,4 +1,5 @@
-"""``stvsr upscale`` end to end on tiny generated clips: time, colour, resume, scene cuts, CLI."""
+"""``stvsr upscale`` end to end on tiny generated clips: time, colour, scene cuts, tiling, CLI
+(resuming: ``test_upscale_resume.py``)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import av
 import numpy as np
 import pytest
 import torch
-from _helpers import TemporalBox, interrupt_after
+from _upscale_clips import FAST, decode, make_clip, pattern, scene
 from torch import nn
 
 from stvsr import create_model
@@ -21,76 +22,6 @@ from stvsr.infer.engine import tensor_to_frame, upscale_video
 from stvsr.infer.scenes import detect_cuts, frame_distance, luma_thumbnail
 from stvsr.infer.segments import Segment, output_plan, plan_segments
 from stvsr.ops.resize import imresize
-
-FAST = {"preset": "ultrafast", "progress": "none", "log": lambda s: None}
-
-
-def _pattern(k: int, w: int, h: int, cut: int | None = None) -> np.ndarray:
-    rng = np.random.default_rng(0)
-    base = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
-    if cut is not None and k >= cut:
-        base = 255 - base[::-1]
-    return np.roll(base, 2 * k, axis=1)
-
-
-def _scene(k: int, w: int, h: int, cut: int) -> np.ndarray:
-    """Smooth content with a moving square; a different scene from frame ``cut`` on."""
-    yy, xx = np.mgrid[0:h, 0:w]
-    if k < cut:
-        img = np.stack([40 + 100 * xx / w, 60 + 0 * xx, 80 + 60 * yy / h], axis=-1)
-    else:
-        img = np.stack([220 - 80 * yy / h, 200 + 0 * xx, 120 + 100 * xx / w], axis=-1)
-    img[4:10, 2 + k:8 + k] = 250
-    return img.astype(np.uint8)
-
-
-def make_clip(path: Path, n: int, *, w: int = 32, h: int = 24, rate: Fraction = Fraction(25),
-              codec: str = "libx264", pix_fmt: str = "yuv420p", audio: bool = False,
-              times: list[Fraction] | None = None, tb: Fraction | None = None,
-              color: dict[str, int] | None = None) -> list[np.ndarray]:
-    """Write an ``n``-frame test clip; returns the RGB frames given to the encoder."""
-    frames = [_pattern(k, w, h) for k in range(n)]
-    tb = tb or 1 / rate
-    with av.open(str(path), "w") as c:
-        s = c.add_stream(codec, rate=rate)
-        s.width, s.height, s.pix_fmt = w, h, pix_fmt
-        s.time_base = tb
-        s.codec_context.time_base = tb
-        if codec == "libx264":
-            s.options = {"preset": "ultrafast"}
-        for key, val in (color or {}).items():
-            setattr(s.codec_context, key, val)
-        a = None
-        if audio:
-            a = c.add_stream("aac", rate=48000)
-            a.layout = "stereo"
-        for k, rgb in enumerate(frames):
-            f = av.VideoFrame.from_ndarray(rgb, format="rgb24").reformat(format=pix_fmt)
-            for key, val in (color or {}).items():
-                setattr(f, key, val)
-            t = times[k] if times is not None else k / rate
-            f.pts, f.time_base = round(t / tb), tb
-            c.mux(s.encode(f))
-        c.mux(s.encode(None))
-        if a is not None:
-            total = int(n / rate * 48000) + 1024
-            for i in range(0, total, 1024):
-                tone = np.sin(np.arange(i, i + 1024) / 20.0).astype(np.float32)
-                af = av.AudioFrame.from_ndarray(np.stack([tone, tone]), format="fltp",
-                                                layout="stereo")
-                af.sample_rate, af.pts = 48000, i
-                c.mux(a.encode(af))
-            c.mux(a.encode(None))
-    return frames
-
-
-def decode(path: Path) -> tuple[list[np.ndarray], list[Fraction], VideoReader]:
-    r = VideoReader(path, high_bit_depth=True)
-    frames, times = [], []
-    for f in r:
-        frames.append(f.rgb)
-        times.append(f.time)
-    return frames, times, r
 
 
 def test_fps_exact_midpoints_audio_and_segment_join(tmp_path: Path) -> None:
@@ -153,7 +84,7 @@ def test_ten_bit_and_colour_tags_survive(tmp_path: Path) -> None:
 def test_png_folder_in_and_out_exact(tmp_path: Path) -> None:
     src = tmp_path / "frames in"
     src.mkdir()
-    inputs = [_pattern(k, 20, 14) for k in range(5)]
+    inputs = [pattern(k, 20, 14) for k in range(5)]
     for k, rgb in enumerate(inputs):
         write_image(src / f"f{k}.png", rgb)
     out = tmp_path / "frames out"
@@ -172,7 +103,7 @@ def test_scale_option_resizes(tmp_path: Path) -> None:
     src = tmp_path / "in"
     src.mkdir()
     for k in range(2):
-        write_image(src / f"{k}.png", _pattern(k, 20, 14))
+        write_image(src / f"{k}.png", pattern(k, 20, 14))
     out = tmp_path / "out"
     s = upscale_video(src, out, model="bicubic", scale=2, **FAST)
     from stvsr.data.video import read_image
@@ -181,151 +112,10 @@ def test_scale_option_resizes(tmp_path: Path) -> None:
     assert (s["width"], s["height"]) == (40, 28)
 
 
-def _run_resumable(src: Path, out: Path, **kw) -> dict:
-    return upscale_video(src, out, model=TemporalBox(scale=2), codec="ffv1", chunk=3, overlap=2,
-                         segment_frames=4, scene_detect=False, **FAST, **kw)
-
-
-def test_interrupted_then_resumed_equals_uninterrupted(tmp_path: Path,
-                                                        monkeypatch: pytest.MonkeyPatch) -> None:
-    src = tmp_path / "in.mkv"
-    inputs = make_clip(src, 11, codec="ffv1", pix_fmt="bgr0")
-    ref_out = tmp_path / "ref.mkv"
-    _run_resumable(src, ref_out)
-    out = tmp_path / "res.mkv"
-    out.write_bytes(b"old result")  # an earlier output stays untouched until the new one is done
-    with pytest.raises(KeyboardInterrupt):
-        _run_resumable(src, out, on_segment_done=interrupt_after(1))
-    assert out.read_bytes() == b"old result"
-    work = tmp_path / "res.mkv.stvsr-work"
-    manifest = json.loads((work / "manifest.json").read_text())
-    assert list(manifest["done"]) == ["0"]
-    assert not list(tmp_path.glob(".*partial*"))
-    s = _run_resumable(src, out)
-    assert s["resumed_segments"] == 1 and s["segments"] == 3
-    assert not work.exists()
-    a, ta, _ = decode(ref_out)
-    b, tb_, _ = decode(out)
-    assert len(a) == len(b) == 11 and ta == tb_
-    for x, y in zip(a, b, strict=True):
-        np.testing.assert_array_equal(x, y)
-    # context at segment borders: equal to running the model on the whole clip (no seams)
-    x = torch.stack([torch.from_numpy(f).permute(2, 0, 1).float() / 255 for f in inputs])
-    whole = TemporalBox(scale=2)(x[None])[0]
-    for k, y in enumerate(b):
-        diff = np.abs(tensor_to_frame(whole[k]).astype(int) - y.astype(int)).max()
-        assert diff <= 1
-
-
-def test_changed_options_start_over(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    src = tmp_path / "in.mkv"
-    make_clip(src, 9, codec="ffv1", pix_fmt="bgr0")
-    out = tmp_path / "o.mkv"
-    with pytest.raises(KeyboardInterrupt):
-        _run_resumable(src, out, on_segment_done=interrupt_after(1))
-    with pytest.warns(RuntimeWarning, match=r"options\.overlap 2 -> 1.*starting over"):
-        s = upscale_video(src, out, model=TemporalBox(scale=2), codec="ffv1", chunk=3, overlap=1,
-                          segment_frames=4, scene_detect=False, **FAST)
-    assert s["resumed_segments"] == 0 and out.exists()
-
-
-class _BoxWithDcn(TemporalBox):
-    """:class:`TemporalBox` holding a deformable conv whose implementation can be chosen (it
-    is not used: only the resume key looks at it)."""
-
-    def __init__(self, impl: str) -> None:
-        super().__init__(scale=2)
-        from stvsr.ops.dcn import ModulatedDeformConv2d
-
-        torch.manual_seed(0)
-        self.dcn = ModulatedDeformConv2d(4, 4, 3, padding=1)
-        self.dcn.impl = impl
-
-
-def test_resume_refuses_a_changed_precision_or_dcn(tmp_path: Path, capsys: pytest.CaptureFixture,
-                                                  monkeypatch: pytest.MonkeyPatch) -> None:
-    """Issue 12: frames made at another precision or with another deformable-conv kernel
-    would not match the finished segments: the rerun is refused in one line, the work folder
-    is kept, and the old setting resumes."""
-    src = tmp_path / "in.mkv"
-    make_clip(src, 9, codec="ffv1", pix_fmt="bgr0")
-    out = tmp_path / "o.mkv"
-    work = tmp_path / "o.mkv.stvsr-work"
-    with pytest.raises(KeyboardInterrupt):
-        _run_resumable(src, out, on_segment_done=interrupt_after(1))
-    manifest = json.loads((work / "manifest.json").read_text())
-    assert manifest["key"]["runtime"] == {"device": "cpu", "precision": "fp32", "dcn": None}
-    from stvsr.errors import StvsrError
-
-    with pytest.raises(StvsrError, match="precision fp32, this run has precision bf16") as err:
-        _run_resumable(src, out, precision="bf16")
-    msg = str(err.value)
-    assert "\n" not in msg and "--precision fp32" in msg and f"delete {work}" in msg
-    assert list(json.loads((work / "manifest.json").read_text())["done"]) == ["0"]
-    assert _run_resumable(src, out)["resumed_segments"] == 1  # the old setting resumes
-
-    # the deformable-conv implementation (here set on the model; normally picked per machine)
-    with pytest.raises(KeyboardInterrupt):
-        upscale_video(src, out, model=_BoxWithDcn("pure"), codec="ffv1", chunk=3, overlap=2,
-                      segment_frames=4, scene_detect=False, on_segment_done=interrupt_after(1),
-                      **FAST)
-    with pytest.raises(StvsrError, match="deformable conv pure, this run has deformable conv "
-                                         "native") as err:
-        upscale_video(src, out, model=_BoxWithDcn("native"), codec="ffv1", chunk=3, overlap=2,
-                      segment_frames=4, scene_detect=False, **FAST)
-    assert "STVSR_NATIVE=0" in str(err.value) and work.is_dir()
-
-
-def test_cli_refuses_a_changed_precision_in_one_line(tmp_path: Path, capsys: pytest.CaptureFixture,
-                                                    monkeypatch: pytest.MonkeyPatch) -> None:
-    src = tmp_path / "in.mkv"
-    make_clip(src, 9, codec="ffv1", pix_fmt="bgr0")
-    out = tmp_path / "o"
-    argv = ["upscale", str(src), str(out), "--model", "bicubic", "--segment-frames", "3",
-            "--no-scene-detect", "--progress", "none", "--precision", "fp32"]
-    import functools
-
-    import stvsr.infer.engine as engine
-
-    plain = engine.upscale_video
-    monkeypatch.setattr(engine, "upscale_video",
-                        functools.partial(plain, on_segment_done=interrupt_after(1)))
-    assert main(argv) == 130  # interrupted
-    monkeypatch.setattr(engine, "upscale_video", plain)
-    capsys.readouterr()
-    assert main([*argv, "--precision", "bf16"]) == 2
-    err = capsys.readouterr().err.strip()
-    assert err.startswith("error:") and "\n" not in err
-    assert "precision fp32" in err and "--precision fp32" in err and "start over" in err
-    assert (tmp_path / "o.stvsr-work" / "manifest.json").is_file()
-
-
-def test_work_dir_refuses_another_device(tmp_path: Path) -> None:
-    from stvsr.errors import VideoError
-    from stvsr.infer.segments import WorkDir
-
-    key = {"input": {"path": "x"}, "options": {"chunk": 3},
-           "runtime": {"device": "cuda (NVIDIA H100 80GB HBM3)", "precision": "bf16",
-                       "dcn": "torchvision"}}
-    assert WorkDir(tmp_path / "o.mkv").open(key, refuse="runtime") is False
-    cpu = {**key, "runtime": {"device": "cpu", "precision": "bf16", "dcn": "native"}}
-    with pytest.raises(VideoError) as err:
-        WorkDir(tmp_path / "o.mkv").open(cpu, refuse="runtime")
-    msg = str(err.value)
-    assert "with deformable conv torchvision, device cuda (NVIDIA H100 80GB HBM3)," in msg
-    assert "this run has deformable conv native, device cpu," in msg
-    assert "rerun with --device cuda to resume" in msg and "\n" not in msg
-    assert WorkDir(tmp_path / "o.mkv").open(key, refuse="runtime") is True  # kept
-    # with the options changed as well it is another job: start over
-    other = {**cpu, "options": {"chunk": 4}}
-    with pytest.warns(RuntimeWarning, match="starting over"):
-        assert WorkDir(tmp_path / "o.mkv").open(other, refuse="runtime") is False
-
-
 def test_scene_cut_gives_no_blended_frame(tmp_path: Path) -> None:
     src = tmp_path / "cut"
     src.mkdir()
-    inputs = [_scene(k, 32, 24, cut=4) for k in range(8)]
+    inputs = [scene(k, 32, 24, cut=4) for k in range(8)]
     for k, rgb in enumerate(inputs):
         write_image(src / f"{k:03d}.png", rgb)
     out = tmp_path / "cut_out"
@@ -349,10 +139,10 @@ def test_detect_cuts_adaptive() -> None:
     assert detect_cuts(steady) == [11]
     fast_motion = [0.0] + [0.2, 0.25, 0.22, 0.3, 0.21, 0.24, 0.26]  # high but steady
     assert detect_cuts(fast_motion) == []
-    a = luma_thumbnail(_pattern(0, 64, 48))
+    a = luma_thumbnail(pattern(0, 64, 48))
     assert a.shape[1] == 32 and 0 <= a.min() and a.max() <= 1
     assert frame_distance(a, a) == 0
-    b = [luma_thumbnail(_scene(k, 64, 48, cut=2)) for k in range(3)]
+    b = [luma_thumbnail(scene(k, 64, 48, cut=2)) for k in range(3)]
     assert frame_distance(b[0], b[1]) < 0.05 < 0.12 < frame_distance(b[1], b[2])
 
 
@@ -500,13 +290,3 @@ def test_default_model_serves_the_input(tmp_path: Path, capsys, pull_weights) ->
     assert main(["upscale", str(src), str(tmp_path / "b.mp4"), "--dry-run", "--model",
                  "stvsr-bicubic"]) == 0
     assert "model: " not in capsys.readouterr().err
-
-
-def test_inference_impl_names_the_kernel_that_runs() -> None:
-    from stvsr.ops import native
-    from stvsr.ops.dcn import inference_impl
-
-    assert inference_impl(TemporalBox()) is None  # no deformable conv
-    assert inference_impl(_BoxWithDcn("pure")) == "pure"
-    auto = _BoxWithDcn("auto")
-    assert inference_impl(auto, "cpu") == ("native" if native.available() else "pure")
