@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 from _helpers import interrupt_after
-from test_upscale import make_clip
+from _upscale_clips import make_clip
 
 from stvsr.cli import build_parser
 from stvsr.infer.distributed import DistributedScheduler
