@@ -13,10 +13,10 @@ otherwise random weights (the JSON says which). Prints a table and writes JSON.
     16; ``--quick``: batch 2, 5 steps);
 (d) with ``--train-data CORPUS``: the sfnet-s GPU recipe (``configs/sfnet_s_gpu.yaml``: batch
     16, LR patch 64, 4 frames) as it was (fp32, PNG decoding and degradation in 12 loader
-    workers) and through the frozen-store bank in bf16, measured one after the other by
-    ``benchmarks/train_throughput.py``: samples per second, the fraction of the time spent
-    waiting for data, and the ratio to the plain recipe and to the ~8 samples/s the plain GPU
-    recipe reached on an H200 in 2026-11 (issue 19's baseline).
+    workers) and through the frozen-store bank in bf16 (fp32 on a CPU without native bf16),
+    measured one after the other by ``benchmarks/train_throughput.py``: samples per second,
+    the fraction of the time spent waiting for data, and the ratio to the plain recipe and to
+    the ~8 samples/s the plain GPU recipe reached on an H200 in 2026-11 (issue 19's baseline).
 
 ``python benchmarks/gpu_check.py [--device cuda] [--quick] [--json out/gpu_check.json]``;
 ``--device cpu --quick`` is the dry mode that CI runs so the script cannot rot.
@@ -36,6 +36,17 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))  # run from a bare checkout
 
 PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def precisions(dev: torch.device) -> dict[str, torch.dtype | None]:
+    """The precisions worth checking on ``dev``: all on CUDA; on a CPU fp32, and bf16 where it
+    is native (emulated bf16 is ~40x slower than fp32 and not a path anyone should run)."""
+    from stvsr.ops.fused import cpu_bf16_native
+
+    if dev.type == "cuda":
+        return PRECISIONS
+    return {k: v for k, v in PRECISIONS.items()
+            if k == "fp32" or (k == "bf16" and cpu_bf16_native())}
 
 
 def _psnr(a: torch.Tensor, b: torch.Tensor) -> float:
@@ -107,9 +118,7 @@ def check_agreement(names: list[str], dev: torch.device, parts: Path | None) -> 
         x = _input(model.kind, n, 48, 64, torch.device("cpu"))
         ref = _run(model, x, None)
         model.to(dev)
-        for prec, dtype in PRECISIONS.items():
-            if dev.type == "cpu" and prec == "fp16":
-                continue
+        for prec, dtype in precisions(dev).items():
             out = _run(model, x.to(dev), dtype).cpu()
             rows.append({"model": name, "weights": source, "precision": prec,
                          "psnr_vs_cpu_fp32": round(_psnr(out, ref), 2)})
@@ -143,9 +152,7 @@ def bench_speed(names: list[str], sizes: list[tuple[int, int]], dev: torch.devic
             x = _input(model.kind, n, h, w, dev)
             outs = 1 if model.kind == "window" else (2 * n - 1 if model.kind == "spacetime"
                                                      else n)
-            for prec, dtype in PRECISIONS.items():
-                if dev.type == "cpu" and prec == "fp16":
-                    continue
+            for prec, dtype in precisions(dev).items():
                 if dev.type == "cuda":
                     torch.cuda.reset_peak_memory_stats(dev)
                 _run(model, x, dtype)  # warm-up
@@ -204,9 +211,10 @@ def bench_train_sfnet_s(dev: torch.device, corpus: Path, parts: Path, quick: boo
         common += ["data.batch_size=2", "data.lr_patch=16", "data.num_workers=0", "bank.pool=2",
                    "bank.max_inputs=4"]
     steps, warmup = (3, 1) if quick else (60, 10)
+    bank_prec = "bf16" if "bf16" in precisions(dev) else "fp32"
     recipes = ["configs/sfnet_s_gpu.yaml",
                "configs/sfnet_s_gpu.yaml+bank.enabled=true+data.num_workers=0"
-               "+train.precision=bf16"]
+               f"+train.precision={bank_prec}"]
     root = Path(__file__).resolve().parents[1]
     rows = [measure(str(root / r), common, steps, warmup) for r in recipes]
     for r in rows:

@@ -50,7 +50,7 @@ def test_auto_precision_on_cpu(monkeypatch: pytest.MonkeyPatch, cpu_bf16: bool |
 
 @pytest.mark.parametrize("device", ["cpu", "cuda"])
 def test_named_precision_is_kept(monkeypatch: pytest.MonkeyPatch, device: str) -> None:
-    fake_machine(monkeypatch, cuda=True, cuda_bf16=False, cpu_bf16=False)
+    fake_machine(monkeypatch, cuda=True, cuda_bf16=False, cpu_bf16=True)
     for p in ("fp32", "bf16", "fp16"):
         assert resolve_precision(p, device) == p
 
@@ -63,3 +63,20 @@ def test_auto_device_then_precision(monkeypatch: pytest.MonkeyPatch) -> None:
     assert resolve_precision("auto", resolve_device("auto")) == "bf16"
     fake_machine(monkeypatch, cuda=False, cpu_bf16=False)
     assert resolve_precision("auto", resolve_device("auto")) == "fp32"
+
+
+def test_bf16_on_a_cpu_without_it_warns_in_one_line(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Emulated bf16 runs (oneDNN's fused kernels step aside) but is ~40x slower than fp32:
+    asked for by name on such a CPU, it warns and says what to use instead."""
+    import warnings
+
+    fake_machine(monkeypatch, cuda=False, cpu_bf16=False)
+    with pytest.warns(RuntimeWarning, match="emulated.*--precision fp32") as rec:
+        assert resolve_precision("bf16", "cpu") == "bf16"
+    assert len(rec) == 1 and "\n" not in str(rec[0].message)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert resolve_precision("bf16", "cuda") == "bf16"  # the CPU does not matter there
+        assert resolve_precision("auto", "cpu") == "fp32"
+        fake_machine(monkeypatch, cuda=False, cpu_bf16=True)
+        assert resolve_precision("bf16", "cpu") == "bf16"

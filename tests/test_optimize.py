@@ -216,3 +216,36 @@ def test_edvr_pcd_terms_are_computed_once_per_frame_and_freed(
         assert len(calls) == 6 and optimize_edvr._TERMS == {}
         fast(_input(model))
     assert len(calls) == 6 + 5 and optimize_edvr._TERMS == {}
+
+
+def test_bf16_without_native_bf16_leaves_onednn_for_the_plain_conv(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """oneDNN's fused bf16 convolution refuses to run on a CPU without native bf16 (an AVX2
+    EPYC: "bf16 path needs the cpu support avx_ne_convert or avx512bw ..."): there the fast path
+    runs the plain convolution under the caller's autocast; fp32 stays fused."""
+    from torch import nn
+
+    from stvsr.ops import fused
+
+    real = fused._PW
+    dtypes: list[torch.dtype] = []
+
+    class Spy:
+        def __call__(self, x, *args):
+            dtypes.append(x.dtype)
+            return real(x, *args)
+
+    monkeypatch.setattr(fused, "_PW", Spy())
+    monkeypatch.setattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", lambda: False,
+                        raising=False)
+    torch.manual_seed(0)
+    conv, act = nn.Conv2d(8, 8, 3, 1, 1).eval(), nn.LeakyReLU(0.1)
+    x = torch.rand(1, 8, 12, 12)
+    with torch.inference_mode(), fused.fast_kernels(fused.FastKernels()):
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            y = fused.conv_act(conv, x, act)
+        y32 = fused.conv_act(conv, x, act)
+    assert dtypes == [torch.float32]  # only the fp32 call went to oneDNN's fused kernel
+    assert y.dtype == torch.bfloat16
+    torch.testing.assert_close(y.float(), act(conv(x)), rtol=0.02, atol=0.02)
+    torch.testing.assert_close(y32, act(conv(x)), rtol=1e-5, atol=1e-6)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 # The model `stvsr upscale` and `stvsr demo` use when none is named: the shipped space-time
 # model (x4 space, x2 frame rate; `--fps-factor 1` keeps the rate).
 DEFAULT_MODEL = "sfnet-s"
@@ -30,6 +32,11 @@ INTERPOLATION_MODEL = "rife"
 # 320x180 needs ~1 GB per 50 frames), and every Vid4 clip's <= 25 LR frames in the ST-VSR full
 # protocol, exactly as the published numbers are computed. `window` models slide over the
 # stream (their context is half their window); their chunk only sizes `stvsr upscale` segments.
+# A CPU without native bf16 (AVX512-BF16, AMX or AVX-NE-CONVERT; e.g. an AVX2 EPYC) emulates
+# bf16 convolutions: 41x slower than fp32 on such a machine (a 64-channel 3x3 conv, measured).
+BF16_EMULATED = ("bf16 on this CPU is emulated (it has no native bf16: AVX512-BF16, AMX or "
+                 "AVX-NE-CONVERT), about 40x slower than fp32 here; use {fix}")
+
 CHUNKING: dict[str, tuple[int, int]] = {
     "recurrent": (50, 8),
     "spacetime": (30, 5),
@@ -57,12 +64,19 @@ def resolve_device(device: str) -> str:
 def resolve_precision(precision: str, device: str) -> str:
     """``"auto"`` → on CUDA bf16 where supported, else fp16; on a CPU bf16 when it computes
     bf16 natively (oneDNN reports it; there the bf16 paths of EDVR, BasicVSR and sfnet-s ran
-    1.3-1.9× faster than fp32), else fp32. Anything else as given."""
-    if precision != "auto":
-        return precision
+    1.3-1.9× faster than fp32), else fp32. Anything else as given.
+
+    Explicit ``bf16`` on a CPU without native bf16 runs (emulated) with a warning."""
     import torch
 
-    if str(device).startswith("cuda"):
+    from stvsr.ops.fused import cpu_bf16_native
+
+    cpu = not str(device).startswith("cuda")
+    if precision == "bf16" and cpu and not cpu_bf16_native():
+        warnings.warn(BF16_EMULATED.format(fix="--precision fp32 (or auto)"), RuntimeWarning,
+                      stacklevel=2)
+    if precision != "auto":
+        return precision
+    if not cpu:
         return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
-    supported = getattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", None)
-    return "bf16" if supported is not None and supported() else "fp32"
+    return "bf16" if cpu_bf16_native() else "fp32"
