@@ -80,3 +80,24 @@ def test_bf16_on_a_cpu_without_it_warns_in_one_line(monkeypatch: pytest.MonkeyPa
         assert resolve_precision("auto", "cpu") == "fp32"
         fake_machine(monkeypatch, cuda=False, cpu_bf16=True)
         assert resolve_precision("bf16", "cpu") == "bf16"
+
+
+def test_the_cli_says_the_bf16_warning_in_one_line(monkeypatch: pytest.MonkeyPatch, tmp_path,
+                                                   capsys: pytest.CaptureFixture) -> None:
+    """On the command line a warning is ``warning: ...``, one line, no Python source line."""
+    import numpy as np
+
+    from stvsr.cli import main
+    from stvsr.data.video import write_image
+
+    fake_machine(monkeypatch, cuda=False, cpu_bf16=False)
+    src = tmp_path / "frames"
+    src.mkdir()
+    for i in range(2):
+        write_image(src / f"{i:03d}.png", np.full((16, 16, 3), 40 * i, np.uint8))
+    assert main(["upscale", str(src), str(tmp_path / "out.mp4"), "--model", "bicubic",
+                 "--precision", "bf16", "--dry-run"]) == 0
+    err = capsys.readouterr().err
+    lines = [x for x in err.splitlines() if "emulated" in x]
+    assert len(lines) == 1 and lines[0].startswith("warning: bf16 on this CPU is emulated")
+    assert "RuntimeWarning" not in err and "resolve_precision" not in err

@@ -128,6 +128,9 @@ def test_cli_refuses_a_changed_precision_in_one_line(tmp_path: Path, capsys: pyt
     assert main(argv) == 130  # interrupted
     monkeypatch.setattr(engine, "upscale_video", plain)
     capsys.readouterr()
+    # a CPU with native bf16, so that the refusal is all it says (it refuses before running)
+    monkeypatch.setattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", lambda: True,
+                        raising=False)
     assert main([*argv, "--precision", "bf16"]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("error:") and "\n" not in err

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import argparse
 import sys
+import warnings
+from typing import Any
 
 from stvsr.errors import StvsrError
 from stvsr.infer.defaults import CHUNKING, DEFAULT_MODEL
@@ -282,11 +284,19 @@ COMMANDS = {"upscale": _cmd_upscale, "eval": _cmd_eval, "weights": _cmd_weights,
 # `train` and `data` set their handler on the parser (stvsr.train.command).
 
 
+def _warn_in_one_line(message: Warning | str, category: type[Warning], filename: str,
+                      lineno: int, file: Any = None, line: str | None = None) -> None:
+    """The CLI's warnings: ``warning: <message>`` on stderr, without Python's source line."""
+    print(f"warning: {message}", file=file if file is not None else sys.stderr)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         handler = COMMANDS.get(args.command) or args.handler
-        handler(args)
+        with warnings.catch_warnings():
+            warnings.showwarning = _warn_in_one_line
+            handler(args)
     except StvsrError as exc:
         if not getattr(exc, "quiet", False):  # quiet: another rank reports it
             print(f"error: {exc}", file=sys.stderr)
