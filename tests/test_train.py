@@ -64,6 +64,23 @@ def test_config_errors_are_one_line(tmp_path: Path) -> None:
         load_config(tmp_path / "none.yaml")
 
 
+def test_bf16_training_on_a_cpu_without_it_warns(data_root: Path, tmp_path: Path,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """Emulated bf16 is ~40x slower than fp32: the trainer says so once, and how to avoid it."""
+    import warnings
+
+    cfg = config_from_dict(tiny_cfg(data_root, train={"precision": "bf16"}))
+    monkeypatch.setattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", lambda: False,
+                        raising=False)
+    with pytest.warns(RuntimeWarning, match=r"emulated.*--set train.precision=fp32"):
+        Trainer(cfg, tmp_path / "a", progress=False)
+    monkeypatch.setattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", lambda: True,
+                        raising=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        Trainer(cfg, tmp_path / "b", progress=False)
+
+
 def test_validation_degrades_with_the_configured_chain(tmp_path: Path, data_root: Path) -> None:
     """``val.degradation`` may be a chain (a model trained for compressed input is validated on
     compressed input); the same step validated on BI and on BI + H.264 CRF 45 scores lower on

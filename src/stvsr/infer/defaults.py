@@ -24,6 +24,11 @@ COMPRESSED_MIN_CRF = 16.0
 # rational `--fps-factor` (Practical-RIFE 3.9).
 INTERPOLATION_MODEL = "rife"
 
+# A CPU without native bf16 (AVX512-BF16, AMX or AVX-NE-CONVERT; e.g. an AVX2 EPYC) emulates
+# bf16 convolutions: 41x slower than fp32 on such a machine (a 64-channel 3x3 conv, measured).
+BF16_EMULATED = ("bf16 on this CPU is emulated (it has no native bf16: AVX512-BF16, AMX or "
+                 "AVX-NE-CONVERT), about 40x slower than fp32 here; use {fix}")
+
 # Chunking of the one streaming path (stvsr.infer.runner.restore_stream), by model kind:
 # (chunk, overlap) = input frames a chunk owns, context frames run on each side and discarded.
 # `stvsr upscale`, `stvsr eval` (S-VSR and both ST-VSR protocols) and the trainer's validation
@@ -32,11 +37,6 @@ INTERPOLATION_MODEL = "rife"
 # 320x180 needs ~1 GB per 50 frames), and every Vid4 clip's <= 25 LR frames in the ST-VSR full
 # protocol, exactly as the published numbers are computed. `window` models slide over the
 # stream (their context is half their window); their chunk only sizes `stvsr upscale` segments.
-# A CPU without native bf16 (AVX512-BF16, AMX or AVX-NE-CONVERT; e.g. an AVX2 EPYC) emulates
-# bf16 convolutions: 41x slower than fp32 on such a machine (a 64-channel 3x3 conv, measured).
-BF16_EMULATED = ("bf16 on this CPU is emulated (it has no native bf16: AVX512-BF16, AMX or "
-                 "AVX-NE-CONVERT), about 40x slower than fp32 here; use {fix}")
-
 CHUNKING: dict[str, tuple[int, int]] = {
     "recurrent": (50, 8),
     "spacetime": (30, 5),
