@@ -61,6 +61,15 @@ def resolve_device(device: str) -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
+def warn_if_bf16_emulated(precision: str, device: str, fix: str) -> None:
+    """Warn in one line (saying ``fix``) when ``precision`` is bf16 on a CPU ``device`` that
+    has no native bf16 (:data:`BF16_EMULATED`)."""
+    from stvsr.ops.fused import cpu_bf16_native
+
+    if precision == "bf16" and str(device).startswith("cpu") and not cpu_bf16_native():
+        warnings.warn(BF16_EMULATED.format(fix=fix), RuntimeWarning, stacklevel=3)
+
+
 def resolve_precision(precision: str, device: str) -> str:
     """``"auto"`` → on CUDA bf16 where supported, else fp16; on a CPU bf16 when it computes
     bf16 natively (oneDNN reports it; there the bf16 paths of EDVR, BasicVSR and sfnet-s ran
@@ -71,12 +80,9 @@ def resolve_precision(precision: str, device: str) -> str:
 
     from stvsr.ops.fused import cpu_bf16_native
 
-    cpu = not str(device).startswith("cuda")
-    if precision == "bf16" and cpu and not cpu_bf16_native():
-        warnings.warn(BF16_EMULATED.format(fix="--precision fp32 (or auto)"), RuntimeWarning,
-                      stacklevel=2)
+    warn_if_bf16_emulated(precision, device, "--precision fp32 (or auto)")
     if precision != "auto":
         return precision
-    if not cpu:
+    if str(device).startswith("cuda"):
         return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
     return "bf16" if cpu_bf16_native() else "fp32"

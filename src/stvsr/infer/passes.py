@@ -22,8 +22,9 @@ RIFE: a forward per output frame or pair) is not watched.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from types import TracebackType
 from typing import Any
 
@@ -76,17 +77,12 @@ def pass_steps(model: nn.Module) -> list[PassStep]:
     """The watched steps of ``model``'s forward in the order it runs them; a label that comes
     twice (two recurrent networks) is numbered."""
     steps = _steps_in_order(model)
-    seen: dict[str, int] = {}
-    for s in steps:
-        seen[s.label] = seen.get(s.label, 0) + 1
-    if all(c == 1 for c in seen.values()):
-        return steps
-    count: dict[str, int] = {}
+    totals, seen = Counter(s.label for s in steps), Counter[str]()
     out = []
     for s in steps:
-        count[s.label] = count.get(s.label, 0) + 1
-        label = f"{s.label} {count[s.label]}" if seen[s.label] > 1 else s.label
-        out.append(PassStep(label, s.module, s.per_input, s.offset))
+        seen[s.label] += 1
+        numbered = totals[s.label] > 1
+        out.append(replace(s, label=f"{s.label} {seen[s.label]}") if numbered else s)
     return out
 
 

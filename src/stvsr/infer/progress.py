@@ -32,7 +32,6 @@ class Progress:
         self.t0 = time.perf_counter()
         self._last_emit = 0.0
         self._bar = None
-        self.status_text = ""
         self._status = self._detail = ""
         self._stop = threading.Event()
         self._closed = False
@@ -70,8 +69,12 @@ class Progress:
         self._detail = text
         self._show()
 
+    @property
+    def status_text(self) -> str:
+        """The :meth:`status`, then the :meth:`detail` (either may be empty)."""
+        return " · ".join(t for t in (self._status, self._detail) if t)
+
     def _show(self) -> None:
-        self.status_text = " · ".join(t for t in (self._status, self._detail) if t)
         if self._bar is not None:
             self._bar.set_postfix_str(self.status_text, refresh=True)
 

@@ -68,11 +68,6 @@ def cpu_bf16_native() -> bool:
     return bool(probe is not None and probe())
 
 
-def _fused_dtype(dt: torch.dtype) -> bool:
-    """oneDNN's fused kernels take ``dt`` on this CPU: fp32, and bf16 where it is native."""
-    return dt == torch.float32 or (dt == torch.bfloat16 and cpu_bf16_native())
-
-
 def param_version(conv: nn.Module) -> tuple:
     """Identity of ``conv``'s current weight and bias values (storage, version counter,
     strides): it changes when a state dict is loaded or a parameter is updated in place, so
@@ -109,10 +104,15 @@ class FastKernels:
     Args:
         channels_last: :func:`fast_layout` turns activations channels-last and cached weights
             are stored channels-last (oneDNN's 3×3 convs are ~1.5× faster so on CPU).
+
+    Which dtypes oneDNN's fused kernels take is read once, here: fp32, and bf16 where the CPU
+    computes it natively (:func:`cpu_bf16_native`).
     """
 
     def __init__(self, channels_last: bool = True) -> None:
         self.channels_last = channels_last
+        self.fused_dtypes = (torch.float32, torch.bfloat16) if cpu_bf16_native() else (
+            torch.float32,)
         self._weights: dict[tuple, tuple] = {}
         self._phase: dict[nn.Module, tuple] = {}
 
@@ -234,7 +234,7 @@ def _fast_conv(
     )
     attr = _act_attr(act)
     fused = (
-        _PW is not None and x.device.type == "cpu" and _fused_dtype(dt) and not grad
+        _PW is not None and x.device.type == "cpu" and dt in state.fused_dtypes and not grad
         and not torch.jit.is_tracing()
         and conv.groups == 1 and conv.padding_mode == "zeros" and not isinstance(conv.padding, str)
     )

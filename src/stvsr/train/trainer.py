@@ -35,7 +35,6 @@ import random
 import signal
 import sys
 import time
-import warnings
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -48,8 +47,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from stvsr.errors import StvsrError
-from stvsr.infer.defaults import BF16_EMULATED
-from stvsr.ops.fused import cpu_bf16_native
+from stvsr.infer.defaults import warn_if_bf16_emulated
 from stvsr.train.builders import (
     build_dataset,
     build_loss,
@@ -88,9 +86,7 @@ class Trainer(CheckpointMixin, LogMixin):
         self.device = self._pick_device(t.device)
         if t.precision == "fp16" and self.device.type != "cuda":
             raise ConfigError("train.precision fp16 needs a CUDA device; use bf16 or fp32 on CPU")
-        if t.precision == "bf16" and self.device.type == "cpu" and not cpu_bf16_native():
-            warnings.warn(BF16_EMULATED.format(fix="--set train.precision=fp32"), RuntimeWarning,
-                          stacklevel=2)
+        warn_if_bf16_emulated(t.precision, self.device.type, "--set train.precision=fp32")
         self._seed_everything(t.seed)
         self.module = build_model(cfg, log=self.log).to(self.device)
         if t.channels_last:  # the explicit speed step: a memory layout, the same weights
